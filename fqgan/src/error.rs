@@ -1,0 +1,35 @@
+//! The one error type of the library. Every message names the file, field or value at fault.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Config(String),
+    #[error("{path}: {message}")]
+    Weights { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Image { path: PathBuf, message: String },
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error("device: {0}")]
+    Device(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn weights(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Weights { path: path.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,118 @@
+//! Image files <-> tensors in [-1, 1] (NCHW, RGB), with errors that name the file.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use image::RgbImage;
+
+use crate::error::{Error, Result};
+
+/// Reads any format the `image` crate knows (PNG, JPEG, BMP, TGA, WebP, ...) as RGB8.
+pub fn read_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
+    let path = path.as_ref();
+    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    let decoded = reader
+        .decode()
+        .map_err(|e| Error::Image { path: path.into(), message: format!("cannot decode image: {e}") })?;
+    Ok(decoded.to_rgb8())
+}
+
+/// Reads an image that must be `size` x `size`, or resizes it to that when `resize` is set.
+pub fn read_rgb_sized(path: impl AsRef<Path>, size: u32, resize: bool) -> Result<RgbImage> {
+    let path = path.as_ref();
+    let image = read_rgb(path)?;
+    if image.dimensions() == (size, size) {
+        return Ok(image);
+    }
+    if resize {
+        return Ok(image::imageops::resize(&image, size, size, image::imageops::FilterType::Lanczos3));
+    }
+    Err(Error::Image {
+        path: path.into(),
+        message: format!("image is {}x{}; the model takes {size}x{size} (resize it, or pass --resize)", image.width(), image.height()),
+    })
+}
+
+/// Same-sized RGB images -> [B, 3, H, W] in [-1, 1].
+pub fn images_to_tensor<B: Backend>(images: &[RgbImage], device: &B::Device) -> Result<Tensor<B, 4>> {
+    let first = images.first().ok_or_else(|| Error::Input("no images given".into()))?;
+    let (w, h) = first.dimensions();
+    let mut values = Vec::with_capacity(images.len() * 3 * (w * h) as usize);
+    for (i, image) in images.iter().enumerate() {
+        if image.dimensions() != (w, h) {
+            return Err(Error::Input(format!(
+                "image {i} is {}x{}, image 0 is {w}x{h}: a batch must be one size",
+                image.width(),
+                image.height()
+            )));
+        }
+        for channel in 0..3 {
+            values.extend(image.pixels().map(|p| p[channel] as f32 / 127.5 - 1.0));
+        }
+    }
+    let data = TensorData::new(values, [images.len(), 3, h as usize, w as usize]);
+    Ok(Tensor::from_data(data, device))
+}
+
+/// [B, 3, H, W] in [-1, 1] -> RGB8 images (clamped, rounded to nearest).
+pub fn tensor_to_images<B: Backend>(tensor: Tensor<B, 4>) -> Vec<RgbImage> {
+    let [b, c, h, w] = tensor.dims();
+    assert_eq!(c, 3, "tensor_to_images takes RGB tensors");
+    let values: Vec<f32> = tensor.into_data().convert::<f32>().to_vec().expect("f32 data");
+    let plane = h * w;
+    (0..b)
+        .map(|i| {
+            let image = &values[i * 3 * plane..(i + 1) * 3 * plane];
+            RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                let at = y as usize * w + x as usize;
+                image::Rgb(std::array::from_fn(|ch| to_u8(image[ch * plane + at])))
+            })
+        })
+        .collect()
+}
+
+fn to_u8(x: f32) -> u8 {
+    (127.5 * x + 128.0).clamp(0.0, 255.0) as u8
+}
+
+/// Writes an image in the format its extension names, atomically.
+pub fn save_rgb(path: impl AsRef<Path>, image: &RgbImage) -> Result<()> {
+    let path = path.as_ref();
+    let format = image::ImageFormat::from_path(path)
+        .map_err(|e| Error::Image { path: path.into(), message: format!("unknown output format: {e}") })?;
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, format)
+        .map_err(|e| Error::Image { path: path.into(), message: format!("cannot encode image: {e}") })?;
+    crate::weights::write_atomic(path, bytes.get_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn pixels_survive_the_round_trip() {
+        let image = RgbImage::from_fn(5, 3, |x, y| image::Rgb([(x * 50) as u8, (y * 80) as u8, 255 - (x * y * 10) as u8]));
+        let tensor = images_to_tensor::<Flex>(std::slice::from_ref(&image), &Default::default()).unwrap();
+        assert_eq!(tensor.dims(), [1, 3, 3, 5]);
+        assert_eq!(tensor_to_images(tensor)[0], image);
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("broken.png");
+        std::fs::write(&bad, b"not a png").unwrap();
+        let err = read_rgb(&bad).unwrap_err().to_string();
+        assert!(err.contains("broken.png"), "{err}");
+        let small = dir.path().join("small.png");
+        save_rgb(&small, &RgbImage::new(8, 4)).unwrap();
+        let err = read_rgb_sized(&small, 16, false).unwrap_err().to_string();
+        assert!(err.contains("small.png") && err.contains("8x4") && err.contains("16x16"), "{err}");
+        assert_eq!(read_rgb_sized(&small, 16, true).unwrap().dimensions(), (16, 16));
+    }
+}

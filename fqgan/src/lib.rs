@@ -1,0 +1,21 @@
+//! FQGAN: factorized visual tokenization and generation, on burn.
+//!
+//! - [`tokenizer::Tokenizer`]: images <-> k parallel token grids (`encode`, `decode`,
+//!   `decode_subset`), loadable from official checkpoints converted to safetensors.
+//! - [`device::DeviceChoice`]: `cpu` (Flex), `ndarray`, `cuda[:N]`, dispatched once to
+//!   generic code.
+
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod image;
+pub mod layers;
+pub mod loss;
+pub mod tokenizer;
+pub mod verify;
+pub mod weights;
+
+pub use config::TokenizerConfig;
+pub use device::DeviceChoice;
+pub use error::{Error, Result};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,3 @@
+//! Training objectives that live outside the model modules.
+
+pub mod disentangle;

@@ -1,0 +1,186 @@
+//! Parity checks against golden reference cases produced by the official PyTorch code.
+//!
+//! A case folder holds `config.json` (with `family`), weights and `io.safetensors` (inputs and
+//! expected outputs). [`verify_case`] rebuilds the model from the config alone, runs it and
+//! compares every expected tensor it has a counterpart for.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::config::TokenizerConfig;
+use crate::error::{Error, Result};
+use crate::tokenizer::{LoadPurpose, Tokenizer, Trace};
+use crate::weights::TensorFile;
+
+/// Max absolute error allowed for float tensors (images, features, logits, losses).
+pub const FLOAT_TOLERANCE: f64 = 1e-4;
+
+#[derive(Debug, Clone)]
+pub struct TensorCheck {
+    pub name: String,
+    /// Max |ours - expected|; for integer tensors, the number of differing entries.
+    pub error: f64,
+    pub exact: bool,
+    pub passed: bool,
+    /// Why a check failed without a number (shape mismatch).
+    pub note: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct CaseReport {
+    pub case: PathBuf,
+    pub family: String,
+    pub checks: Vec<TensorCheck>,
+    /// Expected tensors that have no counterpart here (inputs excluded).
+    pub skipped: Vec<String>,
+}
+
+impl CaseReport {
+    pub fn failed(&self) -> usize {
+        self.checks.iter().filter(|c| !c.passed).count()
+    }
+
+    pub fn passed(&self) -> usize {
+        self.checks.len() - self.failed()
+    }
+
+    pub fn check(&self, name: &str) -> Option<&TensorCheck> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+impl fmt::Display for CaseReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for check in &self.checks {
+            let verdict = if check.passed { "PASS" } else { "FAIL" };
+            let error = match (&check.note, check.exact) {
+                (Some(note), _) => note.clone(),
+                (None, true) => format!("{} mismatched (exact)", check.error as u64),
+                (None, false) => format!("max abs err {:.3e}", check.error),
+            };
+            writeln!(f, "{:<width$}  {error:<28}  {verdict}", check.name)?;
+        }
+        for name in &self.skipped {
+            writeln!(f, "{name:<width$}  {:<28}  SKIP", "no counterpart")?;
+        }
+        write!(f, "{} passed, {} failed", self.passed(), self.failed())
+    }
+}
+
+/// Runs the golden case in `dir`, whatever its family and sizes, on `device`.
+pub fn verify_case<B: Backend>(dir: &Path, device: &B::Device) -> Result<CaseReport> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
+    let family = config.get("family").and_then(|f| f.as_str()).unwrap_or("<none>").to_string();
+    let io = TensorFile::read(dir.join("io.safetensors"))?;
+    let mut checker = Checker { io: &io, checks: Vec::new() };
+    match family.as_str() {
+        "tokenizer" => verify_tokenizer::<B>(dir, &config, &mut checker, device)?,
+        other => {
+            return Err(Error::Config(format!(
+                "{}: family '{other}' is not supported by this version (supported: tokenizer)",
+                config_path.display()
+            )))
+        }
+    }
+    let checked: std::collections::HashSet<_> = checker.checks.iter().map(|c| c.name.clone()).collect();
+    let mut skipped: Vec<String> = io
+        .tensors
+        .keys()
+        .filter(|k| !checked.contains(*k) && !INPUTS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    skipped.sort();
+    Ok(CaseReport { case: dir.to_path_buf(), family, checks: checker.checks, skipped })
+}
+
+/// Tensors in `io.safetensors` that are inputs, not expectations.
+const INPUTS: &[&str] = &["input"];
+
+struct Checker<'a> {
+    io: &'a TensorFile,
+    checks: Vec<TensorCheck>,
+}
+
+impl Checker<'_> {
+    /// Compares a float tensor with the expected one of that name, when the case has it.
+    fn float<B: Backend, const D: usize>(&mut self, name: &str, ours: Tensor<B, D>) {
+        let Some(expected) = self.io.tensors.get(name) else { return };
+        self.compare(name, ours.into_data(), expected, false);
+    }
+
+    /// Compares integer tensors for exact equality.
+    fn int<B: Backend, const D: usize>(&mut self, name: &str, ours: Tensor<B, D, Int>) {
+        let Some(expected) = self.io.tensors.get(name) else { return };
+        self.compare(name, ours.into_data(), expected, true);
+    }
+
+    fn compare(&mut self, name: &str, ours: TensorData, expected: &TensorData, exact: bool) {
+        let mut check = TensorCheck { name: name.into(), error: 0.0, exact, passed: false, note: None };
+        // Scalars are stored with shape [1]; our scalar losses are [1] too.
+        if ours.shape.num_elements() != expected.shape.num_elements() {
+            check.note = Some(format!("shape {:?} vs expected {:?}", ours.shape.as_slice(), expected.shape.as_slice()));
+            self.checks.push(check);
+            return;
+        }
+        if exact {
+            let a: Vec<i64> = ours.convert::<i64>().to_vec().expect("ints");
+            let b: Vec<i64> = expected.clone().convert::<i64>().to_vec().expect("ints");
+            check.error = a.iter().zip(&b).filter(|(x, y)| x != y).count() as f64;
+            check.passed = check.error == 0.0;
+        } else {
+            let a: Vec<f32> = ours.convert::<f32>().to_vec().expect("floats");
+            let b: Vec<f32> = expected.clone().convert::<f32>().to_vec().expect("floats");
+            let error = a.iter().zip(&b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, |m, e| if e.is_nan() { f64::NAN } else { m.max(e) });
+            check.error = error;
+            check.passed = error <= FLOAT_TOLERANCE;
+        }
+        self.checks.push(check);
+    }
+}
+
+fn verify_tokenizer<B: Backend>(dir: &Path, golden: &serde_json::Value, checker: &mut Checker<'_>, device: &B::Device) -> Result<()> {
+    let config = TokenizerConfig::from_golden_json(golden)?;
+    let weights = TensorFile::read(dir.join("weights.safetensors"))?;
+    let model = Tokenizer::<B>::from_tensor_file(&weights, Some(&config), LoadPurpose::Training, device)?;
+    let input = checker.io.get("input")?.clone();
+    let input = Tensor::<B, 4>::from_data(input.convert::<f32>(), device);
+    let names: Vec<&str> = config.codebooks.iter().map(|c| c.name.as_str()).collect();
+
+    let mut trace = Trace::on();
+    let out = model.forward(input.clone(), false, &mut trace)?;
+    for (name, activation) in trace.into_records() {
+        checker.float(&name, activation);
+    }
+    for (i, name) in names.iter().enumerate() {
+        checker.float(&format!("h_{name}"), out.features[i].clone());
+        checker.int(&format!("indices_{name}"), out.quantized[i].indices.clone());
+        checker.float(&format!("quant_{name}"), out.quantized[i].quant.clone());
+        if let Some(feat) = &out.feat_pred[i] {
+            checker.float(&format!("feat_pred_{name}"), feat.clone());
+        }
+    }
+    checker.float("disentangle_loss", out.disentangle_loss.clone());
+    checker.float("dec", out.reconstruction.clone());
+
+    let codes = model.encode(input.clone())?;
+    checker.float("dec_code", model.decode(codes)?);
+
+    let train = model.forward(input, true, &mut Trace::off())?;
+    for (name, losses) in names.iter().zip(train.losses()) {
+        let losses = losses.expect("training forward has losses");
+        checker.float(&format!("train_vq_loss_{name}"), losses.vq.clone());
+        checker.float(&format!("train_commit_loss_{name}"), losses.commit.clone());
+        checker.float(&format!("train_entropy_loss_{name}"), losses.entropy.clone());
+        let usage = Tensor::<B, 1>::from_floats([losses.usage as f32], device);
+        checker.float(&format!("train_codebook_usage_{name}"), usage);
+    }
+    checker.float("train_disentangle_loss", train.disentangle_loss);
+    Ok(())
+}

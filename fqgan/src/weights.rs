@@ -1,0 +1,232 @@
+//! Safetensors I/O for any burn module whose parameter paths mirror the official PyTorch
+//! names. A [`KeyMap`] renames the few paths that cannot be Rust field names
+//! (`encoder.heads.0.adapter` <-> `encoder.visual_head.0`, ...).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
+use safetensors::tensor::TensorView;
+
+use crate::error::{Error, Result};
+
+/// Prefix renames between module paths and file keys, longest prefix first.
+#[derive(Clone, Debug, Default)]
+pub struct KeyMap {
+    renames: Vec<(String, String)>,
+}
+
+impl KeyMap {
+    pub fn new(mut renames: Vec<(String, String)>) -> Self {
+        renames.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        Self { renames }
+    }
+
+    /// The file key of a module path (`a.b.weight`).
+    pub fn file_key(&self, path: &str) -> String {
+        for (from, to) in &self.renames {
+            if let Some(rest) = path.strip_prefix(from.as_str()) {
+                return format!("{to}{rest}");
+            }
+        }
+        path.to_string()
+    }
+}
+
+/// The tensors of one safetensors file (or buffer), with its `__metadata__`.
+pub struct TensorFile {
+    /// Where the tensors came from, for error messages.
+    pub source: PathBuf,
+    pub tensors: HashMap<String, TensorData>,
+    pub metadata: HashMap<String, String>,
+}
+
+impl TensorFile {
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses a safetensors buffer; `source` names it in errors.
+    pub fn from_bytes(bytes: &[u8], source: impl Into<PathBuf>) -> Result<Self> {
+        let source = source.into();
+        let parsed = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::weights(&source, format!("not a valid safetensors file: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| Error::weights(&source, format!("not a valid safetensors file: {e}")))?;
+        let mut tensors = HashMap::new();
+        for (name, view) in parsed.tensors() {
+            let data = tensor_data(&view).map_err(|m| Error::weights(&source, format!("tensor '{name}': {m}")))?;
+            tensors.insert(name, data);
+        }
+        let metadata = header.metadata().clone().unwrap_or_default();
+        Ok(Self { source, tensors, metadata })
+    }
+
+    /// A tensor as f32 values with its shape; errors name the key and file.
+    pub fn get(&self, key: &str) -> Result<&TensorData> {
+        self.tensors
+            .get(key)
+            .ok_or_else(|| Error::weights(&self.source, format!("has no tensor named '{key}'")))
+    }
+
+    pub fn has_prefix(&self, prefix: &str) -> bool {
+        self.tensors.keys().any(|k| k.starts_with(prefix))
+    }
+}
+
+fn tensor_data(view: &TensorView<'_>) -> std::result::Result<TensorData, String> {
+    use safetensors::Dtype as S;
+    let dtype = match view.dtype() {
+        S::F32 => DType::F32,
+        S::F16 => DType::F16,
+        S::BF16 => DType::BF16,
+        S::F64 => DType::F64,
+        S::I64 => DType::I64,
+        S::I32 => DType::I32,
+        S::U8 => DType::U8,
+        S::BOOL => DType::Bool(burn::tensor::BoolStore::Native),
+        other => return Err(format!("unsupported dtype {other:?}")),
+    };
+    Ok(TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype))
+}
+
+/// Writes tensors and metadata as safetensors, atomically: a temporary file in the same
+/// folder, flushed and synced, then renamed over `path`.
+pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, TensorData>, metadata: HashMap<String, String>) -> Result<()> {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, data)| {
+            let dtype = match data.dtype {
+                DType::F32 => safetensors::Dtype::F32,
+                DType::I64 => safetensors::Dtype::I64,
+                other => panic!("write_safetensors: unsupported dtype {other:?} for '{name}'"),
+            };
+            let view = TensorView::new(dtype, data.shape.to_vec(), data.as_bytes()).expect("sizes match dtype");
+            (name.clone(), view)
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| Error::Input(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Every float parameter and buffer of `module`, under its file key.
+pub fn module_tensors<B: Backend, M: Module<B>>(module: &M, keys: &KeyMap) -> BTreeMap<String, TensorData> {
+    struct Collect<'a> {
+        path: Vec<String>,
+        keys: &'a KeyMap,
+        out: BTreeMap<String, TensorData>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Collect<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let key = self.keys.file_key(&self.path.join("."));
+            self.out.insert(key, param.val().into_data().convert::<f32>());
+        }
+    }
+    let mut collect = Collect { path: Vec::new(), keys, out: BTreeMap::new() };
+    module.visit(&mut collect);
+    collect.out
+}
+
+/// Which file keys a load may skip or leave unused.
+pub struct LoadRules<'a> {
+    /// Module keys that keep their current value when the file lacks them (buffers).
+    pub optional: &'a dyn Fn(&str) -> bool,
+    /// File keys that are not an error when the module has no place for them.
+    pub ignorable: &'a dyn Fn(&str) -> bool,
+}
+
+/// Loads every parameter of `module` from `file`, checking shapes. Missing keys and unused
+/// keys (other than those `rules` allow) are errors that list the first few names.
+pub fn load_module<B: Backend, M: Module<B>>(module: M, file: &TensorFile, keys: &KeyMap, rules: &LoadRules<'_>) -> Result<M> {
+    struct Load<'a> {
+        path: Vec<String>,
+        keys: &'a KeyMap,
+        file: &'a TensorFile,
+        rules: &'a LoadRules<'a>,
+        used: HashSet<String>,
+        errors: Vec<String>,
+    }
+    impl<B: Backend> ModuleMapper<B> for Load<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let key = self.keys.file_key(&self.path.join("."));
+            let (id, current, mapper) = param.consume();
+            let Some(data) = self.file.tensors.get(&key) else {
+                if !(self.rules.optional)(&key) {
+                    self.errors.push(format!("missing '{key}'"));
+                }
+                return Param::from_mapped_value(id, current, mapper);
+            };
+            self.used.insert(key.clone());
+            if data.shape.as_slice() != current.dims().as_slice() {
+                self.errors.push(format!("'{key}' has shape {:?}, the model expects {:?}", data.shape.as_slice(), current.dims()));
+                return Param::from_mapped_value(id, current, mapper);
+            }
+            let mut loaded = Tensor::from_data(data.clone().convert::<f32>(), &current.device());
+            if current.is_require_grad() {
+                loaded = loaded.require_grad();
+            }
+            Param::from_mapped_value(id, loaded, mapper)
+        }
+    }
+    let mut load = Load { path: Vec::new(), keys, file, rules, used: HashSet::new(), errors: Vec::new() };
+    let module = module.map(&mut load);
+    let mut unused: Vec<&String> = file
+        .tensors
+        .keys()
+        .filter(|k| !load.used.contains(*k) && !(rules.ignorable)(k))
+        .collect();
+    unused.sort();
+    let mut errors = load.errors;
+    if !unused.is_empty() {
+        errors.push(format!(
+            "{} tensor(s) the model has no place for, e.g. {}",
+            unused.len(),
+            unused.iter().take(3).map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if errors.is_empty() {
+        Ok(module)
+    } else {
+        let total = errors.len();
+        let shown: Vec<_> = errors.into_iter().take(5).collect();
+        Err(Error::weights(
+            &file.source,
+            format!("does not fit this model ({total} problem(s)): {}", shown.join("; ")),
+        ))
+    }
+}
