@@ -4,7 +4,7 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use image::RgbImage;
+pub use image::RgbImage;
 
 use crate::error::{Error, Result};
 

@@ -11,10 +11,12 @@ pub mod error;
 pub mod image;
 pub mod layers;
 pub mod loss;
+pub mod metrics;
 pub mod tokenizer;
 pub mod verify;
 pub mod weights;
 
+pub use burn;
 pub use config::TokenizerConfig;
 pub use device::DeviceChoice;
 pub use error::{Error, Result};

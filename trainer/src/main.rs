@@ -1,1 +1,165 @@
-fn main(){}
+//! `fqgan-trainer`: create, import and check FQGAN models.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use fqgan::burn::tensor::backend::Backend;
+use fqgan::device::BackendTask;
+use fqgan::tokenizer::LoadPurpose;
+use fqgan::{Tokenizer, TokenizerConfig};
+use fqgan_trainer::{read_config, DeviceArg};
+
+#[derive(Parser)]
+#[command(name = "fqgan-trainer", version, about = "Create, import, verify and train FQGAN models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check golden reference cases (folders with config.json, weights and io.safetensors
+    /// made by the official PyTorch code): one line per tensor, then `N passed, M failed`.
+    /// Exits non-zero when any tensor mismatches.
+    VerifyGolden {
+        /// Case folders, e.g. ../shared/golden/tok_dual_ds16.
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Write a randomly initialised tokenizer (config embedded) to start training from or to
+    /// try the tools with.
+    Init {
+        /// Config preset (see `presets`).
+        #[arg(long, required_unless_present = "config")]
+        preset: Option<String>,
+        /// Config JSON file instead of a preset.
+        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+        config: Option<PathBuf>,
+        /// Seed for the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output safetensors file.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Turn an official checkpoint (converted to safetensors by tools/convert_official.py)
+    /// into a self-describing fqgan file with its config embedded.
+    Import {
+        /// The converted official weights.
+        weights: PathBuf,
+        /// The checkpoint's config preset, e.g. `dual-ds16`.
+        #[arg(long, required_unless_present = "config")]
+        preset: Option<String>,
+        /// Config JSON file instead of a preset.
+        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+        config: Option<PathBuf>,
+        /// Drop the training-only feature-prediction heads (smaller file for inference).
+        #[arg(long)]
+        inference: bool,
+        /// Output safetensors file.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// List the config presets, or print one as JSON.
+    Presets {
+        /// Print this preset's full config as JSON.
+        name: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::VerifyGolden { cases, device } => {
+            let failed = device.device.run(VerifyGolden { cases })??;
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Init { preset, config, seed, output, device } => {
+            let config = read_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
+            device.device.run(Init { config, seed, output })??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { weights, preset, config, inference, output } => {
+            let config = read_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
+            let purpose = if inference { LoadPurpose::Inference } else { LoadPurpose::Training };
+            let device = Default::default();
+            let model = Tokenizer::<fqgan::device::Cpu>::load(&weights, Some(&config), purpose, &device)?;
+            model.save(&output)?;
+            println!("wrote {} ({} sub-codebooks, {} feature heads)", output.display(), model.config().k(), model.feat_pred.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Presets { name: Some(name) } => {
+            println!("{}", TokenizerConfig::preset(&name)?.to_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Presets { name: None } => {
+            for name in fqgan::config::TOKENIZER_PRESETS {
+                let c = TokenizerConfig::preset(name)?;
+                let codebooks: Vec<_> = c.codebooks.iter().map(|cb| format!("{}:{}x{}", cb.name, cb.size, cb.dim)).collect();
+                println!(
+                    "{name:<18} image {:>3}  downsample {:>2}  ch {:>3}  codebooks {}",
+                    c.image_size,
+                    c.downsample(),
+                    c.ch,
+                    codebooks.join(" ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+struct VerifyGolden {
+    cases: Vec<PathBuf>,
+}
+
+impl BackendTask for VerifyGolden {
+    type Output = Result<usize>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<usize> {
+        let mut failed = 0;
+        for case in &self.cases {
+            println!("== {}", case.display());
+            let report = fqgan::verify::verify_case::<B>(case, &device).with_context(|| format!("case {}", case.display()))?;
+            println!("{report}");
+            failed += report.failed();
+        }
+        Ok(failed)
+    }
+}
+
+struct Init {
+    config: TokenizerConfig,
+    seed: u64,
+    output: PathBuf,
+}
+
+impl BackendTask for Init {
+    type Output = Result<()>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        B::seed(&device, self.seed);
+        let model = Tokenizer::<B>::new(&self.config, &device)?;
+        if self.output.exists() && self.output.is_dir() {
+            bail!("{} is a folder; give a file path", self.output.display());
+        }
+        model.save(&self.output)?;
+        println!("wrote {} (random weights, seed {})", self.output.display(), self.seed);
+        Ok(())
+    }
+}

@@ -1,0 +1,61 @@
+//! Pieces shared by the `fqgan-trainer` and `fqgan` command-line tools.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use fqgan::tokenizer::LoadPurpose;
+use fqgan::{DeviceChoice, Tokenizer, TokenizerConfig};
+
+/// `--device`, common to every command.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArg {
+    /// Where to compute: `cpu` (pure-Rust Flex backend), `ndarray` (alternative CPU backend),
+    /// `cuda` or `cuda:N` (NVIDIA GPU N; needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceChoice,
+}
+
+fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    s.parse().map_err(|e: fqgan::Error| e.to_string())
+}
+
+/// Which tokenizer to load.
+#[derive(Args, Debug, Clone)]
+pub struct TokenizerArg {
+    /// Tokenizer weights (safetensors). Files written by fqgan carry their config; converted
+    /// official checkpoints need `--preset` or `--config` as well.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Config preset for a file without an embedded config (e.g. `dual-ds16`); see `fqgan-trainer presets`.
+    #[arg(long, conflicts_with = "config")]
+    pub preset: Option<String>,
+    /// Config JSON file for a file without an embedded config.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl TokenizerArg {
+    /// The config given on the command line, if any (else the file's own is used).
+    pub fn config_override(&self) -> Result<Option<TokenizerConfig>> {
+        read_config(self.preset.as_deref(), self.config.as_deref())
+    }
+
+    pub fn load<B: fqgan::burn::tensor::backend::Backend>(&self, purpose: LoadPurpose, device: &B::Device) -> Result<Tokenizer<B>> {
+        let config = self.config_override()?;
+        Tokenizer::load(&self.model, config.as_ref(), purpose, device)
+            .with_context(|| format!("loading tokenizer {}", self.model.display()))
+    }
+}
+
+/// A config from a preset name or a JSON file; `None` when neither is given.
+pub fn read_config(preset: Option<&str>, file: Option<&std::path::Path>) -> Result<Option<TokenizerConfig>> {
+    Ok(match (preset, file) {
+        (Some(name), _) => Some(TokenizerConfig::preset(name)?),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(TokenizerConfig::from_json(&text).with_context(|| format!("in {}", path.display()))?)
+        }
+        (None, None) => None,
+    })
+}
