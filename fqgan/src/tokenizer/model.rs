@@ -139,15 +139,15 @@ impl<B: Backend> Tokenizer<B> {
     /// Decodes with only the sub-codebooks in `which` (indices into the codebook list); the
     /// others' quantized maps are zeroed, as in the paper's Fig. 3 analysis.
     pub fn decode_subset(&self, indices: Tensor<B, 4, Int>, which: &[usize]) -> Result<Tensor<B, 4>> {
+        if let Some(bad) = which.iter().find(|&&i| i >= self.config.k()) {
+            return Err(Error::Input(format!("sub-codebook {bad} does not exist (k = {})", self.config.k())));
+        }
         let quants = self.lookup(indices)?;
         let quants = quants
             .into_iter()
             .enumerate()
             .map(|(i, q)| if which.contains(&i) { q } else { q.zeros_like() })
             .collect();
-        if let Some(bad) = which.iter().find(|&&i| i >= self.config.k()) {
-            return Err(Error::Input(format!("sub-codebook {bad} does not exist (k = {})", self.config.k())));
-        }
         Ok(self.decode_quant(quants, &mut Trace::off()))
     }
 

@@ -1,0 +1,108 @@
+//! Tokenizer API: weight files, inference entry points and input checks, on tiny models.
+
+use std::path::PathBuf;
+
+use fqgan::burn::tensor::backend::Backend;
+use fqgan::burn::tensor::{Int, Tensor, TensorData};
+use fqgan::device::{Cpu, NdArray};
+use fqgan::tokenizer::LoadPurpose;
+use fqgan::verify::verify_case;
+use fqgan::{Tokenizer, TokenizerConfig};
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/golden").join(name)
+}
+
+fn small_model(seed: u64) -> Tokenizer<Cpu> {
+    let device = Default::default();
+    Cpu::seed(&device, seed);
+    Tokenizer::new(&TokenizerConfig::preset("small-dual-ds8").unwrap(), &device).unwrap()
+}
+
+fn images(batch: usize, size: usize) -> Tensor<Cpu, 4> {
+    let values: Vec<f32> = (0..batch * 3 * size * size).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
+    Tensor::from_data(TensorData::new(values, [batch, 3, size, size]), &Default::default())
+}
+
+#[test]
+fn saved_files_rebuild_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tok.safetensors");
+    let model = small_model(1);
+    model.save(&path).unwrap();
+    let loaded = Tokenizer::<Cpu>::load(&path, None, LoadPurpose::Training, &Default::default()).unwrap();
+    assert_eq!(loaded.config(), model.config());
+    assert_eq!(loaded.feat_pred.len(), 1);
+    let x = images(2, 64);
+    let (a, b) = (model.encode(x.clone()).unwrap(), loaded.encode(x).unwrap());
+    assert_eq!(a.to_data(), b.to_data());
+    assert_eq!(model.decode(a).unwrap().into_data(), loaded.decode(b).unwrap().into_data());
+
+    let inference = Tokenizer::<Cpu>::load(&path, None, LoadPurpose::Inference, &Default::default()).unwrap();
+    assert!(inference.feat_pred.is_empty() && inference.config().codebooks.iter().all(|c| c.feat_pred.is_none()));
+}
+
+#[test]
+fn official_files_need_a_config_and_load_without_feature_heads() {
+    let weights = golden("tok_dual_ds16").join("weights.safetensors");
+    let err = Tokenizer::<Cpu>::load(&weights, None, LoadPurpose::Inference, &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("weights.safetensors") && err.contains("no embedded config"), "{err}");
+
+    // A file without the training-only head (as the official sampler saves) loads too.
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = dir.path().join("no_heads.safetensors");
+    let model = small_model(2).without_feat_pred();
+    model.save(&stripped).unwrap();
+    let config = TokenizerConfig::preset("small-dual-ds8").unwrap();
+    let loaded = Tokenizer::<Cpu>::load(&stripped, Some(&config), LoadPurpose::Training, &Default::default()).unwrap();
+    assert!(loaded.feat_pred.is_empty());
+}
+
+#[test]
+fn mismatched_files_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tok.safetensors");
+    small_model(3).save(&path).unwrap();
+    let mut wider = TokenizerConfig::preset("small-dual-ds8").unwrap();
+    wider.codebooks[0].size = 512;
+    let err = Tokenizer::<Cpu>::load(&path, Some(&wider), LoadPurpose::Inference, &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("quantize_vis.embedding.weight") && err.contains("[1024, 8]"), "{err}");
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
+    let err = Tokenizer::<Cpu>::load(&garbage, None, LoadPurpose::Inference, &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("garbage.safetensors") && err.contains("not a valid safetensors"), "{err}");
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let model = small_model(4);
+    let err = model.encode(images(1, 32)).unwrap_err().to_string();
+    assert!(err.contains("3x32x32") && err.contains("3x64x64"), "{err}");
+
+    let device = Default::default();
+    let out_of_range = Tensor::<Cpu, 4, Int>::full([1, 2, 8, 8], 1024, &device);
+    let err = model.decode(out_of_range).unwrap_err().to_string();
+    assert!(err.contains("'vis'") && err.contains("0..1024"), "{err}");
+    let wrong_k = Tensor::<Cpu, 4, Int>::zeros([1, 3, 8, 8], &device);
+    assert!(model.decode(wrong_k).unwrap_err().to_string().contains("3 sub-codebooks"));
+    let err = model.decode_subset(Tensor::zeros([1, 2, 8, 8], &device), &[5]).unwrap_err().to_string();
+    assert!(err.contains("sub-codebook 5"), "{err}");
+}
+
+#[test]
+fn decoding_a_subset_zeroes_the_other_codebooks() {
+    let model = small_model(5);
+    let codes = model.encode(images(1, 64)).unwrap();
+    let vis_only = model.decode_subset(codes.clone(), &[0]).unwrap();
+    let mut quants = model.lookup(codes).unwrap();
+    quants[1] = quants[1].zeros_like();
+    let manual = model.decode_quant(quants, &mut fqgan::tokenizer::Trace::off());
+    assert_eq!(vis_only.into_data(), manual.into_data());
+}
+
+#[test]
+fn ndarray_backend_matches_the_golden_case_too() {
+    let report = verify_case::<NdArray>(&golden("tok_triple_ds8"), &Default::default()).unwrap();
+    assert_eq!(report.failed(), 0, "{report}");
+}
