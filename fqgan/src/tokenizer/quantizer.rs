@@ -85,36 +85,9 @@ impl<B: Backend> VectorQuantizer<B> {
     /// Index of the nearest code for each row of `z` [N, dim] (first index on ties). The
     /// distance matrix is computed in blocks of at most `DISTANCE_BLOCK_ELEMENTS`.
     pub fn nearest(&self, z: Tensor<B, 2>, codebook: &Tensor<B, 2>) -> Tensor<B, 1, Int> {
-        let [n, _] = z.dims();
-        let codes = codebook.dims()[0];
-        let code_block = codes.min(DISTANCE_BLOCK_ELEMENTS);
-        let row_block = (DISTANCE_BLOCK_ELEMENTS / code_block).max(1);
-        let code_norms = codebook.clone().powi_scalar(2).sum_dim(1).reshape([1, codes]);
-        let mut out = Vec::with_capacity(n.div_ceil(row_block));
-        for start in (0..n).step_by(row_block) {
-            let rows = z.clone().narrow(0, start, row_block.min(n - start));
-            let row_norms = rows.clone().powi_scalar(2).sum_dim(1);
-            let mut best: Option<(Tensor<B, 2>, Tensor<B, 2, Int>)> = None;
-            for code_start in (0..codes).step_by(code_block) {
-                let len = code_block.min(codes - code_start);
-                let block = codebook.clone().narrow(0, code_start, len);
-                let dist = row_norms.clone() + code_norms.clone().narrow(1, code_start, len)
-                    - rows.clone().matmul(block.transpose()) * 2.0;
-                let (min, arg) = dist.min_dim_with_indices(1);
-                let arg = arg + code_start as i64;
-                best = Some(match best {
-                    None => (min, arg),
-                    // Strictly smaller only, so the first index wins ties across blocks too.
-                    Some((best_min, best_arg)) => {
-                        let better = min.clone().lower(best_min.clone());
-                        (best_min.mask_where(better.clone(), min), best_arg.mask_where(better, arg))
-                    }
-                });
-            }
-            out.push(best.expect("codebook is not empty").1.flatten(0, 1));
-        }
-        Tensor::cat(out, 0)
+        nearest_code(z, codebook, DISTANCE_BLOCK_ELEMENTS)
     }
+
 
     /// Quantises z [B, dim, h, w]. `training` adds the losses and updates the usage window.
     pub fn forward(&self, z: Tensor<B, 4>, training: bool) -> Quantized<B> {
@@ -182,8 +155,64 @@ impl<B: Backend> VectorQuantizer<B> {
     }
 }
 
+/// Nearest codebook row for each row of `z` by squared distance, computing at most
+/// `block_elements` distances at a time; the first index wins ties, also across blocks.
+fn nearest_code<B: Backend>(z: Tensor<B, 2>, codebook: &Tensor<B, 2>, block_elements: usize) -> Tensor<B, 1, Int> {
+    let [n, _] = z.dims();
+    let codes = codebook.dims()[0];
+    let code_block = codes.min(block_elements);
+    let row_block = (block_elements / code_block).max(1);
+    let code_norms = codebook.clone().powi_scalar(2).sum_dim(1).reshape([1, codes]);
+    let mut out = Vec::with_capacity(n.div_ceil(row_block));
+    for start in (0..n).step_by(row_block) {
+        let rows = z.clone().narrow(0, start, row_block.min(n - start));
+        let row_norms = rows.clone().powi_scalar(2).sum_dim(1);
+        let mut best: Option<(Tensor<B, 2>, Tensor<B, 2, Int>)> = None;
+        for code_start in (0..codes).step_by(code_block) {
+            let len = code_block.min(codes - code_start);
+            let block = codebook.clone().narrow(0, code_start, len);
+            let dist = row_norms.clone() + code_norms.clone().narrow(1, code_start, len)
+                - rows.clone().matmul(block.transpose()) * 2.0;
+            let (min, arg) = dist.min_dim_with_indices(1);
+            let arg = arg + code_start as i64;
+            best = Some(match best {
+                None => (min, arg),
+                // Strictly smaller only, so the first index wins ties across blocks too.
+                Some((best_min, best_arg)) => {
+                    let better = min.clone().lower(best_min.clone());
+                    (best_min.mask_where(better.clone(), min), best_arg.mask_where(better, arg))
+                }
+            });
+        }
+        out.push(best.expect("codebook is not empty").1.flatten(0, 1));
+    }
+    Tensor::cat(out, 0)
+}
+
 /// `F.normalize(x, dim=-1)`: x / max(|x|, 1e-12) per row.
 pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn blocked_search_equals_one_block_with_first_index_on_ties() {
+        let device = Default::default();
+        Flex::seed(&device, 3);
+        let z = Tensor::<Flex, 2>::random([37, 4], Distribution::Normal(0.0, 1.0), &device);
+        let mut codebook = Tensor::<Flex, 2>::random([29, 4], Distribution::Normal(0.0, 1.0), &device);
+        // Duplicate rows: a tie that spans blocks must resolve to the lower index.
+        codebook = codebook.clone().slice_assign([20..21, 0..4], codebook.clone().slice([3..4, 0..4]));
+        let whole = nearest_code(z.clone(), &codebook, usize::MAX);
+        for block in [1, 5, 29, 64, 100] {
+            assert_eq!(nearest_code(z.clone(), &codebook, block).into_data(), whole.to_data(), "block {block}");
+        }
+        let ids: Vec<i64> = whole.into_data().convert::<i64>().to_vec().unwrap();
+        assert!(!ids.contains(&20), "the duplicate of row 3 must never win");
+    }
 }
