@@ -1,7 +1,7 @@
 //! The basic layers, with parameters stored exactly as PyTorch stores them (`weight` [out, in],
 //! `bias`), so that module paths are official checkpoint keys and loading needs no transposes.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, RunningState};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{conv2d, linear};
 use burn::tensor::ops::ConvOptions;
@@ -56,6 +56,12 @@ impl<B: Backend> Conv2d<B> {
             stride,
             padding,
         }
+    }
+
+    /// The same convolution without a bias (convs followed by a norm layer).
+    pub fn without_bias(mut self) -> Self {
+        self.bias = None;
+        self
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -117,6 +123,53 @@ impl<B: Backend> LayerNorm<B> {
         let var = centered.clone().powi_scalar(2).mean_dim(D - 1);
         let normed = centered / (var + self.eps).sqrt();
         normed * self.weight.val().unsqueeze() + self.bias.val().unsqueeze()
+    }
+}
+
+/// `nn.BatchNorm2d(C, eps)`: batch statistics and a running-average update in training,
+/// the running statistics in evaluation.
+#[derive(Module, Debug)]
+pub struct BatchNorm2d<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub bias: Param<Tensor<B, 1>>,
+    pub running_mean: RunningState<Tensor<B, 1>>,
+    pub running_var: RunningState<Tensor<B, 1>>,
+    eps: f64,
+    momentum: f64,
+}
+
+impl<B: Backend> BatchNorm2d<B> {
+    pub fn new(channels: usize, eps: f64, device: &B::Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([channels], device)),
+            bias: Param::from_tensor(Tensor::zeros([channels], device)),
+            running_mean: RunningState::new(Tensor::zeros([channels], device)),
+            running_var: RunningState::new(Tensor::ones([channels], device)),
+            eps,
+            momentum: 0.1,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>, training: bool) -> Tensor<B, 4> {
+        let [b, c, h, w] = x.dims();
+        let channel = |t: Tensor<B, 1>| t.reshape([1, c, 1, 1]);
+        let (mean, var) = if training {
+            let flat = x.clone().swap_dims(0, 1).reshape([c, b * h * w]);
+            let mean = flat.clone().mean_dim(1);
+            let var = (flat - mean.clone()).powi_scalar(2).mean_dim(1).reshape([c]);
+            let mean = mean.reshape([c]);
+            // PyTorch keeps the unbiased variance in the running estimate.
+            let n = (b * h * w) as f64;
+            let unbiased = var.clone().detach() * (n / (n - 1.0).max(1.0));
+            let m = self.momentum;
+            self.running_mean.update(self.running_mean.value().detach() * (1.0 - m) + mean.clone().detach() * m);
+            self.running_var.update(self.running_var.value().detach() * (1.0 - m) + unbiased * m);
+            (mean, var)
+        } else {
+            (self.running_mean.value(), self.running_var.value())
+        };
+        let normed = (x - channel(mean)) / channel(var + self.eps).sqrt();
+        normed * channel(self.weight.val()) + channel(self.bias.val())
     }
 }
 

@@ -11,6 +11,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::config::TokenizerConfig;
+use crate::loss::discriminator::{DiscriminatorConfig, PatchDiscriminator};
+use crate::loss::gan::{DiscLoss, GenLoss};
+use crate::loss::lpips::{Lpips, LpipsConfig};
 use crate::error::{Error, Result};
 use crate::tokenizer::{LoadPurpose, Tokenizer, Trace};
 use crate::weights::TensorFile;
@@ -82,9 +85,10 @@ pub fn verify_case<B: Backend>(dir: &Path, device: &B::Device) -> Result<CaseRep
     let mut checker = Checker { io: &io, checks: Vec::new() };
     match family.as_str() {
         "tokenizer" => verify_tokenizer::<B>(dir, &config, &mut checker, device)?,
+        "loss" => verify_losses::<B>(dir, &config, &mut checker, device)?,
         other => {
             return Err(Error::Config(format!(
-                "{}: family '{other}' is not supported by this version (supported: tokenizer)",
+                "{}: family '{other}' is not supported by this version (supported: tokenizer, loss)",
                 config_path.display()
             )))
         }
@@ -101,7 +105,7 @@ pub fn verify_case<B: Backend>(dir: &Path, device: &B::Device) -> Result<CaseRep
 }
 
 /// Tensors in `io.safetensors` that are inputs, not expectations.
-const INPUTS: &[&str] = &["input"];
+const INPUTS: &[&str] = &["input", "x0", "x1"];
 
 struct Checker<'a> {
     io: &'a TensorFile,
@@ -182,5 +186,51 @@ fn verify_tokenizer<B: Backend>(dir: &Path, golden: &serde_json::Value, checker:
         checker.float(&format!("train_codebook_usage_{name}"), usage);
     }
     checker.float("train_disentangle_loss", train.disentangle_loss);
+    Ok(())
+}
+
+/// LPIPS, the PatchGAN discriminator and the GAN losses (case family `loss`).
+fn verify_losses<B: Backend>(dir: &Path, golden: &serde_json::Value, checker: &mut Checker<'_>, device: &B::Device) -> Result<()> {
+    let field = |path: &[&str]| {
+        path.iter()
+            .try_fold(golden, |v, key| v.get(key))
+            .ok_or_else(|| Error::Config(format!("golden config has no `{}`", path.join("."))))
+    };
+    let vgg_cfg = field(&["lpips", "vgg_cfg"])?
+        .as_array()
+        .ok_or_else(|| Error::Config("`lpips.vgg_cfg` is not a list".into()))?
+        .iter()
+        .map(|entry| entry.as_u64().map(|c| c as usize))
+        .collect();
+    let lpips = Lpips::<B>::load(dir.join("weights_lpips.safetensors"), &LpipsConfig { vgg_cfg }, device)?;
+    let count = |path: &[&str]| -> Result<usize> {
+        field(path)?.as_u64().map(|n| n as usize).ok_or_else(|| Error::Config(format!("`{}` is not a count", path.join("."))))
+    };
+    let disc_config = DiscriminatorConfig {
+        in_channels: count(&["discriminator", "input_nc"])?,
+        ndf: count(&["discriminator", "ndf"])?,
+        n_layers: count(&["discriminator", "n_layers"])?,
+    };
+    let disc = PatchDiscriminator::<B>::load(dir.join("weights_discriminator.safetensors"), &disc_config, device)?;
+
+    let image = |name: &str| -> Result<Tensor<B, 4>> { Ok(Tensor::from_data(checker.io.get(name)?.clone().convert::<f32>(), device)) };
+    let (x0, x1) = (image("x0")?, image("x1")?);
+    for (k, features) in lpips.features(lpips.scale_input(x0.clone())).into_iter().enumerate() {
+        checker.float(&format!("act_vgg_slice{}_in0", k + 1), features);
+    }
+    for (k, map) in lpips.lin_maps(x0.clone(), x1.clone()).into_iter().enumerate() {
+        checker.float(&format!("act_lin{k}"), map);
+    }
+    checker.float("lpips", lpips.forward(x0.clone(), x1.clone()));
+
+    let real = disc.forward(x0, false);
+    let fake = disc.forward(x1, false);
+    checker.float("disc_logits_real", real.clone());
+    checker.float("disc_logits_fake", fake.clone());
+    checker.float("d_loss_hinge", DiscLoss::Hinge.apply(real.clone(), fake.clone()));
+    checker.float("d_loss_vanilla", DiscLoss::Vanilla.apply(real.clone(), fake.clone()));
+    checker.float("d_loss_non_saturating", DiscLoss::NonSaturating.apply(real, fake.clone()));
+    checker.float("g_loss_hinge", GenLoss::Hinge.apply(fake.clone()));
+    checker.float("g_loss_non_saturating", GenLoss::NonSaturating.apply(fake));
     Ok(())
 }

@@ -1,3 +1,6 @@
-//! Training objectives that live outside the model modules.
+//! Training objectives that live outside the tokenizer modules.
 
+pub mod discriminator;
 pub mod disentangle;
+pub mod gan;
+pub mod lpips;
