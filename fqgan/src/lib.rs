@@ -6,6 +6,7 @@
 //!   generic code.
 
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod image;

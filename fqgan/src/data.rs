@@ -1,0 +1,356 @@
+//! Training images from folder trees and zip archives (`.zip`, `.pk3`), with the class taken
+//! from the sub-folder, the official random-crop / flip augmentation, a seeded order and
+//! decoding on worker threads ahead of the model.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use image::RgbImage;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+
+const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tga", "webp", "gif", "tif", "tiff"];
+const ARCHIVE_EXTENSIONS: &[&str] = &["zip", "pk3"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Location {
+    File(PathBuf),
+    /// An entry of a zip archive.
+    Archive { archive: PathBuf, entry: String },
+}
+
+/// One image of a dataset.
+#[derive(Clone, Debug)]
+pub struct Item {
+    location: Location,
+    /// Index into [`ImageDataset::classes`].
+    pub class: usize,
+}
+
+impl Item {
+    /// A readable name: the file path, or `archive.pk3:entry`.
+    pub fn name(&self) -> String {
+        match &self.location {
+            Location::File(path) => path.display().to_string(),
+            Location::Archive { archive, entry } => format!("{}:{entry}", archive.display()),
+        }
+    }
+}
+
+/// A list of images and their classes, in a stable (sorted) order.
+#[derive(Clone, Debug, Default)]
+pub struct ImageDataset {
+    pub items: Vec<Item>,
+    /// Class names: the folder directly containing each image, relative to the root given.
+    pub classes: Vec<String>,
+}
+
+impl ImageDataset {
+    /// Collects the images under each path: a folder (searched recursively), an archive, or
+    /// a single image file. Files with other extensions are ignored.
+    pub fn scan(paths: &[PathBuf]) -> Result<Self> {
+        let mut found: Vec<(Location, String)> = Vec::new();
+        for root in paths {
+            let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+            if meta.is_dir() {
+                scan_folder(root, root, &mut found)?;
+            } else if has_extension(root, ARCHIVE_EXTENSIONS) {
+                scan_archive(root, &mut found)?;
+            } else {
+                found.push((Location::File(root.clone()), String::new()));
+            }
+        }
+        if found.is_empty() {
+            let list: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+            return Err(Error::Input(format!("no images found in {}", list.join(", "))));
+        }
+        let classes: Vec<String> = found.iter().map(|(_, c)| c.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        found.sort_by(|a, b| location_key(&a.0).cmp(&location_key(&b.0)));
+        let items = found
+            .into_iter()
+            .map(|(location, class)| Item { location, class: classes.binary_search(&class).expect("collected above") })
+            .collect();
+        Ok(Self { items, classes })
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Decodes image `index` as RGB8; errors name the file (and archive entry).
+    pub fn load(&self, index: usize) -> Result<RgbImage> {
+        let item = &self.items[index];
+        let bytes = match &item.location {
+            Location::File(path) => std::fs::read(path).map_err(|e| Error::io(path, e))?,
+            Location::Archive { archive, entry } => read_archive_entry(archive, entry)?,
+        };
+        let decoded = image::load_from_memory(&bytes)
+            .map_err(|e| Error::Image { path: item.name().into(), message: format!("cannot decode image: {e}") })?;
+        Ok(decoded.to_rgb8())
+    }
+}
+
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn location_key(location: &Location) -> (PathBuf, String) {
+    match location {
+        Location::File(path) => (path.clone(), String::new()),
+        Location::Archive { archive, entry } => (archive.clone(), entry.clone()),
+    }
+}
+
+fn scan_folder(root: &Path, dir: &Path, found: &mut Vec<(Location, String)>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_dir() {
+            scan_folder(root, &path, found)?;
+        } else if has_extension(&path, IMAGE_EXTENSIONS) {
+            let class = path.parent().and_then(|p| p.strip_prefix(root).ok()).map(|p| p.to_string_lossy().into_owned());
+            found.push((Location::File(path), class.unwrap_or_default()));
+        }
+    }
+    Ok(())
+}
+
+fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    zip::ZipArchive::new(file).map_err(|e| Error::Image { path: path.into(), message: format!("not a readable zip archive: {e}") })
+}
+
+fn scan_archive(path: &Path, found: &mut Vec<(Location, String)>) -> Result<()> {
+    let archive = open_archive(path)?;
+    for name in archive.file_names() {
+        if name.ends_with('/') || !has_extension(Path::new(name), IMAGE_EXTENSIONS) {
+            continue;
+        }
+        let class = Path::new(name).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        found.push((Location::Archive { archive: path.to_path_buf(), entry: name.to_string() }, class));
+    }
+    Ok(())
+}
+
+fn read_archive_entry(archive: &Path, entry: &str) -> Result<Vec<u8>> {
+    let mut zip = open_archive(archive)?;
+    let name = format!("{}:{entry}", archive.display());
+    let mut file = zip.by_name(entry).map_err(|e| Error::Image { path: name.clone().into(), message: e.to_string() })?;
+    let mut bytes = Vec::with_capacity(file.size() as usize);
+    file.read_to_end(&mut bytes).map_err(|e| Error::io(name, e))?;
+    Ok(bytes)
+}
+
+/// The official training augmentation: resize so the short side is a random length in
+/// [size, size / min_crop_fraction], take a random size x size crop, flip half the images.
+#[derive(Clone, Copy, Debug)]
+pub struct Augment {
+    pub size: u32,
+    pub min_crop_fraction: f32,
+    pub hflip: bool,
+}
+
+impl Augment {
+    /// A centre crop of the short side resized to `size`, no flip: for evaluation.
+    pub fn center(size: u32) -> Self {
+        Self { size, min_crop_fraction: 1.0, hflip: false }
+    }
+
+    pub fn apply(&self, image: &RgbImage, rng: &mut StdRng) -> RgbImage {
+        let (w, h) = image.dimensions();
+        let short = w.min(h) as f32;
+        let max_side = self.size as f32 / self.min_crop_fraction.clamp(0.05, 1.0);
+        let side = if max_side > self.size as f32 { rng.random_range(self.size as f32..=max_side) } else { self.size as f32 };
+        let scale = side / short;
+        let (rw, rh) = (((w as f32 * scale).round() as u32).max(self.size), ((h as f32 * scale).round() as u32).max(self.size));
+        let resized = image::imageops::resize(image, rw, rh, image::imageops::FilterType::Triangle);
+        let (x, y) = if self.min_crop_fraction >= 1.0 {
+            ((rw - self.size) / 2, (rh - self.size) / 2)
+        } else {
+            (rng.random_range(0..=rw - self.size), rng.random_range(0..=rh - self.size))
+        };
+        let mut crop = image::imageops::crop_imm(&resized, x, y, self.size, self.size).to_image();
+        if self.hflip && rng.random_bool(0.5) {
+            image::imageops::flip_horizontal_in_place(&mut crop);
+        }
+        crop
+    }
+}
+
+/// A batch of augmented images with their dataset indices and classes.
+#[derive(Debug)]
+pub struct Batch {
+    pub indices: Vec<usize>,
+    pub images: Vec<RgbImage>,
+    pub classes: Vec<usize>,
+    /// Images that failed to decode and were skipped (with `skip_bad`), by name.
+    pub skipped: Vec<String>,
+}
+
+/// What the loader does with an unreadable image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadImages {
+    Fail,
+    Skip,
+}
+
+/// Batches in a seeded shuffled order, decoded by `workers` threads while the caller trains on
+/// the previous batches (up to `prefetch` batches ahead). The order and every augmentation
+/// depend only on the seed, the epoch and the position, never on thread timing.
+pub struct Loader {
+    receiver: mpsc::Receiver<Result<Batch>>,
+}
+
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    pub seed: u64,
+    /// The first step to produce (for resuming): batches before it are skipped undecoded.
+    pub start_step: u64,
+    pub workers: usize,
+    pub prefetch: usize,
+    pub bad_images: BadImages,
+}
+
+impl Loader {
+    pub fn new(dataset: ImageDataset, augment: Augment, config: LoaderConfig) -> Self {
+        let (sender, receiver) = mpsc::sync_channel(config.prefetch.max(1));
+        std::thread::spawn(move || {
+            let per_epoch = (dataset.len() / config.batch_size).max(1) as u64;
+            for step in config.start_step.. {
+                let (epoch, within) = (step / per_epoch, (step % per_epoch) as usize);
+                let order = epoch_order(dataset.len(), config.seed, epoch);
+                let start = within * config.batch_size;
+                let indices: Vec<usize> = (start..start + config.batch_size).map(|i| order[i % order.len()]).collect();
+                let batch = load_batch(&dataset, &augment, &indices, config.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15), &config);
+                if sender.send(batch).is_err() {
+                    return; // the training loop is done
+                }
+            }
+        });
+        Self { receiver }
+    }
+
+    /// The next batch; the loader never runs out (epochs repeat with new orders).
+    pub fn next_batch(&self) -> Result<Batch> {
+        self.receiver.recv().map_err(|_| Error::Input("the data loader thread stopped".into()))?
+    }
+}
+
+/// A permutation of 0..len fixed by (seed, epoch).
+pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed.wrapping_add(epoch.wrapping_mul(0x2545_F491_4F6C_DD1D))));
+    order
+}
+
+fn load_batch(dataset: &ImageDataset, augment: &Augment, indices: &[usize], seed: u64, config: &LoaderConfig) -> Result<Batch> {
+    let workers = config.workers.clamp(1, indices.len().max(1));
+    let chunk = indices.len().div_ceil(workers);
+    let results: Vec<Result<RgbImage>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = indices
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(j, &index)| {
+                            let mut rng = StdRng::seed_from_u64(seed.wrapping_add((c * chunk + j) as u64));
+                            dataset.load(index).map(|image| augment.apply(&image, &mut rng))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("decoder thread panicked")).collect()
+    });
+    let mut batch = Batch { indices: Vec::new(), images: Vec::new(), classes: Vec::new(), skipped: Vec::new() };
+    for (&index, result) in indices.iter().zip(results) {
+        match result {
+            Ok(image) => {
+                batch.indices.push(index);
+                batch.images.push(image);
+                batch.classes.push(dataset.items[index].class);
+            }
+            Err(err) if config.bad_images == BadImages::Skip => batch.skipped.push(err.to_string()),
+            Err(err) => return Err(err),
+        }
+    }
+    if batch.images.is_empty() {
+        return Err(Error::Input(format!("every image of a batch failed to load: {}", batch.skipped.join("; "))));
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_png(path: &Path, w: u32, h: u32, shade: u8) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        RgbImage::from_fn(w, h, |x, y| image::Rgb([shade, (x % 256) as u8, (y % 256) as u8])).save(path).unwrap();
+    }
+
+    #[test]
+    fn folders_and_archives_give_classes_and_named_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write_png(&dir.path().join("tree/wood/a.png"), 40, 30, 10);
+        write_png(&dir.path().join("tree/metal/b.png"), 30, 40, 20);
+        std::fs::write(dir.path().join("tree/metal/notes.txt"), "ignored").unwrap();
+        std::fs::write(dir.path().join("tree/metal/broken.png"), "not a png").unwrap();
+
+        let archive = dir.path().join("textures.pk3");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+        let mut png = Vec::new();
+        RgbImage::new(20, 20).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        zip.start_file("textures/brick/wall.png", zip::write::SimpleFileOptions::default()).unwrap();
+        zip.write_all(&png).unwrap();
+        zip.finish().unwrap();
+
+        let data = ImageDataset::scan(&[dir.path().join("tree"), archive]).unwrap();
+        assert_eq!(data.classes, ["metal", "textures/brick", "wood"]);
+        assert_eq!(data.len(), 4);
+        let names: Vec<_> = data.items.iter().map(|i| i.name()).collect();
+        let broken = names.iter().position(|n| n.ends_with("broken.png")).unwrap();
+        let err = data.load(broken).unwrap_err().to_string();
+        assert!(err.contains("broken.png") && err.contains("cannot decode"), "{err}");
+        let in_zip = names.iter().position(|n| n.ends_with("textures.pk3:textures/brick/wall.png")).unwrap();
+        assert_eq!(data.load(in_zip).unwrap().dimensions(), (20, 20));
+
+        let config = |bad_images| LoaderConfig { batch_size: 4, seed: 1, start_step: 0, workers: 2, prefetch: 2, bad_images };
+        let loader = Loader::new(data.clone(), Augment { size: 16, min_crop_fraction: 0.8, hflip: true }, config(BadImages::Skip));
+        let batch = loader.next_batch().unwrap();
+        assert_eq!((batch.images.len(), batch.skipped.len()), (3, 1));
+        assert!(batch.images.iter().all(|i| i.dimensions() == (16, 16)));
+        let loader = Loader::new(data, Augment::center(16), config(BadImages::Fail));
+        assert!(loader.next_batch().unwrap_err().to_string().contains("broken.png"));
+    }
+
+    #[test]
+    fn order_and_augmentation_depend_only_on_seed_and_step() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..6 {
+            write_png(&dir.path().join(format!("c/{i}.png")), 48, 32, i as u8 * 40);
+        }
+        let data = ImageDataset::scan(&[dir.path().to_path_buf()]).unwrap();
+        let augment = Augment { size: 24, min_crop_fraction: 0.8, hflip: true };
+        let run = |workers, start_step| {
+            let config = LoaderConfig { batch_size: 2, seed: 9, start_step, workers, prefetch: 1, bad_images: BadImages::Fail };
+            let loader = Loader::new(data.clone(), augment, config);
+            (0..5 - start_step).map(|_| loader.next_batch().unwrap()).map(|b| (b.indices, b.images)).collect::<Vec<_>>()
+        };
+        let straight = run(1, 0);
+        assert_eq!(straight, run(3, 0), "thread count must not change the data");
+        assert_eq!(straight[2..], run(2, 2)[..], "resuming at step 2 gives the same batches");
+        assert_ne!(epoch_order(6, 9, 0), epoch_order(6, 9, 1));
+    }
+}
