@@ -14,6 +14,7 @@ pub mod layers;
 pub mod loss;
 pub mod metrics;
 pub mod tokenizer;
+pub mod train;
 pub mod verify;
 pub mod weights;
 

@@ -1,0 +1,3 @@
+//! Training machinery shared by the tokenizer and generator trainers.
+
+pub mod optim;
