@@ -165,6 +165,9 @@ impl Augment {
     }
 
     pub fn apply(&self, image: &RgbImage, rng: &mut StdRng) -> RgbImage {
+        if self.min_crop_fraction >= 1.0 && !self.hflip {
+            return center_crop(image, self.size);
+        }
         let (w, h) = image.dimensions();
         let short = w.min(h) as f32;
         let max_side = self.size as f32 / self.min_crop_fraction.clamp(0.05, 1.0);
@@ -183,6 +186,15 @@ impl Augment {
         }
         crop
     }
+}
+
+/// The short side resized to `size`, then the central `size` x `size` square.
+pub fn center_crop(image: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let scale = size as f32 / w.min(h) as f32;
+    let (rw, rh) = (((w as f32 * scale).round() as u32).max(size), ((h as f32 * scale).round() as u32).max(size));
+    let resized = image::imageops::resize(image, rw, rh, image::imageops::FilterType::Triangle);
+    image::imageops::crop_imm(&resized, (rw - size) / 2, (rh - size) / 2, size, size).to_image()
 }
 
 /// A batch of augmented images with their dataset indices and classes.

@@ -116,3 +116,18 @@ mod tests {
         assert_eq!(read_rgb_sized(&small, 16, true).unwrap().dimensions(), (16, 16));
     }
 }
+
+/// Tiles equally sized images into one picture, one row per slice, with a 2-pixel gutter.
+pub fn grid(rows: &[Vec<RgbImage>]) -> RgbImage {
+    const GAP: u32 = 2;
+    let (w, h) = rows.iter().flatten().next().map(|i| i.dimensions()).unwrap_or((1, 1));
+    let columns = rows.iter().map(|r| r.len()).max().unwrap_or(0) as u32;
+    let mut out = RgbImage::from_pixel(columns * (w + GAP) + GAP, rows.len() as u32 * (h + GAP) + GAP, image::Rgb([255, 255, 255]));
+    for (r, row) in rows.iter().enumerate() {
+        for (c, tile) in row.iter().enumerate() {
+            let (x, y) = (GAP + c as u32 * (w + GAP), GAP + r as u32 * (h + GAP));
+            image::imageops::replace(&mut out, tile, x as i64, y as i64);
+        }
+    }
+    out
+}

@@ -1,5 +1,7 @@
 //! Pieces shared by the `fqgan-trainer` and `fqgan` command-line tools.
 
+pub mod train_tokenizer;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};

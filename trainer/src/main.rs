@@ -66,6 +66,15 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Train a tokenizer on a folder of images (or zip/pk3 archives): reconstruction,
+    /// perceptual (with --lpips), adversarial (after --disc-start), VQ and disentanglement
+    /// losses; checkpoints, metrics.jsonl and reconstruction grids go to --out.
+    TrainTokenizer {
+        #[command(flatten)]
+        args: fqgan_trainer::train_tokenizer::TrainTokenizerArgs,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
     /// List the config presets, or print one as JSON.
     Presets {
         /// Print this preset's full config as JSON.
@@ -101,6 +110,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let model = Tokenizer::<fqgan::device::Cpu>::load(&weights, Some(&config), purpose, &device)?;
             model.save(&output)?;
             println!("wrote {} ({} sub-codebooks, {} feature heads)", output.display(), model.config().k(), model.feat_pred.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TrainTokenizer { args, device } => {
+            device.device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Presets { name: Some(name) } => {
