@@ -1,3 +1,4 @@
 //! Training objectives that live outside the model modules.
 
 pub mod disentangle;
+pub mod semantic;
