@@ -3,10 +3,12 @@
 //! from HF safetensors under their own key names, behind the official pre-processing.
 //!
 //! Which teacher supervises which sub-codebook is the trainer's business; this module only
-//! turns images in [-1, 1] into one CLS feature per image ([`Teacher::cls_feature`]).
+//! turns images in [-1, 1] into one CLS feature per image ([`Teacher::cls_feature`]), which
+//! [`TeacherFeatures`] can store per image id to skip the teacher during training.
 
 pub mod clip;
 pub mod dinov2;
+pub mod features;
 pub mod preprocess;
 
 use std::path::Path;
@@ -22,6 +24,7 @@ use crate::weights::{load_module, KeyMap, LoadRules, TensorFile};
 
 pub use clip::{ClipVisionConfig, ClipVisionModel};
 pub use dinov2::{Dinov2Config, Dinov2Model};
+pub use features::TeacherFeatures;
 pub use preprocess::ScalingLayer;
 
 /// HF `hidden_act` values the teachers use.
