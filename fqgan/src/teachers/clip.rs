@@ -64,9 +64,9 @@ impl ClipVisionConfig {
     }
 
     fn validate(&self, source: &Path) -> Result<()> {
-        let problem = if self.hidden_size % self.num_attention_heads != 0 {
+        let problem = if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
             Some(format!("`hidden_size` {} is not a multiple of `num_attention_heads` {}", self.hidden_size, self.num_attention_heads))
-        } else if self.image_size % self.patch_size != 0 {
+        } else if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
             Some(format!("`image_size` {} is not a multiple of `patch_size` {}", self.image_size, self.patch_size))
         } else if self.image_size != TEACHER_INPUT_SIZE {
             // HF 4.41 CLIP cannot interpolate its position table, and the official ScalingLayer

@@ -64,9 +64,9 @@ impl Dinov2Config {
             serde_json::from_value(value).map_err(|e| Error::Config(format!("{}: {e}", source.display())))?;
         let problem = if config.use_swiglu_ffn {
             Some("`use_swiglu_ffn` is true (DINOv2-giant); only the plain MLP is supported".to_string())
-        } else if config.hidden_size % config.num_attention_heads != 0 {
+        } else if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
             Some(format!("`hidden_size` {} is not a multiple of `num_attention_heads` {}", config.hidden_size, config.num_attention_heads))
-        } else if config.image_size % config.patch_size != 0 {
+        } else if config.patch_size == 0 || config.image_size % config.patch_size != 0 {
             Some(format!("`image_size` {} is not a multiple of `patch_size` {}", config.image_size, config.patch_size))
         } else {
             None

@@ -14,7 +14,8 @@ pub struct ScalingLayer {
 }
 
 impl ScalingLayer {
-    /// The OpenAI CLIP statistics (`openai_mean` / `openai_std`).
+    /// The OpenAI CLIP statistics (`openai_mean` / `openai_std`), the official literals verbatim.
+    #[allow(clippy::excessive_precision)]
     pub const OPENAI_CLIP: Self = Self {
         mean: [0.48145466, 0.4578275, 0.40821073],
         std: [0.26862954, 0.26130258, 0.27577711],
