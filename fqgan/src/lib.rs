@@ -4,6 +4,8 @@
 //!   `decode_subset`), loadable from official checkpoints converted to safetensors.
 //! - [`device::DeviceChoice`]: `cpu` (Flex), `ndarray`, `cuda[:N]`, dispatched once to
 //!   generic code.
+//! - [`teachers::Teacher`]: frozen CLIP / DINOv2 vision towers (HF safetensors) whose CLS
+//!   features supervise the semantic sub-codebooks through [`loss::semantic::info_nce`].
 
 pub mod config;
 pub mod data;
@@ -13,6 +15,7 @@ pub mod image;
 pub mod layers;
 pub mod loss;
 pub mod metrics;
+pub mod teachers;
 pub mod tokenizer;
 pub mod train;
 pub mod verify;

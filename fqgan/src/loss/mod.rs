@@ -4,3 +4,4 @@ pub mod discriminator;
 pub mod disentangle;
 pub mod gan;
 pub mod lpips;
+pub mod semantic;
