@@ -82,21 +82,30 @@ pub(crate) unsafe fn output<'a, T>(
     Ok(Some(std::slice::from_raw_parts_mut(buffer, needed)))
 }
 
-/// Reads the leading `size_t struct_size` of a versioned struct the caller filled in and
-/// checks that it covers every field this version of the library reads.
+/// The leading `size_t struct_size` of a versioned struct the caller filled in, checked to
+/// cover every field this version of the library uses. Reads nothing else, so the caller may
+/// leave an output struct's other fields uninitialised.
 ///
 /// # Safety
-/// When non-null and aligned, `ptr` must point to at least `struct_size` readable bytes.
-pub(crate) unsafe fn versioned<'a, T>(ptr: *const T, name: &str, default_fn: &str) -> Outcome<&'a T> {
+/// When non-null and aligned, `ptr` must point to at least a readable `size_t`.
+unsafe fn check_struct_size<T>(ptr: *const T, name: &str, init: &str) -> Outcome {
     check_pointer(ptr, name)?;
     let struct_size = ptr.cast::<usize>().read();
     let known = std::mem::size_of::<T>();
     if struct_size < known {
         return Err(Failure::invalid(format!(
-            "`{name}->struct_size` is {struct_size}; this library needs at least {known} \
-             (initialise the struct with {default_fn})"
+            "`{name}->struct_size` is {struct_size}; this library needs at least {known} ({init})"
         )));
     }
+    Ok(())
+}
+
+/// A versioned input struct (see [`check_struct_size`]).
+///
+/// # Safety
+/// When non-null and aligned, `ptr` must point to at least `struct_size` readable bytes.
+pub(crate) unsafe fn versioned<'a, T>(ptr: *const T, name: &str, init: &str) -> Outcome<&'a T> {
+    check_struct_size(ptr, name, init)?;
     Ok(&*ptr)
 }
 
@@ -107,7 +116,18 @@ pub(crate) unsafe fn versioned<'a, T>(ptr: *const T, name: &str, default_fn: &st
 /// # Safety
 /// When non-null and aligned, `ptr` must point to at least `struct_size` writable bytes.
 pub(crate) unsafe fn write_versioned<T>(ptr: *mut T, value: T, name: &str, init: &str) -> Outcome {
-    versioned(ptr.cast_const(), name, init)?;
+    check_struct_size(ptr.cast_const(), name, init)?;
     ptr.write(value);
     Ok(())
+}
+
+/// An out-parameter for a handle: set to NULL first, so that a failed call never leaves a
+/// stale or uninitialised handle behind.
+///
+/// # Safety
+/// When non-null and aligned, `out` must be writable.
+pub(crate) unsafe fn handle_out<'a, T>(out: *mut *mut T, name: &str) -> Outcome<&'a mut *mut T> {
+    check_pointer(out, name)?;
+    out.write(std::ptr::null_mut());
+    Ok(&mut *out)
 }

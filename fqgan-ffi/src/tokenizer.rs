@@ -6,7 +6,7 @@ use std::path::Path;
 use fqgan_core::image::RgbImage;
 use fqgan_core::DeviceChoice;
 
-use crate::args::{arg, output, slice, string, versioned, write_versioned};
+use crate::args::{arg, handle_out, output, slice, string, versioned, write_versioned};
 use crate::engine::{self, Engine, Source};
 use crate::status::{guard, Failure, Outcome, Status};
 
@@ -136,7 +136,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_file(
     out_tokenizer: *mut *mut Tokenizer,
 ) -> Status {
     guard(|| {
-        let out = reset_out(out_tokenizer)?;
+        let out = handle_out(out_tokenizer, "out_tokenizer")?;
         let path = Path::new(string(path, "path")?);
         *out = Tokenizer::load(Source::File(path), params)?;
         Ok(())
@@ -156,11 +156,12 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_memory(
     out_tokenizer: *mut *mut Tokenizer,
 ) -> Status {
     guard(|| {
-        let out = reset_out(out_tokenizer)?;
-        let bytes = slice(data.cast::<u8>(), size, "data")?;
-        if bytes.is_empty() {
+        let out = handle_out(out_tokenizer, "out_tokenizer")?;
+        // Size first: bindings pass NULL for an empty buffer, and "empty" is the real problem.
+        if size == 0 {
             return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
         }
+        let bytes = slice(data.cast::<u8>(), size, "data")?;
         *out = Tokenizer::load(Source::Memory(bytes), params)?;
         Ok(())
     })
@@ -205,7 +206,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_info(tokenizer: *const Tokenizer, i
             rgba_size: tokenizer.rgba_size(),
             device: tokenizer.device.as_ptr(),
         };
-        write_versioned(info, value, "info", "info.struct_size = sizeof(fqgan_tokenizer_info)")
+        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_tokenizer_info)")
     })
 }
 
@@ -232,7 +233,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_codebook(
             size: codebook.size as u32,
             dim: codebook.dim as u32,
         };
-        write_versioned(info, value, "info", "info.struct_size = sizeof(fqgan_codebook_info)")
+        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_codebook_info)")
     })
 }
 
@@ -330,19 +331,12 @@ pub unsafe extern "C" fn fqgan_tokenizer_decode_subset(
     })
 }
 
-/// Sets `*out` to NULL first, so that a failed load never leaves a stale handle behind.
-unsafe fn reset_out<'a>(out: *mut *mut Tokenizer) -> Outcome<&'a mut *mut Tokenizer> {
-    arg(out.cast_const(), "out_tokenizer")?;
-    out.write(std::ptr::null_mut());
-    Ok(&mut *out)
-}
-
 impl Tokenizer {
     unsafe fn load(source: Source<'_>, params: *const TokenizerParams) -> Outcome<*mut Tokenizer> {
         let device = if params.is_null() {
             DeviceChoice::Cpu
         } else {
-            let params = versioned(params, "params", "fqgan_tokenizer_params_default()")?;
+            let params = versioned(params, "params", "initialise it with fqgan_tokenizer_params_default()")?;
             if params.device.is_null() {
                 DeviceChoice::Cpu
             } else {
