@@ -118,7 +118,9 @@ pub extern "C" fn fqgan_tokenizer_params_default() -> TokenizerParams {
 }
 
 /// Loads a tokenizer from a `.safetensors` file written by fqgan (the model's config is
-/// embedded in it).
+/// embedded in it). Official checkpoints carry no config: convert them once with
+/// `fqgan-trainer import --preset dual-ds16 --inference WEIGHTS -o TOKENIZER` (see its --help).
+/// Training-only parts in the file (feature-prediction heads) are skipped.
 ///
 /// - `path`: NUL-terminated UTF-8 path.
 /// - `params`: NULL for defaults (CPU).
