@@ -1,0 +1,133 @@
+//! Checks on what C hands us: pointers, sizes, strings and versioned structs. Every failure
+//! names the argument at fault, as the caller wrote it in C.
+
+use std::ffi::{c_char, CStr};
+
+use crate::status::{Failure, Outcome, Status};
+
+/// A non-null, aligned pointer to one `T`, as a reference.
+///
+/// # Safety
+/// When non-null and aligned, `ptr` must point to a valid `T` that outlives `'a`.
+pub(crate) unsafe fn arg<'a, T>(ptr: *const T, name: &str) -> Outcome<&'a T> {
+    check_pointer(ptr, name)?;
+    Ok(&*ptr)
+}
+
+/// `len` values at `ptr`, which must be non-null and aligned (even when `len` is 0, to catch
+/// a forgotten buffer early).
+///
+/// # Safety
+/// When non-null and aligned, `ptr` must point to `len` valid values that outlive `'a`.
+pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Outcome<&'a [T]> {
+    check_pointer(ptr, name)?;
+    Ok(std::slice::from_raw_parts(ptr, len))
+}
+
+fn check_pointer<T>(ptr: *const T, name: &str) -> Outcome {
+    if ptr.is_null() {
+        return Err(Failure::invalid(format!("`{name}` is null")));
+    }
+    if !ptr.is_aligned() {
+        return Err(Failure::invalid(format!(
+            "`{name}` ({ptr:p}) is not aligned to {} bytes",
+            std::mem::align_of::<T>()
+        )));
+    }
+    Ok(())
+}
+
+/// A NUL-terminated UTF-8 string.
+///
+/// # Safety
+/// When non-null, `ptr` must point to a NUL-terminated string that outlives `'a`.
+pub(crate) unsafe fn string<'a>(ptr: *const c_char, name: &str) -> Outcome<&'a str> {
+    if ptr.is_null() {
+        return Err(Failure::invalid(format!("`{name}` is null")));
+    }
+    CStr::from_ptr(ptr).to_str().map_err(|e| Failure::invalid(format!("`{name}` is not valid UTF-8: {e}")))
+}
+
+/// A caller-owned output buffer of `capacity` elements, together with the "required size"
+/// protocol shared by every call that fills one:
+/// - `required` (may be null) always receives the number of elements the call writes;
+/// - `buffer == NULL && capacity == 0` only asks for that number: returns `Ok(None)`;
+/// - a smaller `capacity` fails with `FQGAN_STATUS_BUFFER_TOO_SMALL`.
+///
+/// # Safety
+/// `required`, when non-null and aligned, must be writable; `buffer`, when non-null and
+/// aligned, must be valid for `capacity` writes while `'a` lasts.
+pub(crate) unsafe fn output<'a, T>(
+    buffer: *mut T,
+    capacity: usize,
+    needed: usize,
+    required: *mut usize,
+    names: [&str; 3],
+) -> Outcome<Option<&'a mut [T]>> {
+    let [buffer_name, capacity_name, required_name] = names;
+    if !required.is_null() {
+        check_pointer(required, required_name)?;
+        required.write(needed);
+    }
+    if buffer.is_null() && capacity == 0 {
+        return Ok(None);
+    }
+    check_pointer(buffer, buffer_name)?;
+    if capacity < needed {
+        return Err(Failure::new(
+            Status::BufferTooSmall,
+            format!("`{capacity_name}` is {capacity}; this call writes {needed} values"),
+        ));
+    }
+    Ok(Some(std::slice::from_raw_parts_mut(buffer, needed)))
+}
+
+/// The leading `size_t struct_size` of a versioned struct the caller filled in, checked to
+/// cover every field this version of the library uses. Reads nothing else, so the caller may
+/// leave an output struct's other fields uninitialised.
+///
+/// # Safety
+/// When non-null and aligned, `ptr` must point to at least a readable `size_t`.
+unsafe fn check_struct_size<T>(ptr: *const T, name: &str, init: &str) -> Outcome {
+    check_pointer(ptr, name)?;
+    let struct_size = ptr.cast::<usize>().read();
+    let known = std::mem::size_of::<T>();
+    if struct_size < known {
+        return Err(Failure::invalid(format!(
+            "`{name}->struct_size` is {struct_size}; this library needs at least {known} ({init})"
+        )));
+    }
+    Ok(())
+}
+
+/// A versioned input struct (see [`check_struct_size`]).
+///
+/// # Safety
+/// When non-null and aligned, `ptr` must point to at least `struct_size` readable bytes.
+pub(crate) unsafe fn versioned<'a, T>(ptr: *const T, name: &str, init: &str) -> Outcome<&'a T> {
+    check_struct_size(ptr, name, init)?;
+    Ok(&*ptr)
+}
+
+/// Writes a versioned output struct whose `struct_size` the caller set: fails when it is
+/// smaller than this library's struct, and leaves any bytes past ours (fields of a newer
+/// header) untouched. `value.struct_size` tells the caller how many bytes were filled.
+///
+/// # Safety
+/// When non-null and aligned, `ptr` must point to at least `struct_size` writable bytes.
+pub(crate) unsafe fn write_versioned<T>(ptr: *mut T, value: T, name: &str, init: &str) -> Outcome {
+    check_struct_size(ptr.cast_const(), name, init)?;
+    ptr.write(value);
+    Ok(())
+}
+
+/// An out-parameter for a handle: set to NULL first, so that a failed call never leaves a
+/// stale or uninitialised handle behind.
+///
+/// # Safety
+/// When non-null and aligned, `out` must be writable.
+pub(crate) unsafe fn handle_out<'a, T>(out: *mut *mut T, name: &str) -> Outcome<&'a mut *mut T> {
+    check_pointer(out, name)?;
+    out.write(std::ptr::null_mut());
+    Ok(&mut *out)
+}

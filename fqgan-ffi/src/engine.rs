@@ -1,0 +1,72 @@
+//! The backend-erased tokenizer behind a `fqgan_tokenizer` handle.
+//!
+//! The backend (Flex, NdArray or CUDA) is chosen once, when the model loads, through
+//! [`DeviceChoice::run`]; afterwards the handle talks to the model through [`Engine`], so
+//! no call has to dispatch again and CUDA's driver probe happens in exactly one place.
+
+use std::path::Path;
+
+use fqgan_core::burn::tensor::backend::Backend;
+use fqgan_core::burn::tensor::{Int, Tensor, TensorData};
+use fqgan_core::device::BackendTask;
+use fqgan_core::image::{images_to_tensor, tensor_to_images, RgbImage};
+use fqgan_core::tokenizer::LoadPurpose;
+use fqgan_core::{DeviceChoice, Result, Tokenizer, TokenizerConfig};
+
+/// What the C API needs from a tokenizer, whatever its backend. `Send + Sync` because one
+/// handle serves many threads at once: forward passes only read the module.
+pub(crate) trait Engine: Send + Sync {
+    fn config(&self) -> &TokenizerConfig;
+    /// One image of the model's size -> k x g x g ids, sub-codebook-major, row-major.
+    fn encode(&self, image: &RgbImage) -> Result<Vec<u32>>;
+    /// k x g x g ids -> one image, decoding with only the sub-codebooks in `which`.
+    fn decode(&self, tokens: &[u32], which: &[usize]) -> Result<RgbImage>;
+}
+
+impl<B: Backend> Engine for Tokenizer<B> {
+    fn config(&self) -> &TokenizerConfig {
+        Tokenizer::config(self)
+    }
+
+    fn encode(&self, image: &RgbImage) -> Result<Vec<u32>> {
+        let input = images_to_tensor::<B>(std::slice::from_ref(image), &self.device())?;
+        let ids = Tokenizer::encode(self, input)?.into_data().convert::<i64>();
+        // Ids come from an argmin over at most 2^24 codebook rows, so they fit in u32.
+        Ok(ids.iter::<i64>().map(|id| id as u32).collect())
+    }
+
+    fn decode(&self, tokens: &[u32], which: &[usize]) -> Result<RgbImage> {
+        let config = Tokenizer::config(self);
+        let g = config.grid_size();
+        let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
+        let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [1, config.k(), g, g]), &self.device());
+        let image = self.decode_subset(ids, which)?;
+        Ok(tensor_to_images(image).remove(0))
+    }
+}
+
+/// Where a model's bytes come from.
+pub(crate) enum Source<'a> {
+    File(&'a Path),
+    Memory(&'a [u8]),
+}
+
+struct Load<'a>(Source<'a>);
+
+impl BackendTask for Load<'_> {
+    type Output = Result<Box<dyn Engine>>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let purpose = LoadPurpose::Inference;
+        let model = match self.0 {
+            Source::File(path) => Tokenizer::<B>::load(path, None, purpose, &device)?,
+            Source::Memory(bytes) => Tokenizer::<B>::load_from_bytes(bytes, None, purpose, &device)?,
+        };
+        Ok(Box::new(model))
+    }
+}
+
+/// Loads a tokenizer onto `device`; a CUDA device without a driver is an error, not a panic.
+pub(crate) fn load(source: Source<'_>, device: DeviceChoice) -> Result<Box<dyn Engine>> {
+    device.run(Load(source))?
+}

@@ -1,0 +1,456 @@
+//! `fqgan_tokenizer`: load, inspect, encode images to token grids, decode them back.
+
+use std::ffi::{c_char, c_void, CString};
+use std::path::Path;
+
+use fqgan_core::image::RgbImage;
+use fqgan_core::DeviceChoice;
+
+use crate::args::{arg, handle_out, output, slice, string, versioned, write_versioned};
+use crate::engine::{self, Engine, Source};
+use crate::status::{guard, Failure, Outcome, Status};
+
+/// A loaded tokenizer. Create it with `fqgan_tokenizer_load_file` or
+/// `fqgan_tokenizer_load_memory`, release it with `fqgan_tokenizer_free`.
+///
+/// Thread safety: every call that takes a `const fqgan_tokenizer*` may run on many threads
+/// at once with the same handle. `fqgan_tokenizer_free` must not overlap any other call on
+/// that handle.
+pub struct Tokenizer {
+    engine: Box<dyn Engine>,
+    device: CString,
+    /// NUL-terminated copies of the sub-codebook names, lent out by `fqgan_tokenizer_get_codebook`.
+    codebook_names: Vec<CString>,
+}
+
+/// How to load a tokenizer. Get one from `fqgan_tokenizer_params_default()` and change the
+/// fields you need: later versions may append fields, which `struct_size` accounts for.
+#[repr(C)]
+pub struct TokenizerParams {
+    /// `sizeof(fqgan_tokenizer_params)` as the caller was compiled with.
+    pub struct_size: usize,
+    /// "cpu" (default; burn's Flex backend), "ndarray", "cuda" (= "cuda:0") or "cuda:N".
+    /// NULL means "cpu". CUDA needs a library built with the `cuda` feature and a driver;
+    /// without them loading fails with `FQGAN_STATUS_DEVICE`. Read only during the load call.
+    pub device: *const c_char,
+}
+
+/// What a tokenizer takes and produces. Set `struct_size = sizeof(fqgan_tokenizer_info)`
+/// before calling `fqgan_tokenizer_get_info`.
+#[repr(C)]
+pub struct TokenizerInfo {
+    /// In: the caller's `sizeof(fqgan_tokenizer_info)`. Out: the bytes this library filled.
+    pub struct_size: usize,
+    /// k, the number of sub-codebooks (2 for FQGAN-Dual, 3 for FQGAN-Triple).
+    pub codebook_count: u32,
+    /// Width and height of the images `fqgan_tokenizer_encode` takes and decoding produces.
+    pub image_width: u32,
+    pub image_height: u32,
+    /// Width and height of each sub-codebook's token grid (image size / downsample).
+    pub grid_width: u32,
+    pub grid_height: u32,
+    /// Image pixels per token along each side (8 or 16).
+    pub downsample: u32,
+    /// Values in one token grid: codebook_count * grid_height * grid_width.
+    pub token_count: usize,
+    /// Bytes of one decoded RGBA8 image: image_width * image_height * 4.
+    pub rgba_size: usize,
+    /// The device the model runs on, as in `fqgan_tokenizer_params.device` ("cpu", "cuda:0",
+    /// ...). Owned by the tokenizer: valid until `fqgan_tokenizer_free`.
+    pub device: *const c_char,
+}
+
+/// One sub-codebook. Set `struct_size = sizeof(fqgan_codebook_info)` before calling
+/// `fqgan_tokenizer_get_codebook`.
+#[repr(C)]
+pub struct CodebookInfo {
+    /// In: the caller's `sizeof(fqgan_codebook_info)`. Out: the bytes this library filled.
+    pub struct_size: usize,
+    /// Its name in the model file: "vis" (visual), "sem" (semantic) for Dual; "vis",
+    /// "sem_mid", "sem_high" for Triple. Owned by the tokenizer: valid until `fqgan_tokenizer_free`.
+    pub name: *const c_char,
+    /// Number of entries: its token ids are 0 .. size - 1.
+    pub size: u32,
+    /// Length of each entry's vector.
+    pub dim: u32,
+}
+
+/// Layout of the pixels in an `fqgan_image`.
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// 4 bytes per pixel: red, green, blue, alpha. Alpha is ignored by encoding.
+    Rgba8 = 0,
+    /// 3 bytes per pixel: red, green, blue.
+    Rgb8 = 1,
+}
+
+impl PixelFormat {
+    fn from_raw(value: i32) -> Option<Self> {
+        [Self::Rgba8, Self::Rgb8].into_iter().find(|f| *f as i32 == value)
+    }
+
+    fn bytes_per_pixel(self) -> usize {
+        match self {
+            Self::Rgba8 => 4,
+            Self::Rgb8 => 3,
+        }
+    }
+}
+
+/// A read-only view of 8-bit sRGB pixels, top row first. Rows may be padded (`stride`).
+#[repr(C)]
+pub struct Image {
+    pub pixels: *const u8,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes from the start of one row to the start of the next: at least width times the
+    /// bytes per pixel. The last row needs only width times the bytes per pixel.
+    pub stride: usize,
+    /// An `fqgan_pixel_format` value.
+    pub format: i32,
+}
+
+/// The parameters `fqgan_tokenizer_load_*` use when given NULL: the CPU device.
+#[no_mangle]
+pub extern "C" fn fqgan_tokenizer_params_default() -> TokenizerParams {
+    TokenizerParams { struct_size: std::mem::size_of::<TokenizerParams>(), device: c"cpu".as_ptr() }
+}
+
+/// Loads a tokenizer from a `.safetensors` file written by fqgan (the model's config is
+/// embedded in it). Official checkpoints carry no config: convert them once with
+/// `fqgan-trainer import --preset dual-ds16 --inference WEIGHTS -o TOKENIZER` (see its --help).
+/// Training-only parts in the file (feature-prediction heads) are skipped.
+///
+/// - `path`: NUL-terminated UTF-8 path.
+/// - `params`: NULL for defaults (CPU).
+/// - `out_tokenizer`: receives the new handle; set to NULL on failure.
+///
+/// Fails with `FQGAN_STATUS_IO` when the file cannot be read, `FQGAN_STATUS_INVALID_MODEL`
+/// when it is not a valid tokenizer, `FQGAN_STATUS_DEVICE` when the device is unusable.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_load_file(
+    path: *const c_char,
+    params: *const TokenizerParams,
+    out_tokenizer: *mut *mut Tokenizer,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_tokenizer, "out_tokenizer")?;
+        let path = Path::new(string(path, "path")?);
+        *out = Tokenizer::load(Source::File(path), params)?;
+        Ok(())
+    })
+}
+
+/// As `fqgan_tokenizer_load_file`, from the bytes of such a file (for engines that pack their
+/// assets). The bytes are copied: the buffer may be released when the call returns.
+///
+/// # Safety
+/// `data` must be NULL or valid for `size` reads; other pointers as in `fqgan_tokenizer_load_file`.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_load_memory(
+    data: *const c_void,
+    size: usize,
+    params: *const TokenizerParams,
+    out_tokenizer: *mut *mut Tokenizer,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_tokenizer, "out_tokenizer")?;
+        // Size first: bindings pass NULL for an empty buffer, and "empty" is the real problem.
+        if size == 0 {
+            return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
+        }
+        let bytes = slice(data.cast::<u8>(), size, "data")?;
+        *out = Tokenizer::load(Source::Memory(bytes), params)?;
+        Ok(())
+    })
+}
+
+/// Releases a tokenizer and everything it lent out (names, device string). NULL is a no-op.
+/// No other call on this handle may be running or start afterwards.
+///
+/// # Safety
+/// `tokenizer` must be NULL or a handle from `fqgan_tokenizer_load_*` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_free(tokenizer: *mut Tokenizer) {
+    if !tokenizer.is_null() {
+        // Dropping a model does not panic in practice; if it ever did, the status is
+        // discarded (free returns nothing) but the unwind still stops here.
+        guard(|| {
+            drop(Box::from_raw(tokenizer));
+            Ok(())
+        });
+    }
+}
+
+/// Fills `info` (whose `struct_size` the caller set) with the model's sizes.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_get_info(tokenizer: *const Tokenizer, info: *mut TokenizerInfo) -> Status {
+    guard(|| {
+        let tokenizer = arg(tokenizer, "tokenizer")?;
+        let config = tokenizer.engine.config();
+        let (size, grid) = (config.image_size as u32, config.grid_size() as u32);
+        let value = TokenizerInfo {
+            struct_size: std::mem::size_of::<TokenizerInfo>(),
+            codebook_count: config.k() as u32,
+            image_width: size,
+            image_height: size,
+            grid_width: grid,
+            grid_height: grid,
+            downsample: config.downsample() as u32,
+            token_count: tokenizer.token_count(),
+            rgba_size: tokenizer.rgba_size(),
+            device: tokenizer.device.as_ptr(),
+        };
+        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_tokenizer_info)")
+    })
+}
+
+/// Fills `info` (whose `struct_size` the caller set) for sub-codebook `index` (0 .. k - 1,
+/// in the order of the token grid).
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_get_codebook(
+    tokenizer: *const Tokenizer,
+    index: u32,
+    info: *mut CodebookInfo,
+) -> Status {
+    guard(|| {
+        let tokenizer = arg(tokenizer, "tokenizer")?;
+        let codebooks = &tokenizer.engine.config().codebooks;
+        let codebook = codebooks.get(index as usize).ok_or_else(|| {
+            Failure::invalid(format!("`index` is {index}; this tokenizer has {} sub-codebooks", codebooks.len()))
+        })?;
+        let value = CodebookInfo {
+            struct_size: std::mem::size_of::<CodebookInfo>(),
+            name: tokenizer.codebook_names[index as usize].as_ptr(),
+            size: codebook.size as u32,
+            dim: codebook.dim as u32,
+        };
+        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_codebook_info)")
+    })
+}
+
+/// Encodes one image into k token grids.
+///
+/// - `image`: exactly the model's image size (`fqgan_tokenizer_info.image_width` x
+///   `image_height`); other sizes fail with `FQGAN_STATUS_INVALID_ARGUMENT` (resize first).
+/// - `tokens`: receives `token_count` ids laid out `[k][grid_height][grid_width]`: all of
+///   sub-codebook 0 row by row, then sub-codebook 1, ...
+/// - `tokens_capacity`: number of `uint32_t` at `tokens`.
+/// - `tokens_required`: may be NULL; receives `token_count`.
+///
+/// Pass `tokens = NULL, tokens_capacity = 0` to only query the size (`image` is then not read).
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_encode(
+    tokenizer: *const Tokenizer,
+    image: *const Image,
+    tokens: *mut u32,
+    tokens_capacity: usize,
+    tokens_required: *mut usize,
+) -> Status {
+    guard(|| {
+        let tokenizer = arg(tokenizer, "tokenizer")?;
+        let names = ["tokens", "tokens_capacity", "tokens_required"];
+        let Some(out) = output(tokens, tokens_capacity, tokenizer.token_count(), tokens_required, names)? else {
+            return Ok(());
+        };
+        let image = tokenizer.read_image(arg(image, "image")?)?;
+        out.copy_from_slice(&tokenizer.engine.encode(&image)?);
+        Ok(())
+    })
+}
+
+/// Decodes k token grids (as `fqgan_tokenizer_encode` writes them) into an RGBA8 image of the
+/// model's size, rows packed (`stride = image_width * 4`), alpha 255.
+///
+/// - `token_count`: must equal `fqgan_tokenizer_info.token_count`. Every id must be below
+///   its sub-codebook's size, else `FQGAN_STATUS_INVALID_ARGUMENT`.
+/// - `rgba_capacity`: bytes at `rgba`; `rgba_required` (may be NULL) receives `rgba_size`.
+///
+/// Pass `rgba = NULL, rgba_capacity = 0` to only query the size (`tokens` is then not read).
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_decode(
+    tokenizer: *const Tokenizer,
+    tokens: *const u32,
+    token_count: usize,
+    rgba: *mut u8,
+    rgba_capacity: usize,
+    rgba_required: *mut usize,
+) -> Status {
+    guard(|| {
+        let tokenizer = arg(tokenizer, "tokenizer")?;
+        let all: Vec<usize> = (0..tokenizer.engine.config().k()).collect();
+        tokenizer.decode_into(tokens, token_count, &all, rgba, rgba_capacity, rgba_required)
+    })
+}
+
+/// As `fqgan_tokenizer_decode`, using only some sub-codebooks: the others' contributions are
+/// zeroed before the decoder, as in the paper's Fig. 3 (e.g. decode only the visual or only the
+/// semantic sub-codebook to see what each one captures).
+///
+/// - `codebooks`: `codebook_count` (>= 1) sub-codebook indices, each below k.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_decode_subset(
+    tokenizer: *const Tokenizer,
+    tokens: *const u32,
+    token_count: usize,
+    codebooks: *const u32,
+    codebook_count: usize,
+    rgba: *mut u8,
+    rgba_capacity: usize,
+    rgba_required: *mut usize,
+) -> Status {
+    guard(|| {
+        let tokenizer = arg(tokenizer, "tokenizer")?;
+        let k = tokenizer.engine.config().k();
+        let chosen = slice(codebooks, codebook_count, "codebooks")?;
+        if chosen.is_empty() {
+            return Err(Failure::invalid("`codebook_count` is 0: choose at least one sub-codebook"));
+        }
+        if let Some((i, bad)) = chosen.iter().enumerate().find(|(_, &c)| c as usize >= k) {
+            return Err(Failure::invalid(format!("`codebooks[{i}]` is {bad}; this tokenizer has {k} sub-codebooks")));
+        }
+        let which: Vec<usize> = chosen.iter().map(|&c| c as usize).collect();
+        tokenizer.decode_into(tokens, token_count, &which, rgba, rgba_capacity, rgba_required)
+    })
+}
+
+impl Tokenizer {
+    unsafe fn load(source: Source<'_>, params: *const TokenizerParams) -> Outcome<*mut Tokenizer> {
+        let device = if params.is_null() {
+            DeviceChoice::Cpu
+        } else {
+            let params = versioned(params, "params", "initialise it with fqgan_tokenizer_params_default()")?;
+            if params.device.is_null() {
+                DeviceChoice::Cpu
+            } else {
+                let text = string(params.device, "params->device")?;
+                text.parse().map_err(|e: fqgan_core::Error| Failure::invalid(format!("`params->device`: {e}")))?
+            }
+        };
+        let engine = engine::load(source, device)?;
+        let codebook_names = engine.config().codebooks.iter().map(|c| c_string(&c.name)).collect();
+        let device = c_string(&device.to_string());
+        Ok(Box::into_raw(Box::new(Tokenizer { engine, device, codebook_names })))
+    }
+
+    fn token_count(&self) -> usize {
+        let config = self.engine.config();
+        config.k() * config.grid_size() * config.grid_size()
+    }
+
+    fn rgba_size(&self) -> usize {
+        let size = self.engine.config().image_size;
+        size * size * 4
+    }
+
+    /// Checks an image view against the model and copies its RGB channels out.
+    unsafe fn read_image(&self, image: &Image) -> Outcome<RgbImage> {
+        let format = PixelFormat::from_raw(image.format).ok_or_else(|| {
+            Failure::invalid(format!("`image->format` is {}; expected FQGAN_PIXEL_FORMAT_RGBA8 (0) or RGB8 (1)", image.format))
+        })?;
+        let (width, height) = (image.width, image.height);
+        if width == 0 || height == 0 {
+            return Err(Failure::invalid(format!("`image->width` x `image->height` is {width}x{height}: empty")));
+        }
+        let size = self.engine.config().image_size;
+        if (width as usize, height as usize) != (size, size) {
+            return Err(Failure::invalid(format!(
+                "`image->width` x `image->height` is {width}x{height}; this tokenizer takes {size}x{size} images \
+                 (resize before encoding)"
+            )));
+        }
+        let bpp = format.bytes_per_pixel();
+        let row = width as usize * bpp;
+        if image.stride < row {
+            return Err(Failure::invalid(format!(
+                "`image->stride` is {}; {width} pixels of {bpp} bytes need at least {row}",
+                image.stride
+            )));
+        }
+        let total = image
+            .stride
+            .checked_mul(height as usize - 1)
+            .and_then(|rows| rows.checked_add(row))
+            .ok_or_else(|| Failure::invalid(format!("`image->stride` {} overflows the address space", image.stride)))?;
+        let pixels = slice(image.pixels, total, "image->pixels")?;
+        let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
+        for y in 0..height as usize {
+            let row = &pixels[y * image.stride..][..row];
+            rgb.extend(row.chunks_exact(bpp).flat_map(|pixel| &pixel[..3]));
+        }
+        Ok(RgbImage::from_raw(width, height, rgb).expect("width * height * 3 bytes"))
+    }
+
+    unsafe fn decode_into(
+        &self,
+        tokens: *const u32,
+        token_count: usize,
+        which: &[usize],
+        rgba: *mut u8,
+        rgba_capacity: usize,
+        rgba_required: *mut usize,
+    ) -> Outcome {
+        let names = ["rgba", "rgba_capacity", "rgba_required"];
+        let Some(out) = output(rgba, rgba_capacity, self.rgba_size(), rgba_required, names)? else {
+            return Ok(());
+        };
+        let tokens = self.check_tokens(slice(tokens, token_count, "tokens")?)?;
+        let image = self.engine.decode(tokens, which)?;
+        for (dst, src) in out.chunks_exact_mut(4).zip(image.pixels()) {
+            dst.copy_from_slice(&[src[0], src[1], src[2], 255]);
+        }
+        Ok(())
+    }
+
+    /// The shape and every id, so that C gets a message naming the first bad token.
+    fn check_tokens<'a>(&self, tokens: &'a [u32]) -> Outcome<&'a [u32]> {
+        let config = self.engine.config();
+        let expected = self.token_count();
+        let g = config.grid_size();
+        if tokens.len() != expected {
+            return Err(Failure::invalid(format!(
+                "`token_count` is {}; this tokenizer's grids hold {} x {g} x {g} = {expected} tokens",
+                tokens.len(),
+                config.k()
+            )));
+        }
+        for (c, (grid, codebook)) in tokens.chunks_exact(g * g).zip(&config.codebooks).enumerate() {
+            if let Some(at) = grid.iter().position(|&id| id as usize >= codebook.size) {
+                return Err(Failure::invalid(format!(
+                    "`tokens[{}]` is {} (sub-codebook {c} '{}', row {}, column {}); its ids are 0..{}",
+                    c * g * g + at,
+                    grid[at],
+                    codebook.name,
+                    at / g,
+                    at % g,
+                    codebook.size
+                )));
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+fn c_string(text: &str) -> CString {
+    // Names and device strings are validated ASCII ([A-Za-z0-9_], "cuda:N"): no NUL inside.
+    CString::new(text).expect("no interior NUL")
+}

@@ -1,0 +1,227 @@
+//! The C API from the outside: checks the committed header against a fresh cbindgen run, then
+//! builds the C, C++ and C# programs against the libfqgan that cargo just built for this test
+//! and runs them. Their outputs must equal the Rust API's, bit for bit.
+//!
+//! Needs on PATH: `cbindgen` (`cargo install cbindgen --locked`), gcc, g++, and Mono's `mcs`
+//! and `mono` (Debian: `mono-mcs mono-runtime`).
+#![cfg(target_os = "linux")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use fqgan_core::device::Cpu;
+use fqgan_core::image::{images_to_tensor, read_rgb_sized, tensor_to_images, RgbImage};
+use fqgan_core::tokenizer::LoadPurpose;
+use fqgan_core::{Tokenizer, TokenizerConfig};
+
+/// The repository root (this package lives in `fqgan-ffi/`).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("fqgan-ffi has a parent").to_path_buf()
+}
+
+/// The directory holding the libfqgan.so cargo built for this test run: `target/<profile>/deps/`,
+/// next to the test binary. (`cargo test` does not copy it up to `target/<profile>/`, so the
+/// copy there may be stale.)
+fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().expect("target/<profile>/deps").to_path_buf();
+    assert!(dir.join("libfqgan.so").exists(), "no libfqgan.so in {}", dir.display());
+    dir
+}
+
+/// A small model, a 64x64 input (PPM and packed RGBA8) and what the Rust API makes of it.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    model: PathBuf,
+    ppm: PathBuf,
+    rgba: PathBuf,
+    tokens: Vec<u32>,
+    decoded: RgbImage,
+    /// Decoded with sub-codebook 0 ("vis") only.
+    decoded_0: RgbImage,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Default::default();
+        let config = TokenizerConfig::preset("small-dual-ds8").unwrap();
+        let model = dir.path().join("model.safetensors");
+        Tokenizer::<Cpu>::new(&config, &device).unwrap().save(&model).unwrap();
+        // The reference runs the model as the library loads it: from the file, for inference.
+        let tokenizer = Tokenizer::<Cpu>::load(&model, None, LoadPurpose::Inference, &device).unwrap();
+
+        let image = read_rgb_sized(root().join("examples/images/chelsea.png"), 64, true).unwrap();
+        let ppm = dir.path().join("input.ppm");
+        std::fs::write(&ppm, ppm_bytes(&image)).unwrap();
+        let rgba = dir.path().join("input.rgba");
+        std::fs::write(&rgba, rgba_bytes(&image)).unwrap();
+
+        let tensor = images_to_tensor::<Cpu>(std::slice::from_ref(&image), &device).unwrap();
+        let ids = tokenizer.encode(tensor).unwrap();
+        let tokens = ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect();
+        let decoded = tensor_to_images(tokenizer.decode(ids.clone()).unwrap()).remove(0);
+        let decoded_0 = tensor_to_images(tokenizer.decode_subset(ids, &[0]).unwrap()).remove(0);
+        Fixture { _dir: dir, model, ppm, rgba, tokens, decoded, decoded_0 }
+    })
+}
+
+fn ppm_bytes(image: &RgbImage) -> Vec<u8> {
+    let mut bytes = format!("P6\n{} {}\n255\n", image.width(), image.height()).into_bytes();
+    bytes.extend_from_slice(image.as_raw());
+    bytes
+}
+
+fn rgba_bytes(image: &RgbImage) -> Vec<u8> {
+    image.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+}
+
+/// Runs a command; panics with its output unless it succeeds.
+fn run(command: &mut Command) -> Output {
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({})\n--- stdout\n{}--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Compiles C or C++ sources into `out` against include/, bindings/cpp/ and the built library.
+fn compile(compiler: &str, standard: &str, sources: &[&str], out: &Path) {
+    let lib = library_dir();
+    let root = root();
+    let mut command = Command::new(compiler);
+    command
+        .args([standard, "-Wall", "-Wextra", "-Werror", "-pthread"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg("-I")
+        .arg(root.join("bindings/cpp"))
+        .args(sources.iter().map(|s| root.join(s)))
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lfqgan", "-o"])
+        .arg(out);
+    run(&mut command);
+}
+
+/// Compiles the C# binding with `sources` into `out` (Mono's mcs needs `experimental` for
+/// C# 7.3's `fixed` on spans; Unity's and .NET's compilers take the file as it is).
+fn compile_csharp(source: &str, out: &Path) {
+    let root = root();
+    let mut command = Command::new("mcs");
+    command
+        .args(["-langversion:experimental", "-unsafe", "-warnaserror"])
+        .arg(format!("-out:{}", out.display()))
+        .arg(root.join("bindings/csharp/Fqgan.cs"))
+        .arg(root.join(source));
+    run(&mut command);
+}
+
+fn mono(exe: &Path) -> Command {
+    let mut command = Command::new("mono");
+    command.arg(exe).env("LD_LIBRARY_PATH", library_dir());
+    command
+}
+
+fn assert_same_image(file: &Path, expected: &[u8], what: &str) {
+    let actual = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert!(actual.len() == expected.len(), "{what}: {} bytes, expected {}", actual.len(), expected.len());
+    let differing = actual.iter().zip(expected).filter(|(a, b)| a != b).count();
+    assert_eq!(differing, 0, "{what}: {differing} bytes differ from the Rust API's output");
+}
+
+#[test]
+fn header_is_up_to_date() {
+    let root = root();
+    let output = Command::new("cbindgen")
+        .current_dir(&root)
+        .args(["--config", "fqgan-ffi/cbindgen.toml", "fqgan-ffi"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cbindgen ({e}); install it: cargo install cbindgen --locked"));
+    assert!(output.status.success(), "cbindgen failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let committed = std::fs::read_to_string(root.join("include/fqgan.h")).unwrap();
+    assert!(
+        String::from_utf8(output.stdout).unwrap() == committed,
+        "include/fqgan.h differs from the code; regenerate it from the repository root with\n  \
+         cbindgen --config fqgan-ffi/cbindgen.toml --output include/fqgan.h fqgan-ffi"
+    );
+}
+
+#[test]
+fn c_example_round_trip_matches_rust() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("encode_decode");
+    compile("gcc", "-std=c11", &["examples/c/encode_decode.c"], &exe);
+    let out = dir.path().join("out.ppm");
+    run(Command::new(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&out).arg("cpu"));
+    assert_same_image(&out, &ppm_bytes(&fixture.decoded), "C example");
+}
+
+#[test]
+fn c_api_checks_every_argument_shares_a_handle_across_threads_and_matches_rust() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("api_test");
+    compile("gcc", "-std=c11", &["tests/ffi/api_test.c"], &exe);
+    run(Command::new(&exe).arg(&fixture.model).arg(&fixture.rgba).arg(dir.path()));
+    let tokens: Vec<u32> = std::fs::read(dir.path().join("tokens.u32"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(tokens, fixture.tokens, "tokens from C differ from the Rust API's");
+    assert_same_image(&dir.path().join("decoded.rgba"), &rgba_bytes(&fixture.decoded), "C decode");
+    assert_same_image(&dir.path().join("decoded_0.rgba"), &rgba_bytes(&fixture.decoded_0), "C decode_subset");
+}
+
+#[test]
+fn cpp_example_round_trip_matches_rust() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("encode_decode");
+    compile("g++", "-std=c++17", &["examples/cpp/encode_decode.cpp"], &exe);
+    let (full, vis) = (dir.path().join("full.ppm"), dir.path().join("vis.ppm"));
+    run(Command::new(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&full));
+    run(Command::new(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&vis).args(["cpu", "0"]));
+    assert_same_image(&full, &ppm_bytes(&fixture.decoded), "C++ example");
+    assert_same_image(&vis, &ppm_bytes(&fixture.decoded_0), "C++ example, sub-codebook 0");
+}
+
+#[test]
+fn cpp_wrapper_raises_errors_moves_handles_and_shares_them_across_threads() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("wrapper_test");
+    compile("g++", "-std=c++17", &["tests/ffi/wrapper_test.cpp"], &exe);
+    let output = run(Command::new(&exe).arg(&fixture.model).arg(&fixture.rgba));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
+}
+
+#[test]
+fn csharp_example_round_trip_matches_rust() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("EncodeDecode.exe");
+    compile_csharp("examples/csharp/EncodeDecode.cs", &exe);
+    let out = dir.path().join("out.ppm");
+    run(mono(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&out));
+    assert_same_image(&out, &ppm_bytes(&fixture.decoded), "C# example");
+}
+
+#[test]
+fn csharp_binding_raises_errors_takes_spans_and_shares_a_tokenizer_across_threads() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("BindingTest.exe");
+    compile_csharp("tests/ffi/BindingTest.cs", &exe);
+    let output = run(mono(&exe).arg(&fixture.model).arg(&fixture.rgba));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
+}

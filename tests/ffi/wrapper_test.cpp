@@ -1,0 +1,108 @@
+// Exercises bindings/cpp/fqgan.hpp; run by tests/ffi.rs.
+//
+//   wrapper_test MODEL.safetensors IN.rgba
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fqgan.hpp"
+
+static int failures = 0;
+
+#define CHECK(condition)                                                            \
+    do {                                                                            \
+        if (!(condition)) {                                                         \
+            std::cerr << "line " << __LINE__ << ": " << #condition << " failed\n"; \
+            failures++;                                                             \
+        }                                                                           \
+    } while (0)
+
+// Runs `body`, which must throw fqgan::Error with `status` and a message containing `needle`.
+template <class Body>
+static void expect_error(int line, fqgan_status status, const std::string &needle, Body body) {
+    try {
+        body();
+        std::cerr << "line " << line << ": no exception\n";
+        failures++;
+    } catch (const fqgan::Error &e) {
+        if (e.status() != status || std::string(e.what()).find(needle) == std::string::npos) {
+            std::cerr << "line " << line << ": status " << e.status() << " \"" << e.what() << "\", expected " << status
+                      << " with \"" << needle << "\"\n";
+            failures++;
+        }
+    }
+}
+#define EXPECT_ERROR(status, needle, body) expect_error(__LINE__, status, needle, [&] { body; })
+
+static std::vector<std::uint8_t> read_file(const std::string &path) {
+    std::ifstream file(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        std::cerr << "usage: " << argv[0] << " MODEL.safetensors IN.rgba\n";
+        return 2;
+    }
+    CHECK(fqgan::abi_version() == FQGAN_ABI_VERSION);
+    CHECK(!fqgan::version().empty());
+
+    EXPECT_ERROR(FQGAN_STATUS_IO, "missing.safetensors", fqgan::Tokenizer::load_file("missing.safetensors"));
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "`params->device`", fqgan::Tokenizer::load_file(argv[1], "gpu"));
+    const std::vector<std::uint8_t> garbage(100, 7);
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_MODEL, "not a valid safetensors", fqgan::Tokenizer::load_memory(garbage));
+
+    const std::vector<std::uint8_t> model = read_file(argv[1]);
+    fqgan::Tokenizer loaded = fqgan::Tokenizer::load_memory(model);
+    fqgan::Tokenizer tok = std::move(loaded);  // move-only: `loaded` is now empty
+    CHECK(loaded.get() == nullptr && tok.get() != nullptr);
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "`tokenizer` is null", loaded.info());
+
+    const fqgan_tokenizer_info info = tok.info();
+    const std::vector<fqgan::Codebook> codebooks = tok.codebooks();
+    CHECK(codebooks.size() == 2 && codebooks[0].name == "vis" && codebooks[1].name == "sem");
+    CHECK(codebooks[0].size == 1024);
+
+    const std::vector<std::uint8_t> rgba = read_file(argv[2]);
+    CHECK(rgba.size() == info.rgba_size);
+    const fqgan::ImageView image = fqgan::ImageView::rgba(rgba.data(), info.image_width, info.image_height);
+    const std::vector<std::uint32_t> tokens = tok.encode(image);
+    CHECK(tokens.size() == info.token_count);
+
+    std::vector<std::uint32_t> short_buffer(tokens.size() - 1);
+    EXPECT_ERROR(FQGAN_STATUS_BUFFER_TOO_SMALL, "`tokens_capacity`", tok.encode(image, short_buffer));
+    const fqgan::ImageView small = fqgan::ImageView::rgba(rgba.data(), 16, 16);
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "16x16", tok.encode(small));
+    std::vector<std::uint32_t> bad_tokens = tokens;
+    bad_tokens[0] = 5000;
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "`tokens[0]` is 5000", tok.decode(bad_tokens));
+    const std::uint32_t no_such_codebook[] = {3};
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "`codebooks[0]` is 3", tok.decode_subset(tokens, no_such_codebook));
+
+    // Span overloads write into caller memory and agree with the vector overloads.
+    std::uint32_t raw[2 * 8 * 8];
+    tok.encode(image, raw);
+    CHECK(std::memcmp(raw, tokens.data(), sizeof raw) == 0);
+    const std::vector<std::uint8_t> decoded = tok.decode(tokens);
+    std::vector<std::uint8_t> into(info.rgba_size);
+    tok.decode(tokens, into);
+    CHECK(decoded == into && decoded.size() == info.rgba_size);
+    const std::uint32_t both[] = {0, 1};
+    CHECK(tok.decode_subset(tokens, both) == decoded);
+
+    // A const handle shared by threads; exceptions stay on the thread that caused them.
+    std::vector<std::vector<std::uint32_t>> results(8);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < results.size(); i++)
+        threads.emplace_back([&, i] { results[i] = tok.encode(image); });
+    for (std::thread &thread : threads) thread.join();
+    for (const std::vector<std::uint32_t> &result : results) CHECK(result == tokens);
+
+    if (failures) std::cerr << failures << " checks failed\n";
+    else std::cout << "wrapper_test: all checks passed\n";
+    return failures ? 1 : 0;
+}
