@@ -124,6 +124,14 @@ fn compile_csharp(source: &str, out: &Path) {
     run(&mut command);
 }
 
+/// A compiled C/C++ program, made to load this run's libfqgan: cargo's own library path for
+/// tests also lists `target/<profile>/`, where an older copy of the library may sit.
+fn native(exe: &Path) -> Command {
+    let mut command = Command::new(exe);
+    command.env("LD_LIBRARY_PATH", library_dir());
+    command
+}
+
 fn mono(exe: &Path) -> Command {
     let mut command = Command::new("mono");
     command.arg(exe).env("LD_LIBRARY_PATH", library_dir());
@@ -161,7 +169,7 @@ fn c_example_round_trip_matches_rust() {
     let exe = dir.path().join("encode_decode");
     compile("gcc", "-std=c11", &["examples/c/encode_decode.c"], &exe);
     let out = dir.path().join("out.ppm");
-    run(Command::new(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&out).arg("cpu"));
+    run(native(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&out).arg("cpu"));
     assert_same_image(&out, &ppm_bytes(&fixture.decoded), "C example");
 }
 
@@ -171,7 +179,7 @@ fn c_api_checks_every_argument_shares_a_handle_across_threads_and_matches_rust()
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("api_test");
     compile("gcc", "-std=c11", &["tests/ffi/api_test.c"], &exe);
-    run(Command::new(&exe).arg(&fixture.model).arg(&fixture.rgba).arg(dir.path()));
+    run(native(&exe).arg(&fixture.model).arg(&fixture.rgba).arg(dir.path()));
     let tokens: Vec<u32> = std::fs::read(dir.path().join("tokens.u32"))
         .unwrap()
         .chunks_exact(4)
@@ -189,8 +197,8 @@ fn cpp_example_round_trip_matches_rust() {
     let exe = dir.path().join("encode_decode");
     compile("g++", "-std=c++17", &["examples/cpp/encode_decode.cpp"], &exe);
     let (full, vis) = (dir.path().join("full.ppm"), dir.path().join("vis.ppm"));
-    run(Command::new(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&full));
-    run(Command::new(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&vis).args(["cpu", "0"]));
+    run(native(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&full));
+    run(native(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&vis).args(["cpu", "0"]));
     assert_same_image(&full, &ppm_bytes(&fixture.decoded), "C++ example");
     assert_same_image(&vis, &ppm_bytes(&fixture.decoded_0), "C++ example, sub-codebook 0");
 }
@@ -201,7 +209,7 @@ fn cpp_wrapper_raises_errors_moves_handles_and_shares_them_across_threads() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("wrapper_test");
     compile("g++", "-std=c++17", &["tests/ffi/wrapper_test.cpp"], &exe);
-    let output = run(Command::new(&exe).arg(&fixture.model).arg(&fixture.rgba));
+    let output = run(native(&exe).arg(&fixture.model).arg(&fixture.rgba));
     assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
 }
 
