@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::config::TokenizerConfig;
 use crate::error::{Error, Result};
-use crate::far::generate::{generate_observed, LogitsRecord};
+use crate::far::generate::{generate_observed, guide, with_null_class, LogitsRecord};
 use crate::far::{Far, FarConfig, GenerateOptions, SubTokenSampling};
 use crate::tokenizer::{LoadPurpose, Tokenizer, Trace};
 use crate::weights::TensorFile;
@@ -248,28 +248,18 @@ fn verify_far<B: Backend>(dir: &Path, golden: &serde_json::Value, checker: &mut 
 
     // The top_k=0 run's first position, feeding back the sub-tokens torch drew.
     let guided = sampling.iter().any(|s| s.cfg_scale != 1.0);
-    let null = config.null_class().filter(|_| guided);
-    let row_labels = match null {
-        Some(null) => Tensor::cat(vec![gen_labels.clone(), Tensor::full([b], null as i64, device)], 0),
-        None => gen_labels,
-    };
-    let mut caches = model.new_caches(row_labels.dims()[0]);
-    let mut slot = model.prefill(row_labels.clone(), None, &mut caches)?;
-    let mut head_caches = model.head.new_caches(&config, row_labels.dims()[0], device);
+    let row_labels = if guided { with_null_class(&model, gen_labels)? } else { gen_labels };
+    let rows = row_labels.dims()[0];
+    let mut caches = model.new_caches(rows);
+    let mut slot = model.prefill(row_labels, None, &mut caches)?;
+    let mut head_caches = model.head.new_caches(&config, rows, device);
     for j in 0..k {
         let raw = model.head_logits(slot, j, Some(&mut head_caches));
-        let guided_logits = match null {
-            Some(_) => {
-                let cond = raw.clone().narrow(0, 0, b);
-                let uncond = raw.clone().narrow(0, b, b);
-                uncond.clone() + (cond - uncond) * sampling[j].cfg_scale
-            }
-            None => raw.clone(),
-        };
+        let guided_logits = if guided { guide(raw.clone(), sampling[j].cfg_scale) } else { raw.clone() };
         checker.float(&format!("gen_topk0_step0_raw_logits_{}", j + 1), raw);
         checker.float(&format!("gen_topk0_step0_cfg_logits_{}", j + 1), guided_logits);
         let drawn = Tensor::<B, 1, Int>::from_data(ints(&format!("gen_topk0_step0_token_{}", j + 1))?, device).reshape([b, 1]);
-        let drawn = if null.is_some() { Tensor::cat(vec![drawn.clone(), drawn], 0) } else { drawn };
+        let drawn = if guided { Tensor::cat(vec![drawn.clone(), drawn], 0) } else { drawn };
         slot = if j + 1 < k { model.slot_embedding(j + 1, drawn) } else { break };
     }
     Ok(())

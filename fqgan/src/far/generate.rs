@@ -82,15 +82,7 @@ pub fn generate_observed<B: Backend>(
         }
     }
     let guided = options.sampling.iter().any(|s| s.cfg_scale != 1.0);
-    let device = model.device();
-    let row_labels = if guided {
-        let null = config.null_class().ok_or_else(|| {
-            Error::Input("classifier-free guidance needs the null class, but class_dropout_prob is 0: set every cfg_scale to 1".into())
-        })?;
-        Tensor::cat(vec![labels, Tensor::full([batch], null as i64, &device)], 0)
-    } else {
-        labels
-    };
+    let row_labels = if guided { with_null_class(model, labels)? } else { labels };
     let rows = Rows { batch, guided };
     let start = prefix.as_ref().map_or(0, |p| p.dims()[2]);
     let mut tokens: Vec<Tensor<B, 3, Int>> = prefix.iter().cloned().collect();
@@ -174,7 +166,7 @@ fn sample_token<B: Backend>(
             Decoding::KvCache => model.head_logits(slots[j].clone(), j, Some(&mut head_caches)),
             Decoding::Recompute => model.head_logits(Tensor::cat(slots.clone(), 1), j, None),
         };
-        let guided = guide(raw.clone(), rows, params.cfg_scale);
+        let guided = if rows.guided { guide(raw.clone(), params.cfg_scale) } else { raw.clone() };
         let vocab = config.vocab_sizes[j];
         let values: Vec<f32> = guided.clone().into_data().convert::<f32>().to_vec().expect("float logits");
         observe(LogitsRecord { position, sub_token: j, raw, guided });
@@ -188,16 +180,23 @@ fn sample_token<B: Backend>(
     Tensor::stack(sampled, 1)
 }
 
-/// `uncond + (cond - uncond) * scale` on the guided layout; the conditional rows alone when
-/// the scale is 1 (or there is no unconditional half).
-fn guide<B: Backend>(raw: Tensor<B, 2>, rows: Rows, scale: f64) -> Tensor<B, 2> {
-    if !rows.guided {
-        return raw;
-    }
-    let cond = raw.clone().narrow(0, 0, rows.batch);
+/// `[labels; null class]`: the row layout of classifier-free guidance.
+pub fn with_null_class<B: Backend>(model: &Far<B>, labels: Tensor<B, 1, Int>) -> Result<Tensor<B, 1, Int>> {
+    let null = model.config().null_class().ok_or_else(|| {
+        Error::Input("classifier-free guidance needs the null class, but class_dropout_prob is 0: set every cfg_scale to 1".into())
+    })?;
+    let batch = labels.dims()[0];
+    let nulls = Tensor::full([batch], null as i64, &labels.device());
+    Ok(Tensor::cat(vec![labels, nulls], 0))
+}
+
+/// `uncond + (cond - uncond) * scale` from head logits `[cond; uncond]` `[2B, vocab]`.
+pub fn guide<B: Backend>(raw: Tensor<B, 2>, scale: f64) -> Tensor<B, 2> {
+    let batch = raw.dims()[0] / 2;
+    let cond = raw.clone().narrow(0, 0, batch);
     if scale == 1.0 {
         return cond;
     }
-    let uncond = raw.narrow(0, rows.batch, rows.batch);
+    let uncond = raw.narrow(0, batch, batch);
     uncond.clone() + (cond - uncond) * scale
 }
