@@ -86,7 +86,10 @@ pub fn generate_observed<B: Backend>(
     let rows = Rows { batch, guided };
     let start = prefix.as_ref().map_or(0, |p| p.dims()[2]);
     let mut tokens: Vec<Tensor<B, 3, Int>> = prefix.iter().cloned().collect();
-    let mut caches = model.new_caches(rows.count());
+    let mut caches = match options.decoding {
+        Decoding::KvCache => model.new_caches(rows.count()),
+        Decoding::Recompute => Vec::new(),
+    };
     let mut h = match options.decoding {
         Decoding::KvCache => model.prefill(row_labels.clone(), prefix.map(|p| rows.double(p)), &mut caches)?,
         Decoding::Recompute => {

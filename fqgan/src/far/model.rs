@@ -75,9 +75,12 @@ impl<B: Backend> Far<B> {
     /// from the class and tokens `0..n` (and, in the head, from sub-tokens `1..j` of token n).
     /// `tokens` is `[B, k, N]` with N <= block_size, `labels` `[B]`.
     pub fn forward(&self, tokens: Tensor<B, 3, Int>, labels: Tensor<B, 1, Int>, trace: &mut Trace<B>) -> Result<Vec<Tensor<B, 3>>> {
-        let [_, k, n] = tokens.dims();
+        let [b, k, n] = tokens.dims();
         self.check_tokens(&tokens)?;
         self.check_labels(&labels)?;
+        if labels.dims()[0] != b {
+            return Err(Error::Input(format!("{} labels for a batch of {b} token sequences", labels.dims()[0])));
+        }
         let cond = self.embed_labels(labels);
         trace.record(|| "act_cond_emb".into(), &cond.clone().unsqueeze());
         let aggregated = self.embed_tokens(tokens.clone());
