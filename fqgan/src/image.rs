@@ -89,6 +89,22 @@ pub fn save_rgb(path: impl AsRef<Path>, image: &RgbImage) -> Result<()> {
     crate::weights::write_atomic(path, bytes.get_ref())
 }
 
+/// Same-sized images tiled row by row into one image, `columns` wide, with 2 px gaps.
+pub fn image_grid(images: &[RgbImage], columns: usize) -> RgbImage {
+    const GAP: u32 = 2;
+    let (w, h) = images.first().map_or((0, 0), |i| i.dimensions());
+    let columns = columns.clamp(1, images.len().max(1));
+    let rows = images.len().div_ceil(columns);
+    let width = columns as u32 * (w + GAP) - GAP;
+    let height = (rows as u32 * (h + GAP)).saturating_sub(GAP);
+    let mut grid = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    for (i, image) in images.iter().enumerate() {
+        let (x, y) = ((i % columns) as u32 * (w + GAP), (i / columns) as u32 * (h + GAP));
+        image::imageops::replace(&mut grid, image, x as i64, y as i64);
+    }
+    grid
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +116,15 @@ mod tests {
         let tensor = images_to_tensor::<Flex>(std::slice::from_ref(&image), &Default::default()).unwrap();
         assert_eq!(tensor.dims(), [1, 3, 3, 5]);
         assert_eq!(tensor_to_images(tensor)[0], image);
+    }
+
+    #[test]
+    fn grids_tile_row_by_row_with_gaps() {
+        let tile = |v| RgbImage::from_pixel(4, 3, image::Rgb([v, v, v]));
+        let grid = image_grid(&[tile(10), tile(20), tile(30)], 2);
+        assert_eq!(grid.dimensions(), (4 + 2 + 4, 3 + 2 + 3));
+        assert_eq!((grid[(0, 0)][0], grid[(6, 0)][0], grid[(0, 5)][0]), (10, 20, 30));
+        assert_eq!((grid[(4, 0)][0], grid[(6, 5)][0]), (255, 255));
     }
 
     #[test]
@@ -115,19 +140,4 @@ mod tests {
         assert!(err.contains("small.png") && err.contains("8x4") && err.contains("16x16"), "{err}");
         assert_eq!(read_rgb_sized(&small, 16, true).unwrap().dimensions(), (16, 16));
     }
-}
-
-/// Tiles equally sized images into one picture, one row per slice, with a 2-pixel gutter.
-pub fn grid(rows: &[Vec<RgbImage>]) -> RgbImage {
-    const GAP: u32 = 2;
-    let (w, h) = rows.iter().flatten().next().map(|i| i.dimensions()).unwrap_or((1, 1));
-    let columns = rows.iter().map(|r| r.len()).max().unwrap_or(0) as u32;
-    let mut out = RgbImage::from_pixel(columns * (w + GAP) + GAP, rows.len() as u32 * (h + GAP) + GAP, image::Rgb([255, 255, 255]));
-    for (r, row) in rows.iter().enumerate() {
-        for (c, tile) in row.iter().enumerate() {
-            let (x, y) = (GAP + c as u32 * (w + GAP), GAP + r as u32 * (h + GAP));
-            image::imageops::replace(&mut out, tile, x as i64, y as i64);
-        }
-    }
-    out
 }

@@ -177,3 +177,21 @@ impl<B: Backend> BatchNorm2d<B> {
 pub fn swish<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     burn::tensor::activation::silu(x)
 }
+
+/// `RMSNorm(dim, eps)` over the last dimension: `x * rsqrt(mean(x^2) + eps) * weight`.
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    pub fn new(channels: usize, eps: f64, device: &B::Device) -> Self {
+        Self { weight: Param::from_tensor(Tensor::ones([channels], device)), eps }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let mean_square = x.clone().powi_scalar(2).mean_dim(D - 1);
+        x * (mean_square + self.eps).sqrt().recip() * self.weight.val().unsqueeze()
+    }
+}

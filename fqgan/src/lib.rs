@@ -2,6 +2,8 @@
 //!
 //! - [`tokenizer::Tokenizer`]: images <-> k parallel token grids (`encode`, `decode`,
 //!   `decode_subset`), loadable from official checkpoints converted to safetensors.
+//! - [`far::Far`]: the factorized autoregressive generator, class label -> k token grids
+//!   (`far::generate`), loadable from official checkpoints the same way.
 //! - [`device::DeviceChoice`]: `cpu` (Flex), `ndarray`, `cuda[:N]`, dispatched once to
 //!   generic code.
 //! - [`teachers::Teacher`]: frozen CLIP / DINOv2 vision towers (HF safetensors) whose CLS
@@ -11,6 +13,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod far;
 pub mod image;
 pub mod layers;
 pub mod loss;
@@ -25,4 +28,5 @@ pub use burn;
 pub use config::TokenizerConfig;
 pub use device::DeviceChoice;
 pub use error::{Error, Result};
+pub use far::{Far, FarConfig};
 pub use tokenizer::Tokenizer;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use fqgan::tokenizer::LoadPurpose;
-use fqgan::{DeviceChoice, Tokenizer, TokenizerConfig};
+use fqgan::{DeviceChoice, Far, FarConfig, Tokenizer, TokenizerConfig};
 
 /// `--device`, common to every command.
 #[derive(Args, Debug, Clone)]
@@ -57,6 +57,40 @@ pub fn read_config(preset: Option<&str>, file: Option<&std::path::Path>) -> Resu
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             Some(TokenizerConfig::from_json(&text).with_context(|| format!("in {}", path.display()))?)
+        }
+        (None, None) => None,
+    })
+}
+
+/// Which FAR generator to load.
+#[derive(Args, Debug, Clone)]
+pub struct FarArg {
+    /// FAR generator weights (safetensors). Files written by fqgan carry their config;
+    /// converted official checkpoints need `--far-preset` or `--far-config` as well.
+    #[arg(long, value_name = "FILE")]
+    pub far: PathBuf,
+    /// FAR config preset for a file without an embedded config (e.g. `far-b-dual`).
+    #[arg(long, conflicts_with = "far_config")]
+    pub far_preset: Option<String>,
+    /// FAR config JSON file for a file without an embedded config.
+    #[arg(long, value_name = "FILE")]
+    pub far_config: Option<PathBuf>,
+}
+
+impl FarArg {
+    pub fn load<B: fqgan::burn::tensor::backend::Backend>(&self, device: &B::Device) -> Result<Far<B>> {
+        let config = read_far_config(self.far_preset.as_deref(), self.far_config.as_deref())?;
+        Far::load(&self.far, config.as_ref(), device).with_context(|| format!("loading FAR generator {}", self.far.display()))
+    }
+}
+
+/// A FAR config from a preset name or a JSON file; `None` when neither is given.
+pub fn read_far_config(preset: Option<&str>, file: Option<&std::path::Path>) -> Result<Option<FarConfig>> {
+    Ok(match (preset, file) {
+        (Some(name), _) => Some(FarConfig::preset(name)?),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(FarConfig::from_json(&text).with_context(|| format!("in {}", path.display()))?)
         }
         (None, None) => None,
     })

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use fqgan::burn::tensor::backend::Backend;
 use fqgan::device::BackendTask;
 use fqgan::tokenizer::LoadPurpose;
-use fqgan::{Tokenizer, TokenizerConfig};
-use fqgan_trainer::{read_config, DeviceArg};
+use fqgan::{Far, FarConfig, Tokenizer, TokenizerConfig};
+use fqgan_trainer::{read_config, read_far_config, DeviceArg};
 
 #[derive(Parser)]
 #[command(name = "fqgan-trainer", version, about = "Create, import, verify and train FQGAN models")]
@@ -37,6 +37,23 @@ enum Command {
         #[arg(long, required_unless_present = "config")]
         preset: Option<String>,
         /// Config JSON file instead of a preset.
+        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+        config: Option<PathBuf>,
+        /// Seed for the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output safetensors file.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Write a randomly initialised FAR generator (config embedded).
+    InitFar {
+        /// FAR config preset (see `presets`).
+        #[arg(long, required_unless_present = "config")]
+        preset: Option<String>,
+        /// FAR config JSON file instead of a preset.
         #[arg(long, value_name = "FILE", conflicts_with = "preset")]
         config: Option<PathBuf>,
         /// Seed for the random weights.
@@ -103,6 +120,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             device.device.run(Init { config, seed, output })??;
             Ok(ExitCode::SUCCESS)
         }
+        Command::InitFar { preset, config, seed, output, device } => {
+            let config = read_far_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
+            device.device.run(InitFar { config, seed, output })??;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Import { weights, preset, config, inference, output } => {
             let config = read_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
             let purpose = if inference { LoadPurpose::Inference } else { LoadPurpose::Training };
@@ -117,7 +139,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Presets { name: Some(name) } => {
-            println!("{}", TokenizerConfig::preset(&name)?.to_json());
+            let json = match TokenizerConfig::preset(&name) {
+                Ok(config) => config.to_json(),
+                Err(_) if fqgan::far::config::FAR_PRESETS.contains(&name.as_str()) => FarConfig::preset(&name)?.to_json(),
+                Err(err) => bail!("{err}; FAR presets: {}", fqgan::far::config::FAR_PRESETS.join(", ")),
+            };
+            println!("{json}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Presets { name: None } => {
@@ -130,6 +157,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     c.downsample(),
                     c.ch,
                     codebooks.join(" ")
+                );
+            }
+            for name in fqgan::far::config::FAR_PRESETS {
+                let c = FarConfig::preset(name)?;
+                println!(
+                    "{name:<18} dim {:>4}  layers {:>2}+{}  heads {:>2}  tokens {:>3}  vocab {:?}",
+                    c.dim, c.n_layer, c.ar_n_layer, c.n_head, c.block_size, c.vocab_sizes
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -173,6 +207,27 @@ impl BackendTask for Init {
         }
         model.save(&self.output)?;
         println!("wrote {} (random weights, seed {})", self.output.display(), self.seed);
+        Ok(())
+    }
+}
+
+struct InitFar {
+    config: FarConfig,
+    seed: u64,
+    output: PathBuf,
+}
+
+impl BackendTask for InitFar {
+    type Output = Result<()>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        B::seed(&device, self.seed);
+        let model = Far::<B>::new(&self.config, &device)?;
+        if self.output.is_dir() {
+            bail!("{} is a folder; give a file path", self.output.display());
+        }
+        model.save(&self.output)?;
+        println!("wrote {} (random FAR weights, seed {})", self.output.display(), self.seed);
         Ok(())
     }
 }

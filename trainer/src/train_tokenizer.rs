@@ -12,7 +12,7 @@ use fqgan::burn::backend::Autodiff;
 use fqgan::burn::tensor::backend::{AutodiffBackend, Backend};
 use fqgan::data::{center_crop, Augment, BadImages, ImageDataset, Loader, LoaderConfig};
 use fqgan::device::BackendTask;
-use fqgan::image::{grid, images_to_tensor, save_rgb, tensor_to_images};
+use fqgan::image::{image_grid, images_to_tensor, save_rgb, tensor_to_images};
 use fqgan::loss::gan::{DiscLoss, GenLoss};
 use fqgan::loss::lpips::{Lpips, LpipsConfig};
 use fqgan::train::optim::AdamWConfig;
@@ -250,5 +250,5 @@ pub fn reconstruction_grid<B: Backend>(model: &Tokenizer<B>, images: &[fqgan::im
     for i in 0..model.config().k() {
         rows.push(tensor_to_images(model.decode_subset(codes.clone(), &[i])?));
     }
-    Ok(grid(&rows))
+    Ok(image_grid(&rows.concat(), images.len()))
 }

@@ -1,0 +1,205 @@
+//! Class-conditional generation (official `generate_fq`): the backbone runs once per token
+//! with its KV caches (`prefill`, then `decode_one_token`), and for each token the factorized
+//! head runs k short steps, sampling sub-token j with its own guidance, temperature, top-k
+//! and top-p, and feeding it to the next slot.
+//!
+//! Classifier-free guidance doubles the batch: rows `[0, B)` carry the labels and rows
+//! `[B, 2B)` the null class; every sampled sub-token is fed to both halves.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::model::Far;
+use super::sample::{Sampler, SubTokenSampling};
+use crate::error::{Error, Result};
+use crate::tokenizer::Trace;
+
+/// How the backbone and head see earlier positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoding {
+    /// Keys and values of earlier positions come from caches: each step runs one position.
+    KvCache,
+    /// Every step reruns the whole sequence so far; the reference the cache must equal.
+    Recompute,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    /// One entry per sub-token, sub-token 1 first.
+    pub sampling: Vec<SubTokenSampling>,
+    pub seed: u64,
+    pub decoding: Decoding,
+}
+
+impl GenerateOptions {
+    /// The same sampling for all `k` sub-tokens, with KV caches.
+    pub fn uniform(k: usize, sampling: SubTokenSampling, seed: u64) -> Self {
+        Self { sampling: vec![sampling; k], seed, decoding: Decoding::KvCache }
+    }
+}
+
+/// What the sampler saw for one sub-token of one generated position.
+pub struct LogitsRecord<B: Backend> {
+    /// Index of the generated position (prefix tokens included).
+    pub position: usize,
+    /// 0-based sub-token.
+    pub sub_token: usize,
+    /// Head output, `[2B, vocab]` (conditional rows first) with guidance, else `[B, vocab]`.
+    pub raw: Tensor<B, 2>,
+    /// Logits after guidance, `[B, vocab]`, before temperature and filtering.
+    pub guided: Tensor<B, 2>,
+}
+
+/// Generates the tokens of `labels.len()` images: `[B, k, block_size]`, starting with
+/// `prefix` `[B, k, P]` when given.
+pub fn generate<B: Backend>(model: &Far<B>, labels: Tensor<B, 1, Int>, prefix: Option<Tensor<B, 3, Int>>, options: &GenerateOptions) -> Result<Tensor<B, 3, Int>> {
+    generate_observed(model, labels, prefix, options, &mut |_| {})
+}
+
+/// As [`generate`], handing every sub-token's logits to `observe` (for parity checks).
+pub fn generate_observed<B: Backend>(
+    model: &Far<B>,
+    labels: Tensor<B, 1, Int>,
+    prefix: Option<Tensor<B, 3, Int>>,
+    options: &GenerateOptions,
+    observe: &mut dyn FnMut(LogitsRecord<B>),
+) -> Result<Tensor<B, 3, Int>> {
+    let config = model.config();
+    if options.sampling.len() != config.k() {
+        return Err(Error::Input(format!(
+            "sampling lists {} sub-tokens; this model has k = {}",
+            options.sampling.len(),
+            config.k()
+        )));
+    }
+    for (j, sampling) in options.sampling.iter().enumerate() {
+        sampling.validate(j + 1)?;
+    }
+    let batch = labels.dims()[0];
+    if let Some(prefix) = &prefix {
+        if prefix.dims()[0] != batch {
+            return Err(Error::Input(format!("prefix has batch {}, labels have {batch}", prefix.dims()[0])));
+        }
+    }
+    let guided = options.sampling.iter().any(|s| s.cfg_scale != 1.0);
+    let row_labels = if guided { with_null_class(model, labels)? } else { labels };
+    let rows = Rows { batch, guided };
+    let start = prefix.as_ref().map_or(0, |p| p.dims()[2]);
+    let mut tokens: Vec<Tensor<B, 3, Int>> = prefix.iter().cloned().collect();
+    let mut caches = match options.decoding {
+        Decoding::KvCache => model.new_caches(rows.count()),
+        Decoding::Recompute => Vec::new(),
+    };
+    let mut h = match options.decoding {
+        Decoding::KvCache => model.prefill(row_labels.clone(), prefix.map(|p| rows.double(p)), &mut caches)?,
+        Decoding::Recompute => {
+            model.check_labels(&row_labels)?;
+            if let Some(prefix) = &prefix {
+                model.check_prefix(prefix)?;
+            }
+            recompute_hidden(model, row_labels.clone(), prefix.map(|p| rows.double(p)))
+        }
+    };
+    let mut sampler = Sampler::new(options.seed);
+    for position in start..config.block_size {
+        let token = sample_token(model, h, position, rows, options, &mut sampler, observe);
+        tokens.push(token.clone());
+        if position + 1 == config.block_size {
+            break;
+        }
+        h = match options.decoding {
+            Decoding::KvCache => model.decode_one_token(rows.double(token), &mut caches),
+            Decoding::Recompute => recompute_hidden(model, row_labels.clone(), Some(rows.double(Tensor::cat(tokens.clone(), 2)))),
+        };
+    }
+    Ok(Tensor::cat(tokens, 2))
+}
+
+/// The batch layout: B rows, or `[cond; uncond]` 2B rows with guidance.
+#[derive(Clone, Copy)]
+struct Rows {
+    batch: usize,
+    guided: bool,
+}
+
+impl Rows {
+    fn count(self) -> usize {
+        self.batch * (1 + usize::from(self.guided))
+    }
+
+    /// Feeds the same tokens to the conditional and unconditional halves.
+    fn double<B: Backend, const D: usize>(self, x: Tensor<B, D, Int>) -> Tensor<B, D, Int> {
+        if self.guided {
+            Tensor::cat(vec![x.clone(), x], 0)
+        } else {
+            x
+        }
+    }
+}
+
+/// The last hidden state of the backbone over `[class, tokens...]`, without caches.
+fn recompute_hidden<B: Backend>(model: &Far<B>, labels: Tensor<B, 1, Int>, tokens: Option<Tensor<B, 3, Int>>) -> Tensor<B, 3> {
+    let mut input = model.embed_labels(labels);
+    if let Some(tokens) = tokens {
+        input = Tensor::cat(vec![input, model.embed_tokens(tokens)], 1);
+    }
+    let s = input.dims()[1];
+    model.backbone(input, 0, None, &mut Trace::off()).narrow(1, s - 1, 1)
+}
+
+/// Runs the factorized head for one position from its backbone state `h` `[rows, 1, dim]`
+/// and returns the k sampled sub-tokens, `[B, k, 1]`.
+fn sample_token<B: Backend>(
+    model: &Far<B>,
+    h: Tensor<B, 3>,
+    position: usize,
+    rows: Rows,
+    options: &GenerateOptions,
+    sampler: &mut Sampler,
+    observe: &mut dyn FnMut(LogitsRecord<B>),
+) -> Tensor<B, 3, Int> {
+    let config = model.config();
+    let device = model.device();
+    // The head's caches live for one position only, as the official code re-creates them.
+    let mut head_caches = model.head.new_caches(config, rows.count(), &device);
+    let mut slots = vec![h];
+    let mut sampled = Vec::with_capacity(config.k());
+    for (j, params) in options.sampling.iter().enumerate() {
+        let raw = match options.decoding {
+            Decoding::KvCache => model.head_logits(slots[j].clone(), j, Some(&mut head_caches)),
+            Decoding::Recompute => model.head_logits(Tensor::cat(slots.clone(), 1), j, None),
+        };
+        let guided = if rows.guided { guide(raw.clone(), params.cfg_scale) } else { raw.clone() };
+        let vocab = config.vocab_sizes[j];
+        let values: Vec<f32> = guided.clone().into_data().convert::<f32>().to_vec().expect("float logits");
+        observe(LogitsRecord { position, sub_token: j, raw, guided });
+        let ids = sampler.sample(&values, vocab, params);
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [rows.batch, 1]), &device);
+        if j + 1 < config.k() {
+            slots.push(model.slot_embedding(j + 1, rows.double(ids.clone())));
+        }
+        sampled.push(ids);
+    }
+    Tensor::stack(sampled, 1)
+}
+
+/// `[labels; null class]`: the row layout of classifier-free guidance.
+pub fn with_null_class<B: Backend>(model: &Far<B>, labels: Tensor<B, 1, Int>) -> Result<Tensor<B, 1, Int>> {
+    let null = model.config().null_class().ok_or_else(|| {
+        Error::Input("classifier-free guidance needs the null class, but class_dropout_prob is 0: set every cfg_scale to 1".into())
+    })?;
+    let batch = labels.dims()[0];
+    let nulls = Tensor::full([batch], null as i64, &labels.device());
+    Ok(Tensor::cat(vec![labels, nulls], 0))
+}
+
+/// `uncond + (cond - uncond) * scale` from head logits `[cond; uncond]` `[2B, vocab]`.
+pub fn guide<B: Backend>(raw: Tensor<B, 2>, scale: f64) -> Tensor<B, 2> {
+    let batch = raw.dims()[0] / 2;
+    let cond = raw.clone().narrow(0, 0, batch);
+    if scale == 1.0 {
+        return cond;
+    }
+    let uncond = raw.narrow(0, batch, batch);
+    uncond.clone() + (cond - uncond) * scale
+}

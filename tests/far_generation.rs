@@ -1,0 +1,145 @@
+//! FAR generation on a tiny random model: KV-cached decoding against full recomputation and
+//! teacher forcing, seeds, prefixes, guidance and weight files.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use fqgan::burn;
+use fqgan::device::Cpu;
+use fqgan::far::generate::{generate_observed, LogitsRecord};
+use fqgan::far::{generate, Decoding, Far, FarConfig, GenerateOptions, SubTokenSampling};
+use fqgan::tokenizer::Trace;
+
+/// k = 3 with different vocabularies, grouped KV heads, a 3x3 grid, two head blocks.
+fn tiny_config() -> FarConfig {
+    FarConfig {
+        dim: 32,
+        n_layer: 2,
+        ar_n_layer: 2,
+        n_head: 4,
+        n_kv_head: Some(2),
+        multiple_of: 16,
+        vocab_sizes: vec![13, 11, 7],
+        num_classes: 5,
+        block_size: 9,
+        ..FarConfig::preset("small-triple").unwrap()
+    }
+}
+
+fn tiny_model() -> Far<Cpu> {
+    let device = Default::default();
+    Cpu::seed(&device, 11);
+    Far::new(&tiny_config(), &device).unwrap()
+}
+
+fn labels(values: &[i64]) -> Tensor<Cpu, 1, Int> {
+    Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), &Default::default())
+}
+
+fn sampling(cfg_scale: f64) -> SubTokenSampling {
+    SubTokenSampling { cfg_scale, temperature: 1.0, top_k: 0, top_p: 0.95 }
+}
+
+fn ints(t: Tensor<Cpu, 3, Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().to_vec().unwrap()
+}
+
+fn max_abs_diff(a: Tensor<Cpu, 2>, b: Tensor<Cpu, 2>) -> f32 {
+    (a - b).abs().max().into_scalar()
+}
+
+fn run(model: &Far<Cpu>, prefix: Option<Tensor<Cpu, 3, Int>>, options: &GenerateOptions) -> (Tensor<Cpu, 3, Int>, Vec<LogitsRecord<Cpu>>) {
+    let mut records = Vec::new();
+    let tokens = generate_observed(model, labels(&[0, 3, 4]), prefix, options, &mut |r| records.push(r)).unwrap();
+    (tokens, records)
+}
+
+#[test]
+fn kv_cache_decoding_gives_the_tokens_of_full_recomputation() {
+    let model = tiny_model();
+    let mut options = GenerateOptions::uniform(3, sampling(1.5), 42);
+    let (cached, cached_logits) = run(&model, None, &options);
+    options.decoding = Decoding::Recompute;
+    let (recomputed, recomputed_logits) = run(&model, None, &options);
+    assert_eq!(cached.dims(), [3, 3, 9]);
+    assert_eq!(ints(cached), ints(recomputed));
+    assert_eq!(cached_logits.len(), 9 * 3);
+    for (a, b) in cached_logits.into_iter().zip(recomputed_logits) {
+        assert_eq!((a.position, a.sub_token), (b.position, b.sub_token));
+        assert!(max_abs_diff(a.raw, b.raw) < 1e-5);
+    }
+}
+
+#[test]
+fn cached_logits_equal_teacher_forcing_on_the_generated_tokens() {
+    let model = tiny_model();
+    let options = GenerateOptions::uniform(3, sampling(1.0), 5);
+    let (tokens, records) = run(&model, None, &options);
+    let forced = model.forward(tokens, labels(&[0, 3, 4]), &mut Trace::off()).unwrap();
+    for record in records {
+        let expected = forced[record.sub_token].clone().narrow(1, record.position, 1).reshape([3, -1]);
+        assert!(max_abs_diff(record.raw, expected) < 1e-5, "position {} sub-token {}", record.position, record.sub_token);
+    }
+}
+
+#[test]
+fn a_seed_fixes_the_tokens() {
+    let model = tiny_model();
+    let tokens = |seed| ints(generate(&model, labels(&[1, 2]), None, &GenerateOptions::uniform(3, sampling(2.0), seed)).unwrap());
+    assert_eq!(tokens(9), tokens(9));
+    assert_ne!(tokens(9), tokens(10));
+}
+
+#[test]
+fn generation_continues_from_a_prefix() {
+    let model = tiny_model();
+    let options = GenerateOptions::uniform(3, sampling(2.0), 8);
+    let (full, _) = run(&model, None, &options);
+    let prefix = full.clone().narrow(2, 0, 4);
+    let mut recompute = options.clone();
+    recompute.decoding = Decoding::Recompute;
+    let (cached, _) = run(&model, Some(prefix.clone()), &options);
+    let (recomputed, _) = run(&model, Some(prefix.clone()), &recompute);
+    assert_eq!(ints(cached.clone().narrow(2, 0, 4)), ints(prefix));
+    assert_eq!(ints(cached), ints(recomputed));
+}
+
+#[test]
+fn bad_requests_name_the_problem() {
+    let model = tiny_model();
+    let two = GenerateOptions::uniform(2, sampling(1.0), 0);
+    let err = generate(&model, labels(&[0]), None, &two).unwrap_err().to_string();
+    assert!(err.contains("k = 3"), "{err}");
+    let options = GenerateOptions::uniform(3, sampling(1.0), 0);
+    let err = generate(&model, labels(&[7]), None, &options).unwrap_err().to_string();
+    assert!(err.contains("labels span 7..=7"), "{err}");
+    let long = Tensor::<Cpu, 3, Int>::zeros([1, 3, 9], &Default::default());
+    let err = generate(&model, labels(&[0]), Some(long), &options).unwrap_err().to_string();
+    assert!(err.contains("prefix has 9 tokens"), "{err}");
+
+    let mut no_null = tiny_config();
+    no_null.class_dropout_prob = 0.0;
+    let model = Far::<Cpu>::new(&no_null, &Default::default()).unwrap();
+    let err = generate(&model, labels(&[0]), None, &GenerateOptions::uniform(3, sampling(2.0), 0)).unwrap_err().to_string();
+    assert!(err.contains("null class"), "{err}");
+    generate(&model, labels(&[0]), None, &options).unwrap();
+}
+
+#[test]
+fn weight_files_round_trip_with_their_config() {
+    let model = tiny_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("far.safetensors");
+    model.save(&path).unwrap();
+    let loaded = Far::<Cpu>::load(&path, None, &Default::default()).unwrap();
+    assert_eq!(loaded.config(), model.config());
+    let options = GenerateOptions::uniform(3, sampling(2.0), 3);
+    let tokens = |m: &Far<Cpu>| ints(generate(m, labels(&[4]), None, &options).unwrap());
+    assert_eq!(tokens(&loaded), tokens(&model));
+
+    // Official checkpoints carry no config, and other shapes are reported by key.
+    let golden = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/golden/far_dual/weights.safetensors");
+    let err = Far::<Cpu>::load(&golden, None, &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("no embedded config"), "{err}");
+    let err = Far::<Cpu>::load(&golden, Some(&tiny_config()), &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("tok_embeddings_1.weight") || err.contains("aggregation_layer.weight"), "{err}");
+}

@@ -1,0 +1,37 @@
+//! Parity with the official PyTorch FAR generator on the golden cases (tests/fixtures/golden).
+
+use std::path::PathBuf;
+
+use fqgan::device::Cpu;
+use fqgan::verify::verify_case;
+
+fn case(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/golden").join(name)
+}
+
+fn assert_case_passes(name: &str, k: usize) {
+    let report = verify_case::<Cpu>(&case(name), &Default::default()).unwrap();
+    println!("{report}");
+    assert_eq!(report.failed(), 0, "{name}:\n{report}");
+    // Every headline output must really have been compared, not skipped.
+    let mut expected = vec!["loss".to_string(), "freqs_cis".into(), "act_norm_out".into(), "act_layer1_out".into()];
+    for j in 1..=k {
+        for group in ["logits", "gen_tokens", "gen_raw_logits", "gen_cfg_logits", "gen_topk0_step0_raw_logits", "gen_topk0_step0_cfg_logits"] {
+            expected.push(format!("{group}_{j}"));
+        }
+    }
+    for name in &expected {
+        assert!(report.check(name).is_some(), "{name}: '{name}' was not checked");
+    }
+    assert!(report.skipped.is_empty(), "{name}: unchecked tensors {:?}", report.skipped);
+}
+
+#[test]
+fn far_dual_matches_the_official_model() {
+    assert_case_passes("far_dual", 2);
+}
+
+#[test]
+fn far_triple_matches_the_official_model() {
+    assert_case_passes("far_triple", 3);
+}
