@@ -5,14 +5,18 @@
 //! - [`device::DeviceChoice`]: `cpu` (Flex), `ndarray`, `cuda[:N]`, dispatched once to
 //!   generic code.
 
+pub mod codec;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod fingerprint;
 pub mod image;
 pub mod layers;
 pub mod loss;
 pub mod metrics;
+pub mod tiling;
 pub mod tokenizer;
+pub mod tokens;
 pub mod verify;
 pub mod weights;
 

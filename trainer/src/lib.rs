@@ -7,6 +7,9 @@ use clap::Args;
 use fqgan::tokenizer::LoadPurpose;
 use fqgan::{DeviceChoice, Tokenizer, TokenizerConfig};
 
+pub mod assets;
+pub mod summary;
+
 /// `--device`, common to every command.
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArg {
