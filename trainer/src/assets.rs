@@ -181,7 +181,7 @@ pub fn compress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job], setting
                     .map(|(row, _)| row)
                     .unwrap_or_else(|e| Row::failed(job, &e));
                 if let Some(error) = &row.error {
-                    progress.println(format!("error: {}: {error}", job.name));
+                    progress.suspend(|| eprintln!("error: {}: {error}", job.name));
                 }
                 progress.inc(1);
                 row
@@ -208,7 +208,7 @@ pub fn decompress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job]) -> Ve
             Ok(())
         })();
         if let Err(e) = result {
-            progress.println(format!("error: {}: {e:#}", job.name));
+            progress.suspend(|| eprintln!("error: {}: {e:#}", job.name));
             failures.push((job.name.clone(), format!("{e:#}")));
         }
         progress.inc(1);
