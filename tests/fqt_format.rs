@@ -162,3 +162,44 @@ fn inconsistent_fields_are_named() {
     body.push(0);
     assert!(read(&seal(body)).unwrap_err().contains("1 unexpected bytes"));
 }
+
+/// Fuzz-style: many random mutations of valid files (flips, overwrites with boundary values,
+/// insertions, deletions, truncations), half of them re-sealed so the checks behind the
+/// checksum are reached. The reader must return, never panic; whatever parses must write
+/// back and read as itself. (The libFuzzer target in `fuzz/` does the same, guided.)
+#[test]
+fn random_mutations_never_panic() {
+    let mut state = 0x9E3779B97F4A7C15u64;
+    let mut random = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n.max(1) as u64) as usize
+    };
+    let seeds = [sample(Coding::Packed), sample(Coding::Entropy)].map(|f| f.to_bytes().unwrap());
+    let mut parsed = 0;
+    for round in 0..20_000 {
+        let mut body = seeds[round % 2][..seeds[round % 2].len() - 4].to_vec();
+        for _ in 0..1 + random(4) {
+            let at = random(body.len());
+            match random(5) {
+                0 => body[at] ^= 1 << random(8),
+                1 => body[at] = [0, 1, 0x7F, 0x80, 0xFF][random(5)],
+                2 => body.insert(at, random(256) as u8),
+                3 => {
+                    body.remove(at);
+                }
+                _ => body.truncate(at),
+            }
+            if body.is_empty() {
+                body.push(0);
+            }
+        }
+        let bytes = if round % 4 < 2 { seal(body) } else { body };
+        if let Ok(file) = read(&bytes) {
+            parsed += 1;
+            assert_eq!(read(&file.to_bytes().unwrap()).unwrap(), file, "round {round}");
+        }
+    }
+    println!("{parsed} of 20000 mutated files parsed");
+}
