@@ -16,6 +16,9 @@ pub enum Error {
     Weights { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Image { path: PathBuf, message: String },
+    /// A `.fqt` token file that is malformed, corrupt, or made for another model.
+    #[error("{path}: {message}")]
+    Tokens { path: PathBuf, message: String },
     #[error("invalid input: {0}")]
     Input(String),
     #[error("device: {0}")]
@@ -27,6 +30,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn tokens(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Tokens { path: path.into(), message: message.into() }
     }
 
     pub(crate) fn weights(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

@@ -4,19 +4,21 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-pub use image::RgbImage;
+pub use image::{DynamicImage, RgbImage, RgbaImage};
 
 use crate::error::{Error, Result};
 
 /// Reads any format the `image` crate knows (PNG, JPEG, BMP, TGA, WebP, ...) as RGB8.
 pub fn read_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
+    Ok(read_image(path)?.to_rgb8())
+}
+
+/// Reads an image as decoded, keeping its alpha channel and bit depth.
+pub fn read_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
     let path = path.as_ref();
     let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
     let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
-    let decoded = reader
-        .decode()
-        .map_err(|e| Error::Image { path: path.into(), message: format!("cannot decode image: {e}") })?;
-    Ok(decoded.to_rgb8())
+    reader.decode().map_err(|e| Error::Image { path: path.into(), message: format!("cannot decode image: {e}") })
 }
 
 /// Reads an image that must be `size` x `size`, or resizes it to that when `resize` is set.
@@ -48,9 +50,7 @@ pub fn images_to_tensor<B: Backend>(images: &[RgbImage], device: &B::Device) -> 
                 image.height()
             )));
         }
-        for channel in 0..3 {
-            values.extend(image.pixels().map(|p| p[channel] as f32 / 127.5 - 1.0));
-        }
+        values.extend(rgb_planes(image));
     }
     let data = TensorData::new(values, [images.len(), 3, h as usize, w as usize]);
     Ok(Tensor::from_data(data, device))
@@ -62,15 +62,22 @@ pub fn tensor_to_images<B: Backend>(tensor: Tensor<B, 4>) -> Vec<RgbImage> {
     assert_eq!(c, 3, "tensor_to_images takes RGB tensors");
     let values: Vec<f32> = tensor.into_data().convert::<f32>().to_vec().expect("f32 data");
     let plane = h * w;
-    (0..b)
-        .map(|i| {
-            let image = &values[i * 3 * plane..(i + 1) * 3 * plane];
-            RgbImage::from_fn(w as u32, h as u32, |x, y| {
-                let at = y as usize * w + x as usize;
-                image::Rgb(std::array::from_fn(|ch| to_u8(image[ch * plane + at])))
-            })
-        })
-        .collect()
+    (0..b).map(|i| rgb_from_planes(&values[i * 3 * plane..(i + 1) * 3 * plane], w as u32, h as u32)).collect()
+}
+
+/// RGB8 -> three planes (R, G, B) of row-major values in [-1, 1].
+pub fn rgb_planes(image: &RgbImage) -> Vec<f32> {
+    (0..3).flat_map(|channel| image.pixels().map(move |p| p[channel] as f32 / 127.5 - 1.0)).collect()
+}
+
+/// Three planes in [-1, 1] -> RGB8 (clamped, rounded to nearest).
+pub fn rgb_from_planes(planes: &[f32], width: u32, height: u32) -> RgbImage {
+    let plane = width as usize * height as usize;
+    assert_eq!(planes.len(), 3 * plane, "rgb_from_planes: three planes of {width}x{height}");
+    RgbImage::from_fn(width, height, |x, y| {
+        let at = y as usize * width as usize + x as usize;
+        image::Rgb(std::array::from_fn(|ch| to_u8(planes[ch * plane + at])))
+    })
 }
 
 fn to_u8(x: f32) -> u8 {
@@ -79,6 +86,11 @@ fn to_u8(x: f32) -> u8 {
 
 /// Writes an image in the format its extension names, atomically.
 pub fn save_rgb(path: impl AsRef<Path>, image: &RgbImage) -> Result<()> {
+    save_image(path, &DynamicImage::ImageRgb8(image.clone()))
+}
+
+/// Writes any image (RGB or RGBA) in the format its extension names, atomically.
+pub fn save_image(path: impl AsRef<Path>, image: &DynamicImage) -> Result<()> {
     let path = path.as_ref();
     let format = image::ImageFormat::from_path(path)
         .map_err(|e| Error::Image { path: path.into(), message: format!("unknown output format: {e}") })?;

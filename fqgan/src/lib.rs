@@ -9,17 +9,21 @@
 //! - [`teachers::Teacher`]: frozen CLIP / DINOv2 vision towers (HF safetensors) whose CLS
 //!   features supervise the semantic sub-codebooks through [`loss::semantic::info_nce`].
 
+pub mod codec;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod far;
+pub mod fingerprint;
 pub mod image;
 pub mod layers;
 pub mod loss;
 pub mod metrics;
 pub mod teachers;
+pub mod tiling;
 pub mod tokenizer;
+pub mod tokens;
 pub mod train;
 pub mod verify;
 pub mod weights;

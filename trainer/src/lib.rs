@@ -9,6 +9,9 @@ use clap::Args;
 use fqgan::tokenizer::LoadPurpose;
 use fqgan::{DeviceChoice, Far, FarConfig, Tokenizer, TokenizerConfig};
 
+pub mod assets;
+pub mod summary;
+
 /// `--device`, common to every command.
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArg {

@@ -4,16 +4,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
 use fqgan::burn::tensor::backend::Backend;
+use fqgan::codec::AssetCodec;
 use fqgan::device::BackendTask;
 use fqgan::burn::tensor::{Int, Tensor, TensorData};
 use fqgan::far::{generate, Decoding, GenerateOptions, SubTokenSampling};
-use fqgan::image::{image_grid, images_to_tensor, read_rgb_sized, save_rgb, tensor_to_images};
+use fqgan::image::{image_grid, images_to_tensor, read_image, read_rgb_sized, save_image, save_rgb, tensor_to_images};
 use fqgan::tokenizer::LoadPurpose;
+use fqgan::tokens::{Coding, TokenFile};
 use fqgan::{Far, Tokenizer};
-use fqgan_trainer::{DeviceArg, FarArg, TokenizerArg};
+use fqgan_trainer::assets::{self, CompressSettings, Job};
+use fqgan_trainer::{summary, DeviceArg, FarArg, TokenizerArg};
 
 #[derive(Parser)]
 #[command(name = "fqgan", version, about = "Tokenize, reconstruct, generate and inspect images with FQGAN models")]
@@ -83,6 +86,77 @@ enum Command {
         #[command(flatten)]
         tokenizer: TokenizerArg,
     },
+    /// Compress images of any size (files, or folders searched recursively) into .fqt token
+    /// files, then decode each again and print a table of sizes, bits per pixel, PSNR and SSIM.
+    Compress {
+        /// Image files and folders.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output folder (mirrors the input folders), or a .fqt path for a single input file.
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+        #[command(flatten)]
+        compress: CompressArgs,
+        /// Skip the decode that measures PSNR and SSIM.
+        #[arg(long)]
+        no_metrics: bool,
+        /// Also write the table's rows as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        tokenizer: TokenizerArg,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Decode .fqt files (or folders of them) to PNG (RGBA when the file has alpha).
+    Decompress {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output folder, or an image path for a single input file.
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+        #[command(flatten)]
+        tokenizer: TokenizerArg,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Print a .fqt file's header, section sizes, bits per pixel and model fingerprint.
+    Inspect {
+        file: PathBuf,
+    },
+    /// Compress one image to .fqt and decode it again: writes the decoded image, the .fqt
+    /// next to it, and a report (printed, and as JSON with --report).
+    Roundtrip {
+        input: PathBuf,
+        /// The decoded image (format from the extension; PNG keeps alpha).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        compress: CompressArgs,
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        tokenizer: TokenizerArg,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+}
+
+#[derive(Args, Clone, Copy)]
+struct CompressArgs {
+    /// Pixels by which neighbouring tiles overlap (blended on decode to hide seams); default
+    /// an eighth of the model's image size.
+    #[arg(long)]
+    overlap: Option<u32>,
+    /// Store plain bit-packed ids instead of entropy coding them.
+    #[arg(long)]
+    packed: bool,
+}
+
+impl CompressArgs {
+    fn settings(self, metrics: bool) -> CompressSettings {
+        CompressSettings { overlap: self.overlap, coding: if self.packed { Coding::Packed } else { Coding::Entropy }, metrics }
+    }
 }
 
 fn main() -> ExitCode {
@@ -98,6 +172,20 @@ fn main() -> ExitCode {
         Command::Info { tokenizer } => tokenizer
             .load::<fqgan::device::Cpu>(LoadPurpose::Training, &Default::default())
             .map(|model| println!("{}", model.config().to_json())),
+        Command::Compress { inputs, output, compress, no_metrics, report, tokenizer, device } => device
+            .device
+            .run(Compress { inputs, output, settings: compress.settings(!no_metrics), report, tokenizer })
+            .map_err(Into::into)
+            .and_then(|r| r),
+        Command::Decompress { inputs, output, tokenizer, device } => {
+            device.device.run(Decompress { inputs, output, tokenizer }).map_err(Into::into).and_then(|r| r)
+        }
+        Command::Inspect { file } => inspect(&file),
+        Command::Roundtrip { input, output, compress, report, tokenizer, device } => device
+            .device
+            .run(Roundtrip { input, output, settings: compress.settings(true), report, tokenizer })
+            .map_err(Into::into)
+            .and_then(|r| r),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -235,6 +323,37 @@ impl BackendTask for Generate {
     }
 }
 
+struct Compress {
+    inputs: Vec<PathBuf>,
+    output: PathBuf,
+    settings: CompressSettings,
+    report: Option<PathBuf>,
+    tokenizer: TokenizerArg,
+}
+
+impl BackendTask for Compress {
+    type Output = Result<()>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let jobs = assets::plan(&self.inputs, &self.output, "fqt", assets::image_extensions())?;
+        let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
+        let codec = AssetCodec::new(&model);
+        let start = Instant::now();
+        let rows = assets::compress_all(&codec, &jobs, self.settings);
+        print!("{}", summary::table(&rows));
+        println!("model {} ({}), {:.1} s", codec.fingerprint(), self.tokenizer.model.display(), start.elapsed().as_secs_f64());
+        if let Some(path) = &self.report {
+            let json = serde_json::to_string_pretty(&rows).expect("rows serialise");
+            fqgan::weights::write_atomic(path, json.as_bytes())?;
+        }
+        let failed = rows.iter().filter(|r| r.error.is_some()).count();
+        if failed > 0 {
+            bail!("{failed} of {} files failed (see the table)", rows.len());
+        }
+        Ok(())
+    }
+}
+
 /// The generator's tokens must be the tokenizer's: same k, codebook sizes and grid.
 fn check_pair<B: Backend>(far: &Far<B>, tokenizer: &Tokenizer<B>) -> Result<()> {
     let (f, t) = (far.config(), tokenizer.config());
@@ -250,4 +369,91 @@ fn check_pair<B: Backend>(far: &Far<B>, tokenizer: &Tokenizer<B>) -> Result<()> 
         );
     }
     Ok(())
+}
+
+struct Decompress {
+    inputs: Vec<PathBuf>,
+    output: PathBuf,
+    tokenizer: TokenizerArg,
+}
+
+impl BackendTask for Decompress {
+    type Output = Result<()>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let single_image = self.output.extension().is_some_and(|e| e != "fqt") && self.inputs.len() == 1 && self.inputs[0].is_file();
+        let jobs = if single_image {
+            vec![Job { input: self.inputs[0].clone(), output: self.output.clone(), name: self.inputs[0].display().to_string() }]
+        } else {
+            assets::plan(&self.inputs, &self.output, "png", &["fqt"])?
+        };
+        let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
+        let failures = assets::decompress_all(&AssetCodec::new(&model), &jobs);
+        println!("decoded {} of {} files", jobs.len() - failures.len(), jobs.len());
+        if !failures.is_empty() {
+            bail!("{} of {} files failed: {}", failures.len(), jobs.len(), failures.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "));
+        }
+        Ok(())
+    }
+}
+
+fn inspect(path: &std::path::Path) -> Result<()> {
+    let file = TokenFile::read(path)?;
+    let sizes = file.section_sizes()?;
+    let l = &file.layout;
+    let pixels = f64::from(l.width) * f64::from(l.height);
+    let total_bits = sizes.total as f64 * 8.0;
+    println!("file          {} ({} bytes)", path.display(), sizes.total);
+    println!("format        .fqt version {}", fqgan::tokens::VERSION);
+    println!("model         {}", file.fingerprint);
+    println!("image         {}x{} {}", l.width, l.height, if file.alpha.is_some() { "RGBA (alpha lossless)" } else { "RGB" });
+    println!("tiles         {}x{} = {} tiles of {} px, overlap {} px, {}x{} tokens each", l.tiles_x(), l.tiles_y(), l.count(), l.tile, l.overlap, file.grid, file.grid);
+    println!("codebooks     k = {}, sizes {:?}", file.k(), file.codebook_sizes);
+    println!("coding        {}", match file.coding { Coding::Packed => "bit-packed", Coding::Entropy => "entropy coded (adaptive range coder)" });
+    let packed = file.packed_token_bits().div_ceil(8);
+    println!(
+        "sections      header {} B, tokens {} B ({} ids; bit-packed {} B, {:.1}%), alpha {} B, checksum 4 B",
+        sizes.header,
+        sizes.tokens,
+        file.tokens.len(),
+        packed,
+        100.0 * sizes.tokens as f64 / packed as f64,
+        sizes.alpha
+    );
+    println!("bits/pixel    {:.4} (tokens alone {:.4})", total_bits / pixels, sizes.tokens as f64 * 8.0 / pixels);
+    Ok(())
+}
+
+struct Roundtrip {
+    input: PathBuf,
+    output: PathBuf,
+    settings: CompressSettings,
+    report: Option<PathBuf>,
+    tokenizer: TokenizerArg,
+}
+
+impl BackendTask for Roundtrip {
+    type Output = Result<()>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
+        let codec = AssetCodec::new(&model);
+        let job = Job {
+            input: self.input.clone(),
+            output: self.output.with_extension("fqt"),
+            name: self.input.display().to_string(),
+        };
+        let image = read_image(&self.input)?;
+        let start = Instant::now();
+        let (row, decoded) = assets::compress_one(&codec, &job, image, self.settings)?;
+        let elapsed = start.elapsed();
+        save_image(&self.output, &decoded.context("round trip decodes")?)?;
+        print!("{}", summary::table(std::slice::from_ref(&row)));
+        println!("wrote {} and {} in {:.2} s", job.output.display(), self.output.display(), elapsed.as_secs_f64());
+        if let Some(path) = &self.report {
+            let json = serde_json::to_string_pretty(&row).expect("row serialises");
+            fqgan::weights::write_atomic(path, json.as_bytes())?;
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,113 @@
+//! Images of any size and channel layout <-> `.fqt` token files, through one tokenizer.
+//!
+//! RGB goes through the model tile by tile (see [`crate::tiling`]); alpha, which the model
+//! does not see, is stored losslessly next to the tokens.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+use crate::image::{rgb_from_planes, rgb_planes, DynamicImage, RgbaImage};
+use crate::tiling::{Blender, TileLayout};
+use crate::tokenizer::Tokenizer;
+use crate::tokens::{Coding, TokenFile};
+
+/// A tokenizer ready to compress and decompress assets.
+pub struct AssetCodec<'a, B: Backend> {
+    model: &'a Tokenizer<B>,
+    fingerprint: Fingerprint,
+    /// Tiles per model call: enough to keep the backend busy, few enough to bound memory.
+    pub batch: usize,
+}
+
+impl<'a, B: Backend> AssetCodec<'a, B> {
+    pub fn new(model: &'a Tokenizer<B>) -> Self {
+        Self { model, fingerprint: Fingerprint::of(model), batch: 8 }
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The model's image size: every tile is this many pixels on a side.
+    pub fn tile(&self) -> u32 {
+        self.model.config().image_size as u32
+    }
+
+    /// An eighth of a tile: one token row at downsample 8 on the small presets, and enough
+    /// ramp for the blend to hide tile borders (`tests/fqt_tiling.rs`).
+    pub fn default_overlap(&self) -> u32 {
+        self.tile() / 8
+    }
+
+    pub fn compress(&self, image: &DynamicImage, overlap: u32, coding: Coding) -> Result<TokenFile> {
+        let config = self.model.config();
+        let layout = TileLayout::new(image.width(), image.height(), self.tile(), overlap)?;
+        let planes = rgb_planes(&image.to_rgb8());
+        let (t, device) = (layout.tile as usize, self.model.device());
+        let mut tokens = Vec::new();
+        for first in (0..layout.count()).step_by(self.batch) {
+            let tiles: Vec<usize> = (first..layout.count().min(first + self.batch)).collect();
+            let values: Vec<f32> = tiles.iter().flat_map(|&i| layout.extract(&planes, 3, i)).collect();
+            let input = Tensor::<B, 4>::from_data(TensorData::new(values, [tiles.len(), 3, t, t]), &device);
+            let ids = self.model.encode(input)?.into_data().convert::<i64>();
+            tokens.extend(ids.iter::<i64>().map(|id| id as u32));
+        }
+        let alpha = image.color().has_alpha().then(|| image.to_rgba8().pixels().map(|p| p[3]).collect());
+        Ok(TokenFile {
+            fingerprint: self.fingerprint,
+            layout,
+            grid: config.grid_size() as u32,
+            codebook_sizes: config.codebooks.iter().map(|c| c.size as u32).collect(),
+            tokens,
+            alpha,
+            coding,
+        })
+    }
+
+    /// Decodes `file` (read from `source`, named in errors) to RGB, or RGBA when it has alpha.
+    pub fn decompress(&self, file: &TokenFile, source: &Path) -> Result<DynamicImage> {
+        file.check_model(self.fingerprint, source)?;
+        let config = self.model.config();
+        let sizes: Vec<u32> = config.codebooks.iter().map(|c| c.size as u32).collect();
+        if file.layout.tile != self.tile() || file.grid as usize != config.grid_size() || file.codebook_sizes != sizes {
+            // Only a forged fingerprint gets here; refuse rather than feed the model bad shapes.
+            return Err(Error::tokens(
+                source,
+                format!(
+                    "tiles of {} px with {}x{} grids and codebooks {:?} do not fit this model ({} px, {g}x{g}, {sizes:?})",
+                    file.layout.tile,
+                    file.grid,
+                    file.grid,
+                    file.codebook_sizes,
+                    self.tile(),
+                    g = config.grid_size()
+                ),
+            ));
+        }
+        let layout = file.layout;
+        let (t, g, k, device) = (layout.tile as usize, file.grid as usize, file.k(), self.model.device());
+        let mut blender = Blender::new(layout, 3);
+        let per_tile = file.tokens_per_tile();
+        for first in (0..layout.count()).step_by(self.batch) {
+            let tiles = first..layout.count().min(first + self.batch);
+            let ids: Vec<i64> = file.tokens[tiles.start * per_tile..tiles.end * per_tile].iter().map(|&id| i64::from(id)).collect();
+            let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [tiles.len(), k, g, g]), &device);
+            let decoded: Vec<f32> = self.model.decode(ids)?.into_data().convert::<f32>().to_vec().expect("f32 data");
+            for (n, index) in tiles.enumerate() {
+                blender.add(index, &decoded[n * 3 * t * t..(n + 1) * 3 * t * t]);
+            }
+        }
+        let rgb = rgb_from_planes(&blender.finish(), layout.width, layout.height);
+        Ok(match &file.alpha {
+            None => DynamicImage::ImageRgb8(rgb),
+            Some(alpha) => DynamicImage::ImageRgba8(RgbaImage::from_fn(layout.width, layout.height, |x, y| {
+                let [r, g, b] = rgb.get_pixel(x, y).0;
+                image::Rgba([r, g, b, alpha[(y * layout.width + x) as usize]])
+            })),
+        })
+    }
+}
