@@ -50,7 +50,7 @@ impl From<fqgan_core::Error> for Failure {
         let status = match &error {
             E::Io { .. } => Status::Io,
             E::Config(_) | E::Weights { .. } => Status::InvalidModel,
-            E::Input(_) | E::Image { .. } => Status::InvalidArgument,
+            E::Input(_) | E::Image { .. } | E::Tokens { .. } => Status::InvalidArgument,
             E::Device(_) => Status::Device,
         };
         Self::new(status, error.to_string())
