@@ -2,7 +2,7 @@
 
 pub mod train_tokenizer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -46,7 +46,11 @@ impl TokenizerArg {
         read_config(self.preset.as_deref(), self.config.as_deref())
     }
 
-    pub fn load<B: fqgan::burn::tensor::backend::Backend>(&self, purpose: LoadPurpose, device: &B::Device) -> Result<Tokenizer<B>> {
+    pub fn load<B: fqgan::burn::tensor::backend::Backend>(
+        &self,
+        purpose: LoadPurpose,
+        device: &B::Device,
+    ) -> Result<Tokenizer<B>> {
         let config = self.config_override()?;
         Tokenizer::load(&self.model, config.as_ref(), purpose, device)
             .with_context(|| format!("loading tokenizer {}", self.model.display()))
@@ -54,15 +58,13 @@ impl TokenizerArg {
 }
 
 /// A config from a preset name or a JSON file; `None` when neither is given.
-pub fn read_config(preset: Option<&str>, file: Option<&std::path::Path>) -> Result<Option<TokenizerConfig>> {
-    Ok(match (preset, file) {
-        (Some(name), _) => Some(TokenizerConfig::preset(name)?),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Some(TokenizerConfig::from_json(&text).with_context(|| format!("in {}", path.display()))?)
-        }
-        (None, None) => None,
-    })
+pub fn read_config(preset: Option<&str>, file: Option<&Path>) -> Result<Option<TokenizerConfig>> {
+    read_either(
+        preset,
+        file,
+        TokenizerConfig::preset,
+        TokenizerConfig::from_json,
+    )
 }
 
 /// Which FAR generator to load.
@@ -81,19 +83,33 @@ pub struct FarArg {
 }
 
 impl FarArg {
-    pub fn load<B: fqgan::burn::tensor::backend::Backend>(&self, device: &B::Device) -> Result<Far<B>> {
+    pub fn load<B: fqgan::burn::tensor::backend::Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<Far<B>> {
         let config = read_far_config(self.far_preset.as_deref(), self.far_config.as_deref())?;
-        Far::load(&self.far, config.as_ref(), device).with_context(|| format!("loading FAR generator {}", self.far.display()))
+        Far::load(&self.far, config.as_ref(), device)
+            .with_context(|| format!("loading FAR generator {}", self.far.display()))
     }
 }
 
 /// A FAR config from a preset name or a JSON file; `None` when neither is given.
-pub fn read_far_config(preset: Option<&str>, file: Option<&std::path::Path>) -> Result<Option<FarConfig>> {
+pub fn read_far_config(preset: Option<&str>, file: Option<&Path>) -> Result<Option<FarConfig>> {
+    read_either(preset, file, FarConfig::preset, FarConfig::from_json)
+}
+
+fn read_either<C>(
+    preset: Option<&str>,
+    file: Option<&Path>,
+    from_preset: fn(&str) -> fqgan::Result<C>,
+    from_json: fn(&str) -> fqgan::Result<C>,
+) -> Result<Option<C>> {
     Ok(match (preset, file) {
-        (Some(name), _) => Some(FarConfig::preset(name)?),
+        (Some(name), _) => Some(from_preset(name)?),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Some(FarConfig::from_json(&text).with_context(|| format!("in {}", path.display()))?)
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(from_json(&text).with_context(|| format!("in {}", path.display()))?)
         }
         (None, None) => None,
     })

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use fqgan::burn::tensor::backend::Backend;
 use fqgan::device::BackendTask;
 use fqgan::tokenizer::LoadPurpose;
@@ -12,7 +12,11 @@ use fqgan::{Far, FarConfig, Tokenizer, TokenizerConfig};
 use fqgan_trainer::{read_config, read_far_config, DeviceArg};
 
 #[derive(Parser)]
-#[command(name = "fqgan-trainer", version, about = "Create, import, verify and train FQGAN models")]
+#[command(
+    name = "fqgan-trainer",
+    version,
+    about = "Create, import, verify and train FQGAN models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,35 +37,15 @@ enum Command {
     /// Write a randomly initialised tokenizer (config embedded) to start training from or to
     /// try the tools with.
     Init {
-        /// Config preset (see `presets`).
-        #[arg(long, required_unless_present = "config")]
-        preset: Option<String>,
-        /// Config JSON file instead of a preset.
-        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
-        config: Option<PathBuf>,
-        /// Seed for the random weights.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Output safetensors file.
-        #[arg(short, long, value_name = "FILE")]
-        output: PathBuf,
+        #[command(flatten)]
+        new: NewModelArgs,
         #[command(flatten)]
         device: DeviceArg,
     },
     /// Write a randomly initialised FAR generator (config embedded).
     InitFar {
-        /// FAR config preset (see `presets`).
-        #[arg(long, required_unless_present = "config")]
-        preset: Option<String>,
-        /// FAR config JSON file instead of a preset.
-        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
-        config: Option<PathBuf>,
-        /// Seed for the random weights.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Output safetensors file.
-        #[arg(short, long, value_name = "FILE")]
-        output: PathBuf,
+        #[command(flatten)]
+        new: NewModelArgs,
         #[command(flatten)]
         device: DeviceArg,
     },
@@ -113,25 +97,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::VerifyGolden { cases, device } => {
             let failed = device.device.run(VerifyGolden { cases })??;
-            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        Command::Init { preset, config, seed, output, device } => {
-            let config = read_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
-            device.device.run(Init { config, seed, output })??;
+        Command::Init { new, device } => {
+            let config = read_config(new.preset.as_deref(), new.config.as_deref())?
+                .expect("clap requires one");
+            device.device.run(Init { config, new })??;
             Ok(ExitCode::SUCCESS)
         }
-        Command::InitFar { preset, config, seed, output, device } => {
-            let config = read_far_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
-            device.device.run(InitFar { config, seed, output })??;
+        Command::InitFar { new, device } => {
+            let config = read_far_config(new.preset.as_deref(), new.config.as_deref())?
+                .expect("clap requires one");
+            device.device.run(InitFar { config, new })??;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import { weights, preset, config, inference, output } => {
-            let config = read_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
-            let purpose = if inference { LoadPurpose::Inference } else { LoadPurpose::Training };
+        Command::Import {
+            weights,
+            preset,
+            config,
+            inference,
+            output,
+        } => {
+            let config =
+                read_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
+            let purpose = if inference {
+                LoadPurpose::Inference
+            } else {
+                LoadPurpose::Training
+            };
             let device = Default::default();
-            let model = Tokenizer::<fqgan::device::Cpu>::load(&weights, Some(&config), purpose, &device)?;
+            let model =
+                Tokenizer::<fqgan::device::Cpu>::load(&weights, Some(&config), purpose, &device)?;
             model.save(&output)?;
-            println!("wrote {} ({} sub-codebooks, {} feature heads)", output.display(), model.config().k(), model.feat_pred.len());
+            println!(
+                "wrote {} ({} sub-codebooks, {} feature heads)",
+                output.display(),
+                model.config().k(),
+                model.feat_pred.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::TrainTokenizer { args, device } => {
@@ -141,8 +148,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Presets { name: Some(name) } => {
             let json = match TokenizerConfig::preset(&name) {
                 Ok(config) => config.to_json(),
-                Err(_) if fqgan::far::config::FAR_PRESETS.contains(&name.as_str()) => FarConfig::preset(&name)?.to_json(),
-                Err(err) => bail!("{err}; FAR presets: {}", fqgan::far::config::FAR_PRESETS.join(", ")),
+                Err(_) if fqgan::far::config::FAR_PRESETS.contains(&name.as_str()) => {
+                    FarConfig::preset(&name)?.to_json()
+                }
+                Err(err) => bail!(
+                    "{err}; FAR presets: {}",
+                    fqgan::far::config::FAR_PRESETS.join(", ")
+                ),
             };
             println!("{json}");
             Ok(ExitCode::SUCCESS)
@@ -150,7 +162,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Presets { name: None } => {
             for name in fqgan::config::TOKENIZER_PRESETS {
                 let c = TokenizerConfig::preset(name)?;
-                let codebooks: Vec<_> = c.codebooks.iter().map(|cb| format!("{}:{}x{}", cb.name, cb.size, cb.dim)).collect();
+                let codebooks: Vec<_> = c
+                    .codebooks
+                    .iter()
+                    .map(|cb| format!("{}:{}x{}", cb.name, cb.size, cb.dim))
+                    .collect();
                 println!(
                     "{name:<18} image {:>3}  downsample {:>2}  ch {:>3}  codebooks {}",
                     c.image_size,
@@ -182,7 +198,8 @@ impl BackendTask for VerifyGolden {
         let mut failed = 0;
         for case in &self.cases {
             println!("== {}", case.display());
-            let report = fqgan::verify::verify_case::<B>(case, &device).with_context(|| format!("case {}", case.display()))?;
+            let report = fqgan::verify::verify_case::<B>(case, &device)
+                .with_context(|| format!("case {}", case.display()))?;
             println!("{report}");
             failed += report.failed();
         }
@@ -190,44 +207,72 @@ impl BackendTask for VerifyGolden {
     }
 }
 
+/// A new, randomly initialised model: its config, its seed and where it goes.
+#[derive(Args)]
+struct NewModelArgs {
+    /// Config preset (see `presets`).
+    #[arg(long, required_unless_present = "config")]
+    preset: Option<String>,
+    /// Config JSON file instead of a preset.
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+    config: Option<PathBuf>,
+    /// Seed for the random weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output safetensors file.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+impl NewModelArgs {
+    /// Seeds the backend and checks the output path before a model is built.
+    fn prepare<B: Backend>(&self, device: &B::Device) -> Result<()> {
+        if self.output.is_dir() {
+            bail!("{} is a folder; give a file path", self.output.display());
+        }
+        B::seed(device, self.seed);
+        Ok(())
+    }
+}
+
 struct Init {
     config: TokenizerConfig,
-    seed: u64,
-    output: PathBuf,
+    new: NewModelArgs,
 }
 
 impl BackendTask for Init {
     type Output = Result<()>;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        B::seed(&device, self.seed);
+        self.new.prepare::<B>(&device)?;
         let model = Tokenizer::<B>::new(&self.config, &device)?;
-        if self.output.exists() && self.output.is_dir() {
-            bail!("{} is a folder; give a file path", self.output.display());
-        }
-        model.save(&self.output)?;
-        println!("wrote {} (random weights, seed {})", self.output.display(), self.seed);
+        model.save(&self.new.output)?;
+        println!(
+            "wrote {} (random weights, seed {})",
+            self.new.output.display(),
+            self.new.seed
+        );
         Ok(())
     }
 }
 
 struct InitFar {
     config: FarConfig,
-    seed: u64,
-    output: PathBuf,
+    new: NewModelArgs,
 }
 
 impl BackendTask for InitFar {
     type Output = Result<()>;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        B::seed(&device, self.seed);
+        self.new.prepare::<B>(&device)?;
         let model = Far::<B>::new(&self.config, &device)?;
-        if self.output.is_dir() {
-            bail!("{} is a folder; give a file path", self.output.display());
-        }
-        model.save(&self.output)?;
-        println!("wrote {} (random FAR weights, seed {})", self.output.display(), self.seed);
+        model.save(&self.new.output)?;
+        println!(
+            "wrote {} (random FAR weights, seed {})",
+            self.new.output.display(),
+            self.new.seed
+        );
         Ok(())
     }
 }
