@@ -10,9 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use fqgan_core::burn::tensor::{Int, Tensor, TensorData};
 use fqgan_core::device::Cpu;
+use fqgan_core::far::{generate, Far, FarConfig, GenerateOptions, SubTokenSampling};
+use fqgan_core::fingerprint::Fingerprint;
 use fqgan_core::image::{images_to_tensor, read_rgb_sized, tensor_to_images, RgbImage};
+use fqgan_core::tiling::TileLayout;
 use fqgan_core::tokenizer::LoadPurpose;
+use fqgan_core::tokens::{Coding, TokenFile};
 use fqgan_core::{Tokenizer, TokenizerConfig};
 
 /// The repository root (this package lives in `fqgan-ffi/`).
@@ -66,6 +71,75 @@ fn fixture() -> &'static Fixture {
         let decoded_0 = tensor_to_images(tokenizer.decode_subset(ids, &[0]).unwrap()).remove(0);
         Fixture { _dir: dir, model, ppm, rgba, tokens, decoded, decoded_0 }
     })
+}
+
+/// The golden FAR-Dual case and the golden tokenizer whose tokens it makes (2 x 256 ids on a
+/// 4x4 grid, 64x64 images), saved with their configs as the library loads them, and what the
+/// Rust API generates for class 3, 2 images, seed 7, cfg 2, temperature 1, top_k 0, top_p 0.9.
+struct Generation {
+    _dir: tempfile::TempDir,
+    far: PathBuf,
+    tokenizer: PathBuf,
+    /// `[2, k, 4, 4]`, image-major.
+    tokens: Vec<u32>,
+    /// The two decoded images, packed RGBA8, one after the other.
+    rgba: Vec<u8>,
+    /// `.fqt` bytes of the first image, bit-packed and range-coded.
+    packed: Vec<u8>,
+    entropy: Vec<u8>,
+}
+
+fn golden_config(case: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/golden").join(case).join("config.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn generation() -> &'static Generation {
+    static GENERATION: OnceLock<Generation> = OnceLock::new();
+    GENERATION.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Default::default();
+        let golden = root().join("tests/fixtures/golden");
+        let far_config = FarConfig::from_golden_json(&golden_config("far_dual")).unwrap();
+        let far = dir.path().join("far.safetensors");
+        Far::<Cpu>::load(golden.join("far_dual/weights.safetensors"), Some(&far_config), &device).unwrap().save(&far).unwrap();
+        let tok_config = TokenizerConfig::from_golden_json(&golden_config("tok_dual_ds16")).unwrap();
+        let tokenizer = dir.path().join("tokenizer.safetensors");
+        let inference = LoadPurpose::Inference;
+        Tokenizer::<Cpu>::load(golden.join("tok_dual_ds16/weights.safetensors"), Some(&tok_config), inference, &device)
+            .unwrap()
+            .save(&tokenizer)
+            .unwrap();
+
+        let model = Far::<Cpu>::load(&far, None, &device).unwrap();
+        let decoder = Tokenizer::<Cpu>::load(&tokenizer, None, inference, &device).unwrap();
+        model.config().check_tokenizer(decoder.config()).unwrap();
+        // The C side passes top_p as a float: the same value, widened.
+        let sampling = SubTokenSampling { cfg_scale: 2.0, temperature: 1.0, top_k: 0, top_p: f64::from(0.9f32) };
+        let labels = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(vec![3i64, 3], [2]), &device);
+        let ids = generate(&model, labels, None, &GenerateOptions::uniform(2, sampling, 7)).unwrap();
+        let tokens: Vec<u32> = ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect();
+        let images = tensor_to_images(decoder.decode(ids.reshape([2, 2, 4, 4])).unwrap());
+        let rgba = images.iter().flat_map(rgba_bytes).collect();
+        let fqt = |coding| {
+            let file = TokenFile {
+                fingerprint: Fingerprint::of(&decoder),
+                layout: TileLayout::new(64, 64, 64, 0).unwrap(),
+                grid: 4,
+                codebook_sizes: vec![256, 256],
+                tokens: tokens[..32].to_vec(),
+                alpha: None,
+                coding,
+            };
+            file.to_bytes().unwrap()
+        };
+        let (packed, entropy) = (fqt(Coding::Packed), fqt(Coding::Entropy));
+        Generation { _dir: dir, far, tokenizer, tokens, rgba, packed, entropy }
+    })
+}
+
+fn read_u32s(path: &Path) -> Vec<u32> {
+    std::fs::read(path).unwrap().chunks_exact(4).map(|b| u32::from_ne_bytes(b.try_into().unwrap())).collect()
 }
 
 fn ppm_bytes(image: &RgbImage) -> Vec<u8> {
@@ -180,14 +254,23 @@ fn c_api_checks_every_argument_shares_a_handle_across_threads_and_matches_rust()
     let exe = dir.path().join("api_test");
     compile("gcc", "-std=c11", &["tests/ffi/api_test.c"], &exe);
     run(native(&exe).arg(&fixture.model).arg(&fixture.rgba).arg(dir.path()));
-    let tokens: Vec<u32> = std::fs::read(dir.path().join("tokens.u32"))
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
-        .collect();
+    let tokens = read_u32s(&dir.path().join("tokens.u32"));
     assert_eq!(tokens, fixture.tokens, "tokens from C differ from the Rust API's");
     assert_same_image(&dir.path().join("decoded.rgba"), &rgba_bytes(&fixture.decoded), "C decode");
     assert_same_image(&dir.path().join("decoded_0.rgba"), &rgba_bytes(&fixture.decoded_0), "C decode_subset");
+}
+
+#[test]
+fn c_generation_and_token_files_match_rust_and_check_every_argument() {
+    let (fixture, generation) = (fixture(), generation());
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("generate_test");
+    compile("gcc", "-std=c11", &["tests/ffi/generate_test.c"], &exe);
+    run(native(&exe).arg(&generation.far).arg(&generation.tokenizer).arg(&fixture.model).arg(dir.path()));
+    assert_eq!(read_u32s(&dir.path().join("tokens.u32")), generation.tokens, "tokens generated through C");
+    assert_same_image(&dir.path().join("images.rgba"), &generation.rgba, "images generated through C");
+    assert_same_image(&dir.path().join("packed.fqt"), &generation.packed, ".fqt written through C (packed)");
+    assert_same_image(&dir.path().join("entropy.fqt"), &generation.entropy, ".fqt written through C (range-coded)");
 }
 
 #[test]

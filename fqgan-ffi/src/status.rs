@@ -25,6 +25,8 @@ pub enum Status {
     /// A bug inside fqgan (a Rust panic, caught at the boundary). The handle may still be
     /// used, but please report the message.
     Internal = 6,
+    /// The progress callback asked to stop (returned non-zero); no output was written.
+    Cancelled = 7,
 }
 
 /// An error on its way to the caller: the status to return and the message to keep.

@@ -3,10 +3,11 @@
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
 
+use fqgan_core::fingerprint::Fingerprint;
 use fqgan_core::image::RgbImage;
 use fqgan_core::DeviceChoice;
 
-use crate::args::{arg, handle_out, output, slice, string, versioned, write_versioned};
+use crate::args::{arg, device, handle_out, output, slice, string, versioned, write_versioned};
 use crate::engine::{self, Engine, Source};
 use crate::status::{guard, Failure, Outcome, Status};
 
@@ -17,10 +18,12 @@ use crate::status::{guard, Failure, Outcome, Status};
 /// at once with the same handle. `fqgan_tokenizer_free` must not overlap any other call on
 /// that handle.
 pub struct Tokenizer {
-    engine: Box<dyn Engine>,
+    pub(crate) engine: Box<dyn Engine>,
     device: CString,
     /// NUL-terminated copies of the sub-codebook names, lent out by `fqgan_tokenizer_get_codebook`.
     codebook_names: Vec<CString>,
+    /// Computed once: `.fqt` calls compare it with every file.
+    pub(crate) fingerprint: Fingerprint,
 }
 
 /// How to load a tokenizer. Get one from `fqgan_tokenizer_params_default()` and change the
@@ -339,25 +342,21 @@ impl Tokenizer {
             DeviceChoice::Cpu
         } else {
             let params = versioned(params, "params", "initialise it with fqgan_tokenizer_params_default()")?;
-            if params.device.is_null() {
-                DeviceChoice::Cpu
-            } else {
-                let text = string(params.device, "params->device")?;
-                text.parse().map_err(|e: fqgan_core::Error| Failure::invalid(format!("`params->device`: {e}")))?
-            }
+            device(params.device, "params->device")?
         };
         let engine = engine::load(source, device)?;
         let codebook_names = engine.config().codebooks.iter().map(|c| c_string(&c.name)).collect();
+        let fingerprint = engine.fingerprint();
         let device = c_string(&device.to_string());
-        Ok(Box::into_raw(Box::new(Tokenizer { engine, device, codebook_names })))
+        Ok(Box::into_raw(Box::new(Tokenizer { engine, device, codebook_names, fingerprint })))
     }
 
-    fn token_count(&self) -> usize {
+    pub(crate) fn token_count(&self) -> usize {
         let config = self.engine.config();
         config.k() * config.grid_size() * config.grid_size()
     }
 
-    fn rgba_size(&self) -> usize {
+    pub(crate) fn rgba_size(&self) -> usize {
         let size = self.engine.config().image_size;
         size * size * 4
     }
@@ -414,6 +413,11 @@ impl Tokenizer {
             return Ok(());
         };
         let tokens = self.check_tokens(slice(tokens, token_count, "tokens")?)?;
+        self.decode_rgba(tokens, which, out)
+    }
+
+    /// Decodes checked tokens of one image into `rgba_size` bytes of packed RGBA8.
+    pub(crate) fn decode_rgba(&self, tokens: &[u32], which: &[usize], out: &mut [u8]) -> Outcome {
         let image = self.engine.decode(tokens, which)?;
         for (dst, src) in out.chunks_exact_mut(4).zip(image.pixels()) {
             dst.copy_from_slice(&[src[0], src[1], src[2], 255]);
@@ -450,7 +454,7 @@ impl Tokenizer {
     }
 }
 
-fn c_string(text: &str) -> CString {
+pub(crate) fn c_string(text: &str) -> CString {
     // Names and device strings are validated ASCII ([A-Za-z0-9_], "cuda:N"): no NUL inside.
     CString::new(text).expect("no interior NUL")
 }

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::TokenizerConfig;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -185,6 +186,26 @@ impl FarConfig {
     /// The null-class label used for the unconditional half of classifier-free guidance.
     pub fn null_class(&self) -> Option<usize> {
         (self.class_dropout_prob > 0.0).then_some(self.num_classes)
+    }
+
+    /// Errors unless `tokenizer` decodes what this generator makes: one codebook of the same
+    /// size per sub-token, and a token grid of `block_size` positions.
+    pub fn check_tokenizer(&self, tokenizer: &TokenizerConfig) -> Result<()> {
+        let sizes: Vec<usize> = tokenizer.codebooks.iter().map(|c| c.size).collect();
+        if self.vocab_sizes != sizes {
+            return Err(Error::Input(format!(
+                "the generator's vocab_sizes {:?} differ from the tokenizer's codebook sizes {sizes:?}",
+                self.vocab_sizes
+            )));
+        }
+        let g = tokenizer.grid_size();
+        if self.block_size != g * g {
+            return Err(Error::Input(format!(
+                "the generator makes {} tokens per image; the tokenizer's grid is {g}x{g}",
+                self.block_size
+            )));
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<()> {
