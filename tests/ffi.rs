@@ -75,7 +75,8 @@ fn fixture() -> &'static Fixture {
 
 /// The golden FAR-Dual case and the golden tokenizer whose tokens it makes (2 x 256 ids on a
 /// 4x4 grid, 64x64 images), saved with their configs as the library loads them, and what the
-/// Rust API generates for class 3, 2 images, seed 7, cfg 2, temperature 1, top_k 0, top_p 0.9.
+/// Rust API generates for class 3, seed 7, cfg 2, temperature 1, top_k 0: 2 images with
+/// top_p 0.9 (the test programs) and 1 image with top_p 1 (the examples' defaults).
 struct Generation {
     _dir: tempfile::TempDir,
     far: PathBuf,
@@ -87,6 +88,9 @@ struct Generation {
     /// `.fqt` bytes of the first image, bit-packed and range-coded.
     packed: Vec<u8>,
     entropy: Vec<u8>,
+    /// The examples' single image as PPM, and its tokens as a bit-packed `.fqt`.
+    single_ppm: Vec<u8>,
+    single_fqt: Vec<u8>,
 }
 
 fn golden_config(case: &str) -> serde_json::Value {
@@ -114,27 +118,31 @@ fn generation() -> &'static Generation {
         let model = Far::<Cpu>::load(&far, None, &device).unwrap();
         let decoder = Tokenizer::<Cpu>::load(&tokenizer, None, inference, &device).unwrap();
         model.config().check_tokenizer(decoder.config()).unwrap();
-        // The C side passes top_p as a float: the same value, widened.
-        let sampling = SubTokenSampling { cfg_scale: 2.0, temperature: 1.0, top_k: 0, top_p: f64::from(0.9f32) };
-        let labels = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(vec![3i64, 3], [2]), &device);
-        let ids = generate(&model, labels, None, &GenerateOptions::uniform(2, sampling, 7)).unwrap();
-        let tokens: Vec<u32> = ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect();
-        let images = tensor_to_images(decoder.decode(ids.reshape([2, 2, 4, 4])).unwrap());
-        let rgba = images.iter().flat_map(rgba_bytes).collect();
-        let fqt = |coding| {
+        let run = |count: usize, sampling: SubTokenSampling| {
+            let labels = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(vec![3i64; count], [count]), &device);
+            let ids = generate(&model, labels, None, &GenerateOptions::uniform(2, sampling, 7)).unwrap();
+            let tokens: Vec<u32> = ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect();
+            (tokens, tensor_to_images(decoder.decode(ids.reshape([count, 2, 4, 4])).unwrap()))
+        };
+        let fqt = |tokens: &[u32], coding| {
             let file = TokenFile {
                 fingerprint: Fingerprint::of(&decoder),
                 layout: TileLayout::new(64, 64, 64, 0).unwrap(),
                 grid: 4,
                 codebook_sizes: vec![256, 256],
-                tokens: tokens[..32].to_vec(),
+                tokens: tokens.to_vec(),
                 alpha: None,
                 coding,
             };
             file.to_bytes().unwrap()
         };
-        let (packed, entropy) = (fqt(Coding::Packed), fqt(Coding::Entropy));
-        Generation { _dir: dir, far, tokenizer, tokens, rgba, packed, entropy }
+        // The C side passes top_p as a float: the same value, widened.
+        let (tokens, images) = run(2, SubTokenSampling { top_p: f64::from(0.9f32), ..SubTokenSampling::default() });
+        let rgba = images.iter().flat_map(rgba_bytes).collect();
+        let (packed, entropy) = (fqt(&tokens[..32], Coding::Packed), fqt(&tokens[..32], Coding::Entropy));
+        let (single_tokens, single) = run(1, SubTokenSampling::default());
+        let (single_ppm, single_fqt) = (ppm_bytes(&single[0]), fqt(&single_tokens, Coding::Packed));
+        Generation { _dir: dir, far, tokenizer, tokens, rgba, packed, entropy, single_ppm, single_fqt }
     })
 }
 
@@ -271,6 +279,43 @@ fn c_generation_and_token_files_match_rust_and_check_every_argument() {
     assert_same_image(&dir.path().join("images.rgba"), &generation.rgba, "images generated through C");
     assert_same_image(&dir.path().join("packed.fqt"), &generation.packed, ".fqt written through C (packed)");
     assert_same_image(&dir.path().join("entropy.fqt"), &generation.entropy, ".fqt written through C (range-coded)");
+}
+
+/// Runs a compiled generation example (`generate FAR TOKENIZER 3 7 OUT.ppm OUT.fqt`) and
+/// compares both outputs with the Rust API's.
+fn check_generate_example(mut command: Command, what: &str) {
+    let generation = generation();
+    let dir = tempfile::tempdir().unwrap();
+    let (ppm, fqt) = (dir.path().join("out.ppm"), dir.path().join("out.fqt"));
+    run(command.arg(&generation.far).arg(&generation.tokenizer).args(["3", "7"]).arg(&ppm).arg(&fqt));
+    assert_same_image(&ppm, &generation.single_ppm, &format!("{what}: image"));
+    assert_same_image(&fqt, &generation.single_fqt, &format!("{what}: .fqt"));
+}
+
+#[test]
+fn c_generate_example_matches_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("generate");
+    compile("gcc", "-std=c11", &["examples/c/generate.c"], &exe);
+    check_generate_example(native(&exe), "C generate example");
+}
+
+#[test]
+fn cpp_generate_example_matches_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("generate");
+    compile("g++", "-std=c++17", &["examples/cpp/generate.cpp"], &exe);
+    check_generate_example(native(&exe), "C++ generate example");
+}
+
+#[test]
+fn cpp_wrapper_generates_cancels_rethrows_and_round_trips_token_files() {
+    let (fixture, generation) = (fixture(), generation());
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("generate_wrapper_test");
+    compile("g++", "-std=c++17", &["tests/ffi/generate_wrapper_test.cpp"], &exe);
+    let output = run(native(&exe).arg(&generation.far).arg(&generation.tokenizer).arg(&fixture.model));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
 }
 
 #[test]
