@@ -361,3 +361,23 @@ fn csharp_binding_raises_errors_takes_spans_and_shares_a_tokenizer_across_thread
     let output = run(mono(&exe).arg(&fixture.model).arg(&fixture.rgba));
     assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
 }
+
+#[test]
+fn csharp_generate_example_matches_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("Generate.exe");
+    compile_csharp("examples/csharp/Generate.cs", &exe);
+    check_generate_example(mono(&exe), "C# generate example");
+}
+
+#[test]
+fn csharp_binding_generates_with_callbacks_and_round_trips_token_files() {
+    let (fixture, generation) = (fixture(), generation());
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("GenerateBindingTest.exe");
+    compile_csharp("tests/ffi/GenerateBindingTest.cs", &exe);
+    let output = run(mono(&exe).arg(&generation.far).arg(&generation.tokenizer).arg(&fixture.model).arg(dir.path()));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
+    assert_eq!(read_u32s(&dir.path().join("tokens.u32")), generation.tokens, "tokens generated through C#");
+    assert_same_image(&dir.path().join("images.rgba"), &generation.rgba, "images generated through C#");
+}
