@@ -569,6 +569,10 @@ namespace Fqgan
     /// <summary>.fqt token files in memory.</summary>
     public static unsafe class Fqt
     {
+        // A null SafeHandle cannot be marshalled: without a tokenizer, this handle holding NULL
+        // is passed, which the library reads as "no check".
+        private static readonly TokenizerHandle NoTokenizer = new TokenizerHandle();
+
         /// <summary>The bytes of a .fqt file holding one image's tokens (as Tokenizer.Encode or
         /// Generator.Generate return them), made with tokenizer.</summary>
         public static byte[] Write(Tokenizer tokenizer, uint[] tokens, FqtCoding coding = FqtCoding.Packed)
@@ -608,9 +612,7 @@ namespace Fqgan
             var info = new Native.FqtInfo { StructSize = (UIntPtr)sizeof(Native.FqtInfo) };
             fixed (byte* bytePtr = bytes)
             {
-                // A null SafeHandle cannot be marshalled: without a tokenizer, pass a handle
-                // that holds NULL, which the library reads as "no check".
-                TokenizerHandle handle = tokenizer?.Handle ?? new TokenizerHandle();
+                TokenizerHandle handle = tokenizer?.Handle ?? NoTokenizer;
                 Native.Check(Native.fqgan_fqt_read(handle, bytePtr, (UIntPtr)bytes.Length, &info, null, UIntPtr.Zero, null));
                 var tokens = new uint[(long)info.TokenCount];
                 fixed (uint* tokenPtr = tokens)

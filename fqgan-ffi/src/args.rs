@@ -47,7 +47,9 @@ pub(crate) unsafe fn string<'a>(ptr: *const c_char, name: &str) -> Outcome<&'a s
     if ptr.is_null() {
         return Err(Failure::invalid(format!("`{name}` is null")));
     }
-    CStr::from_ptr(ptr).to_str().map_err(|e| Failure::invalid(format!("`{name}` is not valid UTF-8: {e}")))
+    CStr::from_ptr(ptr)
+        .to_str()
+        .map_err(|e| Failure::invalid(format!("`{name}` is not valid UTF-8: {e}")))
 }
 
 /// A caller-owned output buffer of `capacity` elements, together with the "required size"
@@ -119,7 +121,13 @@ pub(crate) unsafe fn versioned<'a, T>(ptr: *const T, name: &str, init: &str) -> 
 ///
 /// # Safety
 /// When non-null and aligned, `ptr` must point to at least `struct_size` readable bytes.
-pub(crate) unsafe fn versioned_copy<T: Copy>(ptr: *const T, name: &str, known_sizes: &[usize], defaults: T, init: &str) -> Outcome<T> {
+pub(crate) unsafe fn versioned_copy<T: Copy>(
+    ptr: *const T,
+    name: &str,
+    known_sizes: &[usize],
+    defaults: T,
+    init: &str,
+) -> Outcome<T> {
     debug_assert_eq!(known_sizes.last(), Some(&std::mem::size_of::<T>()));
     check_pointer(ptr, name)?;
     let struct_size = ptr.cast::<usize>().read();
@@ -141,7 +149,9 @@ pub(crate) unsafe fn device(ptr: *const c_char, name: &str) -> Outcome<DeviceCho
     if ptr.is_null() {
         return Ok(DeviceChoice::Cpu);
     }
-    string(ptr, name)?.parse().map_err(|e: fqgan_core::Error| Failure::invalid(format!("`{name}`: {e}")))
+    string(ptr, name)?
+        .parse()
+        .map_err(|e: fqgan_core::Error| Failure::invalid(format!("`{name}`: {e}")))
 }
 
 /// Writes a versioned output struct whose `struct_size` the caller set: fails when it is

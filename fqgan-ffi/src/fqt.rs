@@ -26,10 +26,13 @@ pub enum FqtCoding {
 
 impl FqtCoding {
     fn from_raw(value: i32) -> Option<Coding> {
-        [(Self::Packed, Coding::Packed), (Self::Entropy, Coding::Entropy)]
-            .into_iter()
-            .find(|(c, _)| *c as i32 == value)
-            .map(|(_, coding)| coding)
+        [
+            (Self::Packed, Coding::Packed),
+            (Self::Entropy, Coding::Entropy),
+        ]
+        .into_iter()
+        .find(|(c, _)| *c as i32 == value)
+        .map(|(_, coding)| coding)
     }
 }
 
@@ -119,7 +122,13 @@ pub unsafe extern "C" fn fqgan_fqt_write(
             fqgan_fqt_write_params_default()
         } else {
             let init = "initialise it with fqgan_fqt_write_params_default()";
-            versioned_copy(params, "params", &[std::mem::size_of::<FqtWriteParams>()], fqgan_fqt_write_params_default(), init)?
+            versioned_copy(
+                params,
+                "params",
+                &[std::mem::size_of::<FqtWriteParams>()],
+                fqgan_fqt_write_params_default(),
+                init,
+            )?
         };
         let file = token_file(tokenizer, &params, slice(tokens, token_count, "tokens")?)?;
         let encoded = file.to_bytes()?;
@@ -158,7 +167,11 @@ pub unsafe extern "C" fn fqgan_fqt_read(
     tokens_required: *mut usize,
 ) -> Status {
     guard(|| {
-        let tokenizer = if tokenizer.is_null() { None } else { Some(arg(tokenizer, "tokenizer")?) };
+        let tokenizer = if tokenizer.is_null() {
+            None
+        } else {
+            Some(arg(tokenizer, "tokenizer")?)
+        };
         if size == 0 {
             return Err(Failure::invalid("`size` is 0: the .fqt buffer is empty"));
         }
@@ -168,10 +181,21 @@ pub unsafe extern "C" fn fqgan_fqt_read(
             file.check_model(tokenizer.fingerprint, source)?;
         }
         if !info.is_null() {
-            write_versioned(info, file_info(&file), "info", "set info->struct_size = sizeof(fqgan_fqt_info)")?;
+            write_versioned(
+                info,
+                file_info(&file),
+                "info",
+                "set info->struct_size = sizeof(fqgan_fqt_info)",
+            )?;
         }
         let names = ["tokens", "tokens_capacity", "tokens_required"];
-        if let Some(out) = output(tokens, tokens_capacity, file.tokens.len(), tokens_required, names)? {
+        if let Some(out) = output(
+            tokens,
+            tokens_capacity,
+            file.tokens.len(),
+            tokens_required,
+            names,
+        )? {
             out.copy_from_slice(&file.tokens);
         }
         Ok(())
@@ -179,7 +203,11 @@ pub unsafe extern "C" fn fqgan_fqt_read(
 }
 
 /// The file `fqgan_fqt_write` describes, checked against the tokenizer.
-fn token_file(tokenizer: &Tokenizer, params: &FqtWriteParams, tokens: &[u32]) -> Outcome<TokenFile> {
+fn token_file(
+    tokenizer: &Tokenizer,
+    params: &FqtWriteParams,
+    tokens: &[u32],
+) -> Outcome<TokenFile> {
     let config = tokenizer.engine.config();
     let tile = config.image_size as u32;
     let (width, height) = match (params.width, params.height) {
@@ -193,7 +221,10 @@ fn token_file(tokenizer: &Tokenizer, params: &FqtWriteParams, tokens: &[u32]) ->
         ))
     })?;
     let layout = TileLayout::new(width, height, tile, params.overlap).map_err(|e| {
-        Failure::invalid(format!("`params->width`, `height`, `overlap` ({width}x{height}, {}): {e}", params.overlap))
+        Failure::invalid(format!(
+            "`params->width`, `height`, `overlap` ({width}x{height}, {}): {e}",
+            params.overlap
+        ))
     })?;
     let per_tile = tokenizer.token_count();
     let expected = layout.count() * per_tile;

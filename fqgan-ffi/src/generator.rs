@@ -6,8 +6,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use fqgan_core::far::{GenerateOptions, SubTokenSampling};
+use fqgan_core::DeviceChoice;
 
-use crate::args::{arg, device, handle_out, output, slice, string, versioned, versioned_copy, write_versioned};
+use crate::args::{
+    arg, device, handle_out, output, slice, string, versioned, versioned_copy, write_versioned,
+};
 use crate::engine::{self, GeneratorEngine, Source};
 use crate::status::{guard, Failure, Outcome, Status};
 use crate::tokenizer::{c_string, Tokenizer};
@@ -85,12 +88,16 @@ pub struct GenerateParams {
 /// positions of one image; all `count` images advance together). Return 0 to go on, non-zero
 /// to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and writes no output. It runs on
 /// the calling thread, inside the fqgan call: it must not free the handles in use.
-pub type ProgressFn = Option<unsafe extern "C" fn(user_data: *mut c_void, done: u32, total: u32) -> c_int>;
+pub type ProgressFn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, done: u32, total: u32) -> c_int>;
 
 /// The parameters `fqgan_generator_load_*` use when given NULL: the CPU device.
 #[no_mangle]
 pub extern "C" fn fqgan_generator_params_default() -> GeneratorParams {
-    GeneratorParams { struct_size: std::mem::size_of::<GeneratorParams>(), device: c"cpu".as_ptr() }
+    GeneratorParams {
+        struct_size: std::mem::size_of::<GeneratorParams>(),
+        device: c"cpu".as_ptr(),
+    }
 }
 
 /// The official sampling defaults (cfg_scale 2, temperature 1, top_k 0, top_p 1), class 0,
@@ -179,7 +186,10 @@ pub unsafe extern "C" fn fqgan_generator_free(generator: *mut Generator) {
 /// # Safety
 /// Pointers must be NULL or valid for the documented use.
 #[no_mangle]
-pub unsafe extern "C" fn fqgan_generator_get_info(generator: *const Generator, info: *mut GeneratorInfo) -> Status {
+pub unsafe extern "C" fn fqgan_generator_get_info(
+    generator: *const Generator,
+    info: *mut GeneratorInfo,
+) -> Status {
     guard(|| {
         let generator = arg(generator, "generator")?;
         let config = generator.engine.config();
@@ -194,7 +204,12 @@ pub unsafe extern "C" fn fqgan_generator_get_info(generator: *const Generator, i
             token_count: generator.token_count(),
             device: generator.device.as_ptr(),
         };
-        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_generator_info)")
+        write_versioned(
+            info,
+            value,
+            "info",
+            "set info->struct_size = sizeof(fqgan_generator_info)",
+        )
     })
 }
 
@@ -204,13 +219,20 @@ pub unsafe extern "C" fn fqgan_generator_get_info(generator: *const Generator, i
 /// # Safety
 /// Pointers must be NULL or valid for the documented use.
 #[no_mangle]
-pub unsafe extern "C" fn fqgan_generator_get_vocab_size(generator: *const Generator, index: u32, size: *mut u32) -> Status {
+pub unsafe extern "C" fn fqgan_generator_get_vocab_size(
+    generator: *const Generator,
+    index: u32,
+    size: *mut u32,
+) -> Status {
     guard(|| {
         let generator = arg(generator, "generator")?;
         let sizes = &generator.engine.config().vocab_sizes;
-        let vocab = sizes
-            .get(index as usize)
-            .ok_or_else(|| Failure::invalid(format!("`index` is {index}; this generator has {} sub-tokens", sizes.len())))?;
+        let vocab = sizes.get(index as usize).ok_or_else(|| {
+            Failure::invalid(format!(
+                "`index` is {index}; this generator has {} sub-tokens",
+                sizes.len()
+            ))
+        })?;
         arg(size.cast_const(), "size")?;
         size.write(*vocab as u32);
         Ok(())
@@ -288,7 +310,9 @@ pub unsafe extern "C" fn fqgan_generate_images(
             .engine
             .config()
             .check_tokenizer(tokenizer.engine.config())
-            .map_err(|e| Failure::invalid(format!("`tokenizer` does not match `generator`: {e}")))?;
+            .map_err(|e| {
+                Failure::invalid(format!("`tokenizer` does not match `generator`: {e}"))
+            })?;
         let request = generator.request(params)?;
         let names = ["rgba", "rgba_capacity", "rgba_required"];
         let needed = request.labels.len() * tokenizer.rgba_size();
@@ -297,7 +321,10 @@ pub unsafe extern "C" fn fqgan_generate_images(
         };
         let tokens = generator.run(&request, progress, user_data)?;
         let all: Vec<usize> = (0..tokenizer.engine.config().k()).collect();
-        for (image, rgba) in tokens.chunks_exact(tokenizer.token_count()).zip(out.chunks_exact_mut(tokenizer.rgba_size())) {
+        for (image, rgba) in tokens
+            .chunks_exact(tokenizer.token_count())
+            .zip(out.chunks_exact_mut(tokenizer.rgba_size()))
+        {
             tokenizer.decode_rgba(image, &all, rgba)?;
         }
         Ok(())
@@ -313,13 +340,20 @@ struct Request {
 impl Generator {
     unsafe fn load(source: Source<'_>, params: *const GeneratorParams) -> Outcome<*mut Generator> {
         let device = if params.is_null() {
-            fqgan_core::DeviceChoice::Cpu
+            DeviceChoice::Cpu
         } else {
-            let params = versioned(params, "params", "initialise it with fqgan_generator_params_default()")?;
+            let params = versioned(
+                params,
+                "params",
+                "initialise it with fqgan_generator_params_default()",
+            )?;
             device(params.device, "params->device")?
         };
         let engine = engine::load_generator(source, device)?;
-        Ok(Box::into_raw(Box::new(Generator { engine, device: c_string(&device.to_string()) })))
+        Ok(Box::into_raw(Box::new(Generator {
+            engine,
+            device: c_string(&device.to_string()),
+        })))
     }
 
     fn token_count(&self) -> usize {
@@ -333,18 +367,30 @@ impl Generator {
             fqgan_generate_params_default()
         } else {
             let init = "initialise it with fqgan_generate_params_default()";
-            versioned_copy(params, "params", &[std::mem::size_of::<GenerateParams>()], fqgan_generate_params_default(), init)?
+            versioned_copy(
+                params,
+                "params",
+                &[std::mem::size_of::<GenerateParams>()],
+                fqgan_generate_params_default(),
+                init,
+            )?
         };
         let config = self.engine.config();
         let fail = |message: String| Err(Failure::invalid(message));
         if params.class_id as usize >= config.num_classes {
-            return fail(format!("`params->class_id` is {}; this generator has classes 0..{}", params.class_id, config.num_classes));
+            return fail(format!(
+                "`params->class_id` is {}; this generator has classes 0..{}",
+                params.class_id, config.num_classes
+            ));
         }
         if params.count == 0 {
             return fail("`params->count` is 0: generate at least one image".into());
         }
         if !params.cfg_scale.is_finite() {
-            return fail(format!("`params->cfg_scale` is {}; it must be finite", params.cfg_scale));
+            return fail(format!(
+                "`params->cfg_scale` is {}; it must be finite",
+                params.cfg_scale
+            ));
         }
         if params.cfg_scale != 1.0 && config.null_class().is_none() {
             return fail(format!(
@@ -353,10 +399,16 @@ impl Generator {
             ));
         }
         if !(params.temperature > 0.0 && params.temperature.is_finite()) {
-            return fail(format!("`params->temperature` is {}; it must be positive and finite", params.temperature));
+            return fail(format!(
+                "`params->temperature` is {}; it must be positive and finite",
+                params.temperature
+            ));
         }
         if !(params.top_p > 0.0 && params.top_p <= 1.0) {
-            return fail(format!("`params->top_p` is {}; it must be in (0, 1]", params.top_p));
+            return fail(format!(
+                "`params->top_p` is {}; it must be in (0, 1]",
+                params.top_p
+            ));
         }
         let sampling = SubTokenSampling {
             cfg_scale: f64::from(params.cfg_scale),
@@ -371,9 +423,16 @@ impl Generator {
     }
 
     /// Generates, reporting to `progress`; a non-zero answer becomes `FQGAN_STATUS_CANCELLED`.
-    unsafe fn run(&self, request: &Request, progress: ProgressFn, user_data: *mut c_void) -> Outcome<Vec<u32>> {
+    unsafe fn run(
+        &self,
+        request: &Request,
+        progress: ProgressFn,
+        user_data: *mut c_void,
+    ) -> Outcome<Vec<u32>> {
         let mut report = |done: usize, total: usize| match progress {
-            Some(callback) if callback(user_data, done as u32, total as u32) != 0 => ControlFlow::Break(()),
+            Some(callback) if callback(user_data, done as u32, total as u32) != 0 => {
+                ControlFlow::Break(())
+            }
             _ => ControlFlow::Continue(()),
         };
         self.engine

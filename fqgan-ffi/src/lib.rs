@@ -13,16 +13,20 @@
 
 mod args;
 mod engine;
-mod fqt;
-mod generator;
 mod status;
+
+// The header's sections, in order: cbindgen emits modules as they are declared.
 mod tokenizer;
+
+mod generator;
+
+mod fqt;
 
 use std::ffi::c_char;
 
-pub use status::Status;
 pub use fqt::{FqtCoding, FqtInfo, FqtWriteParams, FQGAN_FQT_MAX_CODEBOOKS};
 pub use generator::{GenerateParams, Generator, GeneratorInfo, GeneratorParams, ProgressFn};
+pub use status::Status;
 pub use tokenizer::{CodebookInfo, Image, PixelFormat, Tokenizer, TokenizerInfo, TokenizerParams};
 
 /// The ABI this header describes. Bumped on any incompatible change to a signature, struct

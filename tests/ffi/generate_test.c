@@ -291,6 +291,28 @@ int main(int argc, char **argv) {
     EXPECT(fqgan_fqt_read(tok, packed, fqt_size, &fqt, NULL, 0, NULL), FQGAN_STATUS_INVALID_ARGUMENT,
            "`info->struct_size` is 1");
 
+    /* Larger images are tiles of the model's size: 100x64 in tiles of 64 overlapping by 8 is 2x1,
+     * and the two generated images serve as its tiles. */
+    fqgan_fqt_write_params wide = fqgan_fqt_write_params_default();
+    wide.width = 100;
+    wide.height = 64;
+    wide.overlap = 8;
+    size_t wide_size = 0;
+    EXPECT(fqgan_fqt_write(tok, &wide, tokens, info.token_count, NULL, 0, &wide_size), FQGAN_STATUS_INVALID_ARGUMENT,
+           "`token_count` is 32; a 100x64 image in 2 tiles of 32 ids needs 64");
+    EXPECT(fqgan_fqt_write(tok, &wide, tokens, n, NULL, 0, &wide_size), FQGAN_STATUS_OK, "");
+    unsigned char *tiled = malloc(wide_size);
+    EXPECT(fqgan_fqt_write(tok, &wide, tokens, n, tiled, wide_size, NULL), FQGAN_STATUS_OK, "");
+    fqt.struct_size = sizeof fqt;
+    memset(again, 0, n * sizeof *again);
+    EXPECT(fqgan_fqt_read(tok, tiled, wide_size, &fqt, again, n, NULL), FQGAN_STATUS_OK, "");
+    CHECK(fqt.width == 100 && fqt.height == 64 && fqt.tile_overlap == 8 && fqt.tiles_x == 2 && fqt.tiles_y == 1);
+    CHECK(fqt.token_count == n && memcmp(again, tokens, n * sizeof *again) == 0);
+    wide.overlap = 32;
+    EXPECT(fqgan_fqt_write(tok, &wide, tokens, n, NULL, 0, &wide_size), FQGAN_STATUS_INVALID_ARGUMENT,
+           "`params->width`, `height`, `overlap` (100x64, 32)");
+    free(tiled);
+
     write_file(out_dir, "tokens.u32", tokens, n * sizeof *tokens);
     write_file(out_dir, "images.rgba", images, bytes);
     write_file(out_dir, "packed.fqt", packed, fqt_size);
