@@ -269,7 +269,7 @@ pub unsafe extern "C" fn fqgan_generate(
         let generator = arg(generator, "generator")?;
         let request = generator.request(params)?;
         let names = ["tokens", "tokens_capacity", "tokens_required"];
-        let needed = request.labels.len() * generator.token_count();
+        let needed = request.output_len(generator.token_count(), "token")?;
         let Some(out) = output(tokens, tokens_capacity, needed, tokens_required, names)? else {
             return Ok(());
         };
@@ -315,7 +315,7 @@ pub unsafe extern "C" fn fqgan_generate_images(
             })?;
         let request = generator.request(params)?;
         let names = ["rgba", "rgba_capacity", "rgba_required"];
-        let needed = request.labels.len() * tokenizer.rgba_size();
+        let needed = request.output_len(tokenizer.rgba_size(), "byte")?;
         let Some(out) = output(rgba, rgba_capacity, needed, rgba_required, names)? else {
             return Ok(());
         };
@@ -333,8 +333,22 @@ pub unsafe extern "C" fn fqgan_generate_images(
 
 /// A checked `fqgan_generate_params`, in the core's terms.
 struct Request {
-    labels: Vec<i64>,
+    class_id: u32,
+    count: u32,
     options: GenerateOptions,
+}
+
+impl Request {
+    /// `count` times `per_image` output values, checked before anything is allocated, so that
+    /// a size query with a huge count fails cleanly instead of exhausting memory.
+    fn output_len(&self, per_image: usize, unit: &str) -> Outcome<usize> {
+        (self.count as usize).checked_mul(per_image).ok_or_else(|| {
+            Failure::invalid(format!(
+                "`params->count` is {}: {} images of {per_image} {unit}s each overflow size_t",
+                self.count, self.count
+            ))
+        })
+    }
 }
 
 impl Generator {
@@ -417,7 +431,8 @@ impl Generator {
             top_p: f64::from(params.top_p),
         };
         Ok(Request {
-            labels: vec![i64::from(params.class_id); params.count as usize],
+            class_id: params.class_id,
+            count: params.count,
             options: GenerateOptions::uniform(config.k(), sampling, params.seed),
         })
     }
@@ -436,7 +451,11 @@ impl Generator {
             _ => ControlFlow::Continue(()),
         };
         self.engine
-            .generate(&request.labels, &request.options, &mut report)?
+            .generate(
+                &vec![i64::from(request.class_id); request.count as usize],
+                &request.options,
+                &mut report,
+            )?
             .ok_or_else(|| Failure::new(Status::Cancelled, "cancelled by the progress callback"))
     }
 }

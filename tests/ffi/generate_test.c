@@ -189,6 +189,10 @@ int main(int argc, char **argv) {
     bad = params;
     bad.count = 0;
     EXPECT(fqgan_generate(gen, &bad, again, n, NULL, NULL, NULL), FQGAN_STATUS_INVALID_ARGUMENT, "`params->count` is 0");
+    bad.count = UINT32_MAX; /* sizes are answered without allocating anything for the images */
+    EXPECT(fqgan_generate(gen, &bad, NULL, 0, &required, NULL, NULL), FQGAN_STATUS_OK, "");
+    CHECK(required == (size_t)UINT32_MAX * info.token_count);
+    EXPECT(fqgan_generate(gen, &bad, again, n, NULL, NULL, NULL), FQGAN_STATUS_BUFFER_TOO_SMALL, "`tokens_capacity` is 64");
     EXPECT(fqgan_generate(gen, &params, again, n - 1, &required, NULL, NULL), FQGAN_STATUS_BUFFER_TOO_SMALL,
            "`tokens_capacity` is 63");
     CHECK(required == n);
