@@ -1,6 +1,6 @@
 //! The C API from the outside: checks the committed header against a fresh cbindgen run, then
-//! builds the C, C++ and C# programs against the libfqgan that cargo just built for this test
-//! and runs them. Their outputs must equal the Rust API's, bit for bit.
+//! builds libfqgan from this checkout (see [`library_dir`]), builds the C, C++ and C# programs
+//! against it and runs them. Their outputs must equal the Rust API's, bit for bit.
 //!
 //! Needs on PATH: `cbindgen` (`cargo install cbindgen --locked`), gcc, g++, and Mono's `mcs`
 //! and `mono` (Debian: `mono-mcs mono-runtime`).
@@ -28,18 +28,45 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The directory holding the libfqgan.so cargo built for this test run: `target/<profile>/deps/`,
-/// next to the test binary. (`cargo test` does not copy it up to `target/<profile>/`, so the
-/// copy there may be stale.)
+/// The directory holding a libfqgan.so built from this checkout: `target/<profile>/`.
+///
+/// Cargo builds a package's library for its integration tests only when Rust can link it (an
+/// rlib), and fqgan-ffi is cdylib + staticlib only (an rlib named `fqgan` would collide with
+/// the core crate's). So the tests build it themselves, once per run, into the target
+/// directory and profile this test binary comes from (`target/<profile>/deps/ffi-*`), with
+/// this package's features; cargo makes that a no-op when it is up to date.
 fn library_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().expect("target/<profile>/deps").to_path_buf();
-    assert!(
-        dir.join("libfqgan.so").exists(),
-        "no libfqgan.so in {}",
-        dir.display()
-    );
-    dir
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .ancestors()
+            .nth(2)
+            .expect("target/<profile>/deps/<test>");
+        let target_dir = profile_dir.parent().expect("target/<profile>");
+        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+            Some("debug") => "dev",
+            Some(other) => other,
+            None => panic!("no profile in {}", exe.display()),
+        };
+        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        build
+            .current_dir(root())
+            .args(["build", "-p", "fqgan-ffi", "--lib", "--profile", profile])
+            .arg("--target-dir")
+            .arg(target_dir);
+        if cfg!(feature = "cuda") {
+            build.args(["--features", "cuda"]);
+        }
+        run(&mut build);
+        assert!(
+            profile_dir.join("libfqgan.so").exists(),
+            "no libfqgan.so in {}",
+            profile_dir.display()
+        );
+        profile_dir.to_path_buf()
+    })
+    .clone()
 }
 
 /// A small model, a 64x64 input (PPM and packed RGBA8) and what the Rust API makes of it.
@@ -294,8 +321,8 @@ fn compile_csharp(source: &str, out: &Path) {
     run(&mut command);
 }
 
-/// A compiled C/C++ program, made to load this run's libfqgan: cargo's own library path for
-/// tests also lists `target/<profile>/`, where an older copy of the library may sit.
+/// A compiled C/C++ program, made to load the libfqgan of [`library_dir`] whatever else the
+/// environment's library path lists.
 fn native(exe: &Path) -> Command {
     let mut command = Command::new(exe);
     command.env("LD_LIBRARY_PATH", library_dir());
