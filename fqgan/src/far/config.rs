@@ -332,6 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn a_generator_pairs_with_the_tokenizer_of_its_vocabulary_and_grid() {
+        let far = FarConfig::preset("small-dual").unwrap();
+        far.check_tokenizer(&TokenizerConfig::preset("small-dual-ds8").unwrap()).unwrap();
+        let err = far.check_tokenizer(&TokenizerConfig::preset("dual-ds16").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("[1024, 1024]") && err.contains("[16384, 16384]"), "{err}");
+        let mut wide = FarConfig { vocab_sizes: vec![16384; 2], ..far };
+        wide.block_size = 16 * 16 + 1;
+        let err = wide.check_tokenizer(&TokenizerConfig::preset("dual-ds16").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("makes 257 tokens") && err.contains("16x16"), "{err}");
+    }
+
+    #[test]
     fn bad_configs_name_the_field() {
         let mut config = FarConfig::preset("small-dual").unwrap();
         config.n_kv_head = Some(3);
