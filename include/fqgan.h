@@ -14,6 +14,22 @@
  *      decode ids into info.rgba_size bytes of RGBA8 (fqgan_tokenizer_encode / _decode).
  *   5. fqgan_tokenizer_free(tok);
  *
+ * Generation (a FAR generator and the tokenizer whose tokens it was trained on)
+ *   fqgan_generator *gen;  fqgan_generator_load_file("far.safetensors", NULL, &gen);
+ *   fqgan_generate_params g = fqgan_generate_params_default();
+ *   g.class_id = 3; g.count = 4; g.seed = 7;          (cfg_scale, temperature, top_k, top_p)
+ *   size_t bytes;  fqgan_generate_images(gen, tok, &g, NULL, 0, &bytes, NULL, NULL);  (size query)
+ *   uint8_t *rgba = malloc(bytes);                    (4 images of RGBA8, one after the other)
+ *   fqgan_generate_images(gen, tok, &g, rgba, bytes, NULL, on_progress, my_state);
+ *   fqgan_generate() gives the token grids instead; on_progress(my_state, done, total) runs
+ *   after each token position and cancels (FQGAN_STATUS_CANCELLED) by returning non-zero.
+ *   fqgan_generator_free(gen);
+ *
+ * Token files (.fqt) in memory
+ *   fqgan_fqt_write(tok, NULL, tokens, info.token_count, NULL, 0, &size) asks for the size,
+ *   a second call with a buffer of that size writes the file's bytes; fqgan_fqt_read(tok,
+ *   bytes, size, &fqt_info, tokens, capacity, NULL) checks it was made by `tok` and reads it.
+ *
  * Conventions
  *   - Every fallible call returns fqgan_status (0 = FQGAN_STATUS_OK). On failure,
  *     fqgan_last_error() describes it and names the argument at fault.
@@ -22,11 +38,15 @@
  *     asks for it; a smaller capacity fails with FQGAN_STATUS_BUFFER_TOO_SMALL.
  *   - Structs passed in or out start with size_t struct_size = sizeof(struct), so that later
  *     versions can append fields. Start from the *_default() function or set it yourself.
+ *     fqgan_generate_params and fqgan_fqt_write_params accept only the sizes of released
+ *     versions (older callers keep working; garbage is refused).
+ *   - Callbacks take the caller's void *user_data first; they run on the calling thread.
  *   - Handles are opaque, created by *_load_* and released by *_free. A handle may be used by
  *     many threads at once; *_free must not overlap other calls on it.
  *   - Strings are NUL-terminated UTF-8. Strings the library returns are owned by it.
  *
- * Sections: version and errors; tokenizer (load, info, encode, decode).
+ * Sections: version and errors; tokenizer (load, info, encode, decode); generator (load,
+ * info, generate); .fqt token files (write, read).
  */
 
 
@@ -42,6 +62,9 @@
 // layout or enum value; compare it with `fqgan_abi_version()` at start-up.
 #define FQGAN_ABI_VERSION 1
 
+// The most sub-codebooks a `.fqt` file holds: the length of `fqgan_fqt_info.codebook_sizes`.
+#define FQGAN_FQT_MAX_CODEBOOKS 16
+
 // The result of every call that can fail. `FQGAN_STATUS_OK` is 0; on any other value
 // `fqgan_last_error()` explains what went wrong and names the argument at fault.
 // New codes may be added in later versions: treat unknown non-zero values as failures.
@@ -52,7 +75,9 @@ enum fqgan_status
  {
   FQGAN_STATUS_OK = 0,
   // A null pointer, a zero or inconsistent size, an unknown enum value or device string,
-  // an image of the wrong size, or token ids outside their codebook.
+  // an image of the wrong size, token ids outside their codebook, generation parameters out
+  // of range, a tokenizer that does not match a generator, or `.fqt` bytes that are
+  // malformed, corrupt or made by another model.
   FQGAN_STATUS_INVALID_ARGUMENT = 1,
   // The output buffer is smaller than the required size (which was still written out).
   FQGAN_STATUS_BUFFER_TOO_SMALL = 2,
@@ -65,6 +90,8 @@ enum fqgan_status
   // A bug inside fqgan (a Rust panic, caught at the boundary). The handle may still be
   // used, but please report the message.
   FQGAN_STATUS_INTERNAL = 6,
+  // The progress callback asked to stop (returned non-zero); no output was written.
+  FQGAN_STATUS_CANCELLED = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -92,6 +119,33 @@ typedef enum fqgan_pixel_format fqgan_pixel_format;
 typedef int32_t fqgan_pixel_format;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+// How a `.fqt` file stores its token ids; both are lossless.
+enum fqgan_fqt_coding
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Bit-packed at ceil(log2 codebook size) bits per id: fixed size, fastest.
+  FQGAN_FQT_CODING_PACKED = 0,
+  // Adaptive range coding: smaller files.
+  FQGAN_FQT_CODING_ENTROPY = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum fqgan_fqt_coding fqgan_fqt_coding;
+#else
+typedef int32_t fqgan_fqt_coding;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A loaded FAR generator (paper §3.3): class label -> k token grids. Create it with
+// `fqgan_generator_load_file` or `fqgan_generator_load_memory`, release it with
+// `fqgan_generator_free`.
+//
+// Thread safety: as `fqgan_tokenizer`, every call taking a `const fqgan_generator*` may run on
+// many threads at once; `fqgan_generator_free` must not overlap any other call on the handle.
+typedef struct fqgan_generator fqgan_generator;
 
 // A loaded tokenizer. Create it with `fqgan_tokenizer_load_file` or
 // `fqgan_tokenizer_load_memory`, release it with `fqgan_tokenizer_free`.
@@ -161,6 +215,109 @@ typedef struct fqgan_image {
   // An `fqgan_pixel_format` value.
   int32_t format;
 } fqgan_image;
+
+// How to load a generator. Get one from `fqgan_generator_params_default()`.
+typedef struct fqgan_generator_params {
+  // `sizeof(fqgan_generator_params)` as the caller was compiled with.
+  size_t struct_size;
+  // As `fqgan_tokenizer_params.device`: "cpu" (default), "ndarray", "cuda" or "cuda:N";
+  // NULL means "cpu".
+  const char *device;
+} fqgan_generator_params;
+
+// What to generate and how to sample it. Get one from `fqgan_generate_params_default()` and
+// change what you need. The same sampling applies to every sub-token.
+//
+// `struct_size` must be `sizeof(fqgan_generate_params)` of a released header: later versions
+// append fields and still accept the sizes of earlier ones; any other value is refused.
+typedef struct fqgan_generate_params {
+  size_t struct_size;
+  // Seeds the sampler: the same seed, params and model give the same tokens on a device.
+  uint64_t seed;
+  // The class to generate, 0 .. `fqgan_generator_info.class_count` - 1.
+  uint32_t class_id;
+  // Images to generate (>= 1), all of `class_id`, in one batch.
+  uint32_t count;
+  // Classifier-free guidance, `uncond + (cond - uncond) * cfg_scale`; 1 turns it off. Finite.
+  float cfg_scale;
+  // Divides the logits; positive and finite. Below 1 is more conservative.
+  float temperature;
+  // Nucleus sampling: keep the most likely ids up to this probability mass, in (0, 1];
+  // 1 keeps all.
+  float top_p;
+  // Keep only the top_k most likely ids; 0 keeps all, 1 is greedy.
+  uint32_t top_k;
+} fqgan_generate_params;
+
+// What a generator makes. Set `struct_size = sizeof(fqgan_generator_info)` before calling
+// `fqgan_generator_get_info`.
+typedef struct fqgan_generator_info {
+  // In: the caller's `sizeof(fqgan_generator_info)`. Out: the bytes this library filled.
+  size_t struct_size;
+  // Class ids are 0 .. class_count - 1.
+  uint32_t class_count;
+  // k, the number of sub-tokens per position (= the tokenizer's sub-codebooks).
+  uint32_t codebook_count;
+  // Width and height of each generated token grid.
+  uint32_t grid_width;
+  uint32_t grid_height;
+  // 1 when the model has the null class that classifier-free guidance needs, so that
+  // `cfg_scale` may differ from 1; 0 when only `cfg_scale = 1` works.
+  uint32_t supports_guidance;
+  // Token ids of one image: codebook_count * grid_height * grid_width.
+  size_t token_count;
+  // The device the model runs on. Owned by the generator: valid until `fqgan_generator_free`.
+  const char *device;
+} fqgan_generator_info;
+
+// Called after each generated token position with `done` (1 .. total) and `total` (the
+// positions of one image; all `count` images advance together). Return 0 to go on, non-zero
+// to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and writes no output. It runs on
+// the calling thread, inside the fqgan call: it must not free the handles in use.
+typedef int (*fqgan_progress_fn)(void *user_data, uint32_t done, uint32_t total);
+
+// What `fqgan_fqt_write` stores besides the tokens. Get one from
+// `fqgan_fqt_write_params_default()`. `struct_size` follows `fqgan_generate_params`' rule.
+typedef struct fqgan_fqt_write_params {
+  size_t struct_size;
+  // The image's size in pixels; 0 x 0 means the tokenizer's image size (one tile, the size
+  // of images `fqgan_generate_images` and `fqgan_tokenizer_decode` make).
+  uint32_t width;
+  uint32_t height;
+  // Pixels shared by neighbouring tiles of a larger image, below half a tile; 0 for one tile.
+  uint32_t overlap;
+  // An `fqgan_fqt_coding` value.
+  int32_t coding;
+} fqgan_fqt_write_params;
+
+// The header of a `.fqt` file. Set `struct_size = sizeof(fqgan_fqt_info)` before passing it
+// to `fqgan_fqt_read`.
+typedef struct fqgan_fqt_info {
+  // In: the caller's `sizeof(fqgan_fqt_info)`. Out: the bytes this library filled.
+  size_t struct_size;
+  // The image's size in pixels.
+  uint32_t width;
+  uint32_t height;
+  // Tiles are tile_size x tile_size pixels (the model's image size), overlapping by
+  // tile_overlap; tiles_x * tiles_y of them, row by row.
+  uint32_t tile_size;
+  uint32_t tile_overlap;
+  uint32_t tiles_x;
+  uint32_t tiles_y;
+  // Side of each tile's token grids (tile_size / downsample).
+  uint32_t grid;
+  // k, the number of sub-codebooks; `codebook_sizes[0 .. k - 1]` are their sizes.
+  uint32_t codebook_count;
+  uint32_t codebook_sizes[FQGAN_FQT_MAX_CODEBOOKS];
+  // Ids in the file: tiles_x * tiles_y * codebook_count * grid * grid.
+  size_t token_count;
+  // 1 when the file also holds an alpha plane (files from `fqgan compress` of RGBA images).
+  uint32_t has_alpha;
+  // An `fqgan_fqt_coding` value.
+  int32_t coding;
+  // The model that made the file (128-bit hash of its decoding config and codebooks).
+  uint8_t fingerprint[16];
+} fqgan_fqt_info;
 
 #ifdef __cplusplus
 extern "C" {
@@ -285,6 +442,156 @@ fqgan_status fqgan_tokenizer_decode_subset(const struct fqgan_tokenizer *tokeniz
                                            uint8_t *rgba,
                                            size_t rgba_capacity,
                                            size_t *rgba_required);
+
+// The parameters `fqgan_generator_load_*` use when given NULL: the CPU device.
+struct fqgan_generator_params fqgan_generator_params_default(void);
+
+// The official sampling defaults (cfg_scale 2, temperature 1, top_k 0, top_p 1), class 0,
+// one image, seed 0.
+struct fqgan_generate_params fqgan_generate_params_default(void);
+
+// Loads a FAR generator from a `.safetensors` file written by fqgan (`fqgan-trainer init-far`
+// or training; the config is embedded).
+//
+// - `path`: NUL-terminated UTF-8 path.
+// - `params`: NULL for defaults (CPU).
+// - `out_generator`: receives the new handle; set to NULL on failure.
+//
+// Fails with `FQGAN_STATUS_IO` when the file cannot be read, `FQGAN_STATUS_INVALID_MODEL`
+// when it is not a valid generator, `FQGAN_STATUS_DEVICE` when the device is unusable.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use.
+fqgan_status fqgan_generator_load_file(const char *path,
+                                       const struct fqgan_generator_params *params,
+                                       struct fqgan_generator **out_generator);
+
+// As `fqgan_generator_load_file`, from the bytes of such a file (copied: the buffer may be
+// released when the call returns).
+//
+// # Safety
+// `data` must be NULL or valid for `size` reads; other pointers as in `fqgan_generator_load_file`.
+fqgan_status fqgan_generator_load_memory(const void *data,
+                                         size_t size,
+                                         const struct fqgan_generator_params *params,
+                                         struct fqgan_generator **out_generator);
+
+// Releases a generator. NULL is a no-op. No other call on this handle may be running or
+// start afterwards.
+//
+// # Safety
+// `generator` must be NULL or a handle from `fqgan_generator_load_*` not yet freed.
+void fqgan_generator_free(struct fqgan_generator *generator);
+
+// Fills `info` (whose `struct_size` the caller set) with the generator's sizes.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use.
+fqgan_status fqgan_generator_get_info(const struct fqgan_generator *generator,
+                                      struct fqgan_generator_info *info);
+
+// Writes to `*size` the vocabulary size of sub-token `index` (0 .. k - 1): its ids are
+// 0 .. size - 1. A tokenizer that decodes this generator's tokens has the same sizes.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use.
+fqgan_status fqgan_generator_get_vocab_size(const struct fqgan_generator *generator,
+                                            uint32_t index,
+                                            uint32_t *size);
+
+// Generates `params->count` images of class `params->class_id` as token grids.
+//
+// - `params`: NULL for `fqgan_generate_params_default()`.
+// - `tokens`: receives `count * token_count` ids laid out `[count][k][grid_height][grid_width]`:
+//   image by image, each exactly as `fqgan_tokenizer_encode` writes one image, ready for
+//   `fqgan_tokenizer_decode` (with a matching tokenizer) or `fqgan_fqt_write`.
+// - `tokens_capacity`: number of `uint32_t` at `tokens`; `tokens_required` (may be NULL)
+//   receives `count * token_count`.
+// - `progress`: may be NULL; else called after every token position with `user_data`
+//   (see `fqgan_progress_fn`); returning non-zero cancels with `FQGAN_STATUS_CANCELLED`.
+//
+// Pass `tokens = NULL, tokens_capacity = 0` to only query the size (nothing is generated).
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use; `progress` must be safe to call
+// with `user_data`.
+fqgan_status fqgan_generate(const struct fqgan_generator *generator,
+                            const struct fqgan_generate_params *params,
+                            uint32_t *tokens,
+                            size_t tokens_capacity,
+                            size_t *tokens_required,
+                            fqgan_progress_fn progress,
+                            void *user_data);
+
+// As `fqgan_generate`, then decodes every image with `tokenizer` into packed RGBA8
+// (alpha 255) of the tokenizer's image size: `count` images one after the other,
+// `count * fqgan_tokenizer_info.rgba_size` bytes.
+//
+// - `tokenizer`: must decode this generator's tokens (same vocabulary sizes and grid), else
+//   `FQGAN_STATUS_INVALID_ARGUMENT` naming the difference.
+// - `rgba_capacity`: bytes at `rgba`; `rgba_required` (may be NULL) receives the size.
+//
+// Pass `rgba = NULL, rgba_capacity = 0` to only query the size (nothing is generated). To keep
+// the tokens as well (say, for `fqgan_fqt_write`), call `fqgan_generate` and then
+// `fqgan_tokenizer_decode` on each image: the result is the same.
+//
+// # Safety
+// As `fqgan_generate`.
+fqgan_status fqgan_generate_images(const struct fqgan_generator *generator,
+                                   const struct fqgan_tokenizer *tokenizer,
+                                   const struct fqgan_generate_params *params,
+                                   uint8_t *rgba,
+                                   size_t rgba_capacity,
+                                   size_t *rgba_required,
+                                   fqgan_progress_fn progress,
+                                   void *user_data);
+
+// One tile of the tokenizer's image size, bit-packed.
+struct fqgan_fqt_write_params fqgan_fqt_write_params_default(void);
+
+// Writes token grids made with `tokenizer` (by `fqgan_tokenizer_encode` or `fqgan_generate`)
+// as the bytes of a `.fqt` file, stamped with the tokenizer's fingerprint.
+//
+// - `params`: NULL for `fqgan_fqt_write_params_default()` (one tile, bit-packed).
+// - `tokens`, `token_count`: the ids of every tile in order, each laid out as
+//   `fqgan_tokenizer_encode` writes them: `tiles * k * grid * grid` values, each below its
+//   sub-codebook's size.
+// - `bytes`, `bytes_capacity`, `bytes_required`: the output, with the usual size query.
+//   The size depends on the tokens (range coding), so the query reads them too.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use.
+fqgan_status fqgan_fqt_write(const struct fqgan_tokenizer *tokenizer,
+                             const struct fqgan_fqt_write_params *params,
+                             const uint32_t *tokens,
+                             size_t token_count,
+                             uint8_t *bytes,
+                             size_t bytes_capacity,
+                             size_t *bytes_required);
+
+// Reads the bytes of a `.fqt` file: its header into `info` and its token ids into `tokens`,
+// laid out as `fqgan_fqt_write` takes them (tile by tile, each `[k][grid][grid]`).
+//
+// - `tokenizer`: may be NULL; when given, a file made by another model (another fingerprint)
+//   fails with `FQGAN_STATUS_INVALID_ARGUMENT` and a message naming both fingerprints.
+// - `info`: may be NULL; else its `struct_size` must be set.
+// - `tokens`, `tokens_capacity`, `tokens_required`: the usual output and size query; a query
+//   (`tokens = NULL, tokens_capacity = 0`) still checks the file and fills `info`.
+//
+// Truncated, corrupt (checksum), unknown-version or otherwise malformed bytes fail with
+// `FQGAN_STATUS_INVALID_ARGUMENT` and a message saying what is wrong. The alpha plane of an
+// RGBA file is not returned (`info->has_alpha` tells that there is one).
+//
+// # Safety
+// `bytes` must be NULL or valid for `size` reads; other pointers NULL or valid for the
+// documented use.
+fqgan_status fqgan_fqt_read(const struct fqgan_tokenizer *tokenizer,
+                            const void *bytes,
+                            size_t size,
+                            struct fqgan_fqt_info *info,
+                            uint32_t *tokens,
+                            size_t tokens_capacity,
+                            size_t *tokens_required);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -6,7 +6,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use fqgan::burn;
 use fqgan::device::Cpu;
 use fqgan::far::generate::{generate_observed, LogitsRecord};
-use fqgan::far::{generate, Decoding, Far, FarConfig, GenerateOptions, SubTokenSampling};
+use std::ops::ControlFlow;
+
+use fqgan::far::{generate, generate_with_progress, Decoding, Far, FarConfig, GenerateOptions, SubTokenSampling};
 use fqgan::tokenizer::Trace;
 
 /// k = 3 with different vocabularies, grouped KV heads, a 3x3 grid, two head blocks.
@@ -87,6 +89,37 @@ fn a_seed_fixes_the_tokens() {
     let tokens = |seed| ints(generate(&model, labels(&[1, 2]), None, &GenerateOptions::uniform(3, sampling(2.0), seed)).unwrap());
     assert_eq!(tokens(9), tokens(9));
     assert_ne!(tokens(9), tokens(10));
+}
+
+#[test]
+fn progress_reports_every_position_and_can_cancel() {
+    let model = tiny_model();
+    let options = GenerateOptions::uniform(3, sampling(2.0), 4);
+    let mut calls = Vec::new();
+    let tokens = generate_with_progress(&model, labels(&[1, 2]), None, &options, &mut |done, total| {
+        calls.push((done, total));
+        ControlFlow::Continue(())
+    })
+    .unwrap()
+    .expect("not cancelled");
+    assert_eq!(calls, (1..=9).map(|done| (done, 9)).collect::<Vec<_>>());
+    assert_eq!(ints(tokens), ints(generate(&model, labels(&[1, 2]), None, &options).unwrap()));
+
+    // After a prefix of 4, the 5 remaining positions are counted; a break stops at once.
+    let prefix = Tensor::<Cpu, 3, Int>::zeros([2, 3, 4], &Default::default());
+    let mut seen = 0;
+    let cancelled = generate_with_progress(&model, labels(&[1, 2]), Some(prefix), &options, &mut |done, total| {
+        assert_eq!(total, 5);
+        seen = done;
+        if done == 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert!(cancelled.is_none());
+    assert_eq!(seen, 2);
 }
 
 #[test]

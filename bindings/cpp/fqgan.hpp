@@ -4,17 +4,26 @@
 // - Failures throw fqgan::Error, which carries the fqgan_status and fqgan_last_error()'s message.
 // - Buffers are passed as fqgan::Span (pointer + size; std::span is C++20), so std::vector,
 //   std::array and raw memory all work; convenience overloads return std::vector.
-// - A const Tokenizer may be used from many threads at once, like the C handle.
+// - A const Tokenizer or Generator may be used from many threads at once, like the C handles.
+// - Progress callbacks are std::function<bool(done, total)>: return false to cancel, which
+//   throws fqgan::Error with FQGAN_STATUS_CANCELLED; an exception thrown by the callback
+//   cancels the call and is rethrown from it.
 //
 //   fqgan::Tokenizer tok = fqgan::Tokenizer::load_file("tok.safetensors", "cpu");
 //   std::vector<uint32_t> tokens = tok.encode(fqgan::ImageView::rgba(pixels, 256, 256));
 //   std::vector<uint8_t> rgba = tok.decode(tokens);
+//
+//   fqgan::Generator gen = fqgan::Generator::load_file("far.safetensors");
+//   std::vector<uint8_t> images = gen.generate_images(tok, fqgan::GenerateParams().class_id(3).seed(7));
+//   std::vector<uint8_t> fqt = fqgan::fqt_write(tok, gen.generate(fqgan::GenerateParams().class_id(3)));
 #ifndef FQGAN_HPP
 #define FQGAN_HPP
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -38,6 +47,28 @@ namespace detail {
 inline void check(fqgan_status status) {
     if (status != FQGAN_STATUS_OK) throw Error(status, fqgan_last_error());
 }
+
+/// Owns a C handle: move-only, freed by `Free` on destruction.
+template <class T, void (*Free)(T *)>
+class Handle {
+public:
+    explicit Handle(T *handle = nullptr) noexcept : handle_(handle) {}
+    Handle(const Handle &) = delete;
+    Handle &operator=(const Handle &) = delete;
+    Handle(Handle &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    Handle &operator=(Handle &&other) noexcept {
+        if (this != &other) {
+            Free(handle_);
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+    ~Handle() { Free(handle_); }
+    T *get() const noexcept { return handle_; }
+
+private:
+    T *handle_;
+};
 }  // namespace detail
 
 /// A non-owning view of contiguous elements (a minimal std::span for C++17).
@@ -113,25 +144,13 @@ public:
         return Tokenizer(handle);
     }
 
-    Tokenizer(const Tokenizer &) = delete;
-    Tokenizer &operator=(const Tokenizer &) = delete;
-    Tokenizer(Tokenizer &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
-    Tokenizer &operator=(Tokenizer &&other) noexcept {
-        if (this != &other) {
-            fqgan_tokenizer_free(handle_);
-            handle_ = std::exchange(other.handle_, nullptr);
-        }
-        return *this;
-    }
-    ~Tokenizer() { fqgan_tokenizer_free(handle_); }
-
     /// The C handle, for calls this wrapper does not cover. Null after a move.
-    fqgan_tokenizer *get() const noexcept { return handle_; }
+    fqgan_tokenizer *get() const noexcept { return handle_.get(); }
 
     fqgan_tokenizer_info info() const {
         fqgan_tokenizer_info info{};
         info.struct_size = sizeof info;
-        detail::check(fqgan_tokenizer_get_info(handle_, &info));
+        detail::check(fqgan_tokenizer_get_info(handle_.get(), &info));
         return info;
     }
 
@@ -140,7 +159,7 @@ public:
         for (std::uint32_t i = 0; i < info().codebook_count; i++) {
             fqgan_codebook_info codebook{};
             codebook.struct_size = sizeof codebook;
-            detail::check(fqgan_tokenizer_get_codebook(handle_, i, &codebook));
+            detail::check(fqgan_tokenizer_get_codebook(handle_.get(), i, &codebook));
             result.push_back({codebook.name, codebook.size, codebook.dim});
         }
         return result;
@@ -149,7 +168,7 @@ public:
     /// Encodes an image of the model's size into `tokens` (info().token_count values).
     void encode(const ImageView &image, Span<std::uint32_t> tokens) const {
         fqgan_image c = image.c();
-        detail::check(fqgan_tokenizer_encode(handle_, &c, tokens.data(), tokens.size(), nullptr));
+        detail::check(fqgan_tokenizer_encode(handle_.get(), &c, tokens.data(), tokens.size(), nullptr));
     }
     std::vector<std::uint32_t> encode(const ImageView &image) const {
         std::vector<std::uint32_t> tokens(info().token_count);
@@ -159,7 +178,7 @@ public:
 
     /// Decodes token grids into packed RGBA8 (info().rgba_size bytes).
     void decode(Span<const std::uint32_t> tokens, Span<std::uint8_t> rgba) const {
-        detail::check(fqgan_tokenizer_decode(handle_, tokens.data(), tokens.size(), rgba.data(), rgba.size(), nullptr));
+        detail::check(fqgan_tokenizer_decode(handle_.get(), tokens.data(), tokens.size(), rgba.data(), rgba.size(), nullptr));
     }
     std::vector<std::uint8_t> decode(Span<const std::uint32_t> tokens) const {
         std::vector<std::uint8_t> rgba(info().rgba_size);
@@ -170,7 +189,7 @@ public:
     /// Decodes with only the sub-codebooks listed in `codebooks` (indices 0 .. k - 1).
     void decode_subset(Span<const std::uint32_t> tokens, Span<const std::uint32_t> codebooks,
                        Span<std::uint8_t> rgba) const {
-        detail::check(fqgan_tokenizer_decode_subset(handle_, tokens.data(), tokens.size(), codebooks.data(),
+        detail::check(fqgan_tokenizer_decode_subset(handle_.get(), tokens.data(), tokens.size(), codebooks.data(),
                                                     codebooks.size(), rgba.data(), rgba.size(), nullptr));
     }
     std::vector<std::uint8_t> decode_subset(Span<const std::uint32_t> tokens,
@@ -182,8 +201,154 @@ public:
 
 private:
     explicit Tokenizer(fqgan_tokenizer *handle) noexcept : handle_(handle) {}
-    fqgan_tokenizer *handle_ = nullptr;
+    detail::Handle<fqgan_tokenizer, fqgan_tokenizer_free> handle_;
 };
+
+/// What to generate and how to sample it: the C defaults (official sampling), changed by
+/// chained setters, e.g. GenerateParams().class_id(3).count(4).seed(7).top_p(0.9f).
+class GenerateParams {
+public:
+    GenerateParams &class_id(std::uint32_t value) noexcept { return c_.class_id = value, *this; }
+    GenerateParams &count(std::uint32_t value) noexcept { return c_.count = value, *this; }
+    GenerateParams &seed(std::uint64_t value) noexcept { return c_.seed = value, *this; }
+    GenerateParams &cfg_scale(float value) noexcept { return c_.cfg_scale = value, *this; }
+    GenerateParams &temperature(float value) noexcept { return c_.temperature = value, *this; }
+    GenerateParams &top_k(std::uint32_t value) noexcept { return c_.top_k = value, *this; }
+    GenerateParams &top_p(float value) noexcept { return c_.top_p = value, *this; }
+    const fqgan_generate_params &c() const noexcept { return c_; }
+
+private:
+    fqgan_generate_params c_ = fqgan_generate_params_default();
+};
+
+/// Called after each token position; return false to cancel.
+using Progress = std::function<bool(std::uint32_t done, std::uint32_t total)>;
+
+namespace detail {
+/// Runs a C call that takes a progress callback: a std::function travels through user_data,
+/// and an exception it throws is carried past the C frames and rethrown here.
+template <class Call>
+void with_progress(const Progress &progress, Call call) {
+    struct State {
+        const Progress *progress;
+        std::exception_ptr error;
+    } state{&progress, nullptr};
+    fqgan_progress_fn trampoline = [](void *user_data, std::uint32_t done, std::uint32_t total) -> int {
+        State *state = static_cast<State *>(user_data);
+        try {
+            return (*state->progress)(done, total) ? 0 : 1;
+        } catch (...) {
+            state->error = std::current_exception();
+            return 1;
+        }
+    };
+    fqgan_status status = progress ? call(trampoline, static_cast<void *>(&state)) : call(nullptr, nullptr);
+    if (state.error) std::rethrow_exception(state.error);
+    check(status);
+}
+}  // namespace detail
+
+/// A loaded FAR generator: class id -> k token grids (and images, with a matching Tokenizer).
+class Generator {
+public:
+    /// Loads a generator file; `device` is "cpu", "ndarray", "cuda" or "cuda:N".
+    static Generator load_file(const std::string &path, const std::string &device = "cpu") {
+        fqgan_generator_params params = fqgan_generator_params_default();
+        params.device = device.c_str();
+        fqgan_generator *handle = nullptr;
+        detail::check(fqgan_generator_load_file(path.c_str(), &params, &handle));
+        return Generator(handle);
+    }
+
+    /// Loads a generator from the bytes of a generator file (copied; the buffer may go after).
+    static Generator load_memory(Span<const std::uint8_t> bytes, const std::string &device = "cpu") {
+        fqgan_generator_params params = fqgan_generator_params_default();
+        params.device = device.c_str();
+        fqgan_generator *handle = nullptr;
+        detail::check(fqgan_generator_load_memory(bytes.data(), bytes.size(), &params, &handle));
+        return Generator(handle);
+    }
+
+    /// The C handle, for calls this wrapper does not cover. Null after a move.
+    fqgan_generator *get() const noexcept { return handle_.get(); }
+
+    fqgan_generator_info info() const {
+        fqgan_generator_info info{};
+        info.struct_size = sizeof info;
+        detail::check(fqgan_generator_get_info(handle_.get(), &info));
+        return info;
+    }
+
+    /// The vocabulary size of each sub-token.
+    std::vector<std::uint32_t> vocab_sizes() const {
+        std::vector<std::uint32_t> sizes(info().codebook_count);
+        for (std::uint32_t i = 0; i < sizes.size(); i++)
+            detail::check(fqgan_generator_get_vocab_size(handle_.get(), i, &sizes[i]));
+        return sizes;
+    }
+
+    /// Generates params' count images into `tokens` (count * info().token_count ids, laid out
+    /// [count][k][grid_height][grid_width]).
+    void generate(const GenerateParams &params, Span<std::uint32_t> tokens, const Progress &progress = {}) const {
+        detail::with_progress(progress, [&](fqgan_progress_fn fn, void *user_data) {
+            return fqgan_generate(handle_.get(), &params.c(), tokens.data(), tokens.size(), nullptr, fn, user_data);
+        });
+    }
+    std::vector<std::uint32_t> generate(const GenerateParams &params, const Progress &progress = {}) const {
+        std::vector<std::uint32_t> tokens(std::size_t(params.c().count) * info().token_count);
+        generate(params, Span<std::uint32_t>(tokens), progress);
+        return tokens;
+    }
+
+    /// Generates and decodes with `tokenizer`: count packed RGBA8 images, one after the other.
+    void generate_images(const Tokenizer &tokenizer, const GenerateParams &params, Span<std::uint8_t> rgba,
+                         const Progress &progress = {}) const {
+        detail::with_progress(progress, [&](fqgan_progress_fn fn, void *user_data) {
+            return fqgan_generate_images(handle_.get(), tokenizer.get(), &params.c(), rgba.data(), rgba.size(), nullptr,
+                                         fn, user_data);
+        });
+    }
+    std::vector<std::uint8_t> generate_images(const Tokenizer &tokenizer, const GenerateParams &params,
+                                              const Progress &progress = {}) const {
+        std::vector<std::uint8_t> rgba(std::size_t(params.c().count) * tokenizer.info().rgba_size);
+        generate_images(tokenizer, params, Span<std::uint8_t>(rgba), progress);
+        return rgba;
+    }
+
+private:
+    explicit Generator(fqgan_generator *handle) noexcept : handle_(handle) {}
+    detail::Handle<fqgan_generator, fqgan_generator_free> handle_;
+};
+
+/// The bytes of a .fqt file holding `tokens` (one image of the tokenizer's size unless params
+/// say otherwise), made with `tokenizer`.
+inline std::vector<std::uint8_t> fqt_write(const Tokenizer &tokenizer, Span<const std::uint32_t> tokens,
+                                           fqgan_fqt_coding coding = FQGAN_FQT_CODING_PACKED) {
+    fqgan_fqt_write_params params = fqgan_fqt_write_params_default();
+    params.coding = coding;
+    std::size_t size = 0;
+    detail::check(fqgan_fqt_write(tokenizer.get(), &params, tokens.data(), tokens.size(), nullptr, 0, &size));
+    std::vector<std::uint8_t> bytes(size);
+    detail::check(fqgan_fqt_write(tokenizer.get(), &params, tokens.data(), tokens.size(), bytes.data(), size, nullptr));
+    return bytes;
+}
+
+/// A .fqt file read back: its header and token ids.
+struct FqtFile {
+    fqgan_fqt_info info;
+    std::vector<std::uint32_t> tokens;
+};
+
+/// Reads the bytes of a .fqt file; with a tokenizer, a file made by another model throws.
+inline FqtFile fqt_read(Span<const std::uint8_t> bytes, const Tokenizer *tokenizer = nullptr) {
+    FqtFile file{};
+    file.info.struct_size = sizeof file.info;
+    const fqgan_tokenizer *tok = tokenizer ? tokenizer->get() : nullptr;
+    detail::check(fqgan_fqt_read(tok, bytes.data(), bytes.size(), &file.info, nullptr, 0, nullptr));
+    file.tokens.resize(file.info.token_count);
+    detail::check(fqgan_fqt_read(tok, bytes.data(), bytes.size(), nullptr, file.tokens.data(), file.tokens.size(), nullptr));
+    return file;
+}
 
 }  // namespace fqgan
 

@@ -8,13 +8,35 @@
 //       byte[] decoded = tok.Decode(tokens);   // RGBA8, tok.Info.ImageWidth x ImageHeight
 //   }
 //
-// Failures throw FqganException (Status + the library's message). A Tokenizer may be used from
-// many threads at once; after Dispose the native tokenizer is freed once calls in flight return
-// (SafeHandle reference counting).
+//   using (var gen = Fqgan.Generator.LoadFile("far.safetensors"))
+//   {
+//       var p = new Fqgan.GenerateParams { ClassId = 3, Seed = 7 };
+//       byte[] image = gen.GenerateImages(tok, p, (done, total) => true);  // false cancels
+//       byte[] fqt = Fqgan.Fqt.Write(tok, gen.Generate(p));
+//   }
+//
+// Failures throw FqganException (Status + the library's message; Status.Cancelled when a
+// progress callback returned false). A Tokenizer or Generator may be used from many threads at
+// once; after Dispose the native handle is freed once calls in flight return (SafeHandle
+// reference counting).
 using System;
 using System.Collections.Generic;
+using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Text;
+
+#if !UNITY_5_3_OR_NEWER
+namespace AOT
+{
+    /// <summary>Unity's marker for native-to-managed callbacks (IL2CPP compiles a reverse
+    /// P/Invoke wrapper for each); Unity defines it, other runtimes get this stand-in.</summary>
+    [AttributeUsage(AttributeTargets.Method)]
+    public sealed class MonoPInvokeCallbackAttribute : Attribute
+    {
+        public MonoPInvokeCallbackAttribute(Type type) { }
+    }
+}
+#endif
 
 namespace Fqgan
 {
@@ -28,7 +50,22 @@ namespace Fqgan
         InvalidModel = 4,
         Device = 5,
         Internal = 6,
+        /// <summary>A progress callback returned false.</summary>
+        Cancelled = 7,
     }
+
+    /// <summary>fqgan_fqt_coding: how a .fqt file stores its token ids (both lossless).</summary>
+    public enum FqtCoding
+    {
+        /// <summary>Bit-packed, fixed size.</summary>
+        Packed = 0,
+        /// <summary>Range-coded, smaller.</summary>
+        Entropy = 1,
+    }
+
+    /// <summary>Called after each generated token position (done = 1 .. total); return false to
+    /// cancel. Runs on the calling thread; an exception it throws cancels and is rethrown.</summary>
+    public delegate bool Progress(int done, int total);
 
     /// <summary>fqgan_pixel_format: the layout of input pixels.</summary>
     public enum PixelFormat
@@ -77,6 +114,95 @@ namespace Fqgan
         public int Dim { get; internal set; }
     }
 
+    /// <summary>What a generator makes (fqgan_generator_info).</summary>
+    public sealed class GeneratorInfo
+    {
+        /// <summary>Class ids are 0 .. ClassCount - 1.</summary>
+        public int ClassCount { get; internal set; }
+        /// <summary>k, sub-tokens per position.</summary>
+        public int CodebookCount { get; internal set; }
+        public int GridWidth { get; internal set; }
+        public int GridHeight { get; internal set; }
+        /// <summary>Whether CfgScale may differ from 1.</summary>
+        public bool SupportsGuidance { get; internal set; }
+        /// <summary>Token ids of one image: CodebookCount * GridHeight * GridWidth.</summary>
+        public int TokenCount { get; internal set; }
+        /// <summary>The vocabulary size of each sub-token.</summary>
+        public IReadOnlyList<int> VocabSizes { get; internal set; }
+        public string Device { get; internal set; }
+    }
+
+    /// <summary>What to generate and how to sample (fqgan_generate_params); starts at the
+    /// library's defaults (the official sampling: CfgScale 2, Temperature 1, TopK 0, TopP 1).</summary>
+    public sealed class GenerateParams
+    {
+        public int ClassId { get; set; }
+        /// <summary>Images per call, all of ClassId.</summary>
+        public int Count { get; set; }
+        public ulong Seed { get; set; }
+        public float CfgScale { get; set; }
+        public float Temperature { get; set; }
+        /// <summary>0 keeps all ids, 1 is greedy.</summary>
+        public int TopK { get; set; }
+        /// <summary>In (0, 1]; 1 keeps all ids.</summary>
+        public float TopP { get; set; }
+
+        public GenerateParams()
+        {
+            Native.GenerateParams d = Native.fqgan_generate_params_default();
+            ClassId = (int)d.ClassId;
+            Count = (int)d.Count;
+            Seed = d.Seed;
+            CfgScale = d.CfgScale;
+            Temperature = d.Temperature;
+            TopK = (int)d.TopK;
+            TopP = d.TopP;
+        }
+
+        internal Native.GenerateParams ToNative()
+        {
+            // Negative values would wrap to huge ones: refuse them here, naming the property.
+            if (ClassId < 0) throw new ArgumentOutOfRangeException(nameof(ClassId));
+            if (Count < 0) throw new ArgumentOutOfRangeException(nameof(Count));
+            if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK));
+            Native.GenerateParams p = Native.fqgan_generate_params_default();
+            p.ClassId = (uint)ClassId;
+            p.Count = (uint)Count;
+            p.Seed = Seed;
+            p.CfgScale = CfgScale;
+            p.Temperature = Temperature;
+            p.TopK = (uint)TopK;
+            p.TopP = TopP;
+            return p;
+        }
+    }
+
+    /// <summary>The header of a .fqt file (fqgan_fqt_info).</summary>
+    public sealed class FqtInfo
+    {
+        public int Width { get; internal set; }
+        public int Height { get; internal set; }
+        public int TileSize { get; internal set; }
+        public int TileOverlap { get; internal set; }
+        public int TilesX { get; internal set; }
+        public int TilesY { get; internal set; }
+        public int Grid { get; internal set; }
+        public IReadOnlyList<int> CodebookSizes { get; internal set; }
+        public int TokenCount { get; internal set; }
+        public bool HasAlpha { get; internal set; }
+        public FqtCoding Coding { get; internal set; }
+        /// <summary>The 16-byte fingerprint of the model that made the file.</summary>
+        public byte[] Fingerprint { get; internal set; }
+    }
+
+    /// <summary>A .fqt file read back.</summary>
+    public sealed class FqtFile
+    {
+        public FqtInfo Info { get; internal set; }
+        /// <summary>Every tile's ids, each laid out as Tokenizer.Encode returns them.</summary>
+        public uint[] Tokens { get; internal set; }
+    }
+
     /// <summary>The library's version information.</summary>
     public static unsafe class Library
     {
@@ -112,6 +238,8 @@ namespace Fqgan
     public sealed unsafe class Tokenizer : IDisposable
     {
         private readonly TokenizerHandle _handle;
+
+        internal TokenizerHandle Handle => _handle;
 
         /// <summary>Sizes of the model, read once at load.</summary>
         public TokenizerInfo Info { get; }
@@ -282,8 +410,242 @@ namespace Fqgan
         public void Dispose() => _handle.Dispose();
     }
 
-    /// <summary>The C API, one to one. Callbacks added later (progress, cancel) must be static
-    /// methods marked [AOT.MonoPInvokeCallback] for IL2CPP, with state passed via user_data.</summary>
+    /// <summary>Owns a fqgan_generator*; frees it once no call uses it any more.</summary>
+    public sealed class GeneratorHandle : SafeHandle
+    {
+        public GeneratorHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid => handle == IntPtr.Zero;
+
+        protected override bool ReleaseHandle()
+        {
+            Native.fqgan_generator_free(handle);
+            return true;
+        }
+    }
+
+    /// <summary>A loaded FAR generator: a class id to k token grids, or to images with the
+    /// Tokenizer it was trained with.</summary>
+    public sealed unsafe class Generator : IDisposable
+    {
+        private readonly GeneratorHandle _handle;
+
+        /// <summary>Sizes of the model, read once at load.</summary>
+        public GeneratorInfo Info { get; }
+
+        /// <summary>Loads a generator file. device: "cpu", "ndarray", "cuda" or "cuda:N".</summary>
+        public static Generator LoadFile(string path, string device = "cpu")
+        {
+            if (path == null) throw new ArgumentNullException(nameof(path));
+            byte[] pathUtf8 = Native.ToUtf8(path);
+            fixed (byte* pathPtr = pathUtf8)
+            {
+                IntPtr address = (IntPtr)pathPtr;
+                return Load(device, (Native.GeneratorParams* p, out GeneratorHandle h) =>
+                    Native.fqgan_generator_load_file((byte*)address, p, out h));
+            }
+        }
+
+        /// <summary>Loads a generator from the bytes of a generator file (copied by the library).</summary>
+        public static Generator LoadMemory(byte[] data, string device = "cpu")
+        {
+            if (data == null) throw new ArgumentNullException(nameof(data));
+            return LoadMemory(new ReadOnlySpan<byte>(data), device);
+        }
+
+        /// <inheritdoc cref="LoadMemory(byte[], string)"/>
+        public static Generator LoadMemory(ReadOnlySpan<byte> data, string device = "cpu")
+        {
+            fixed (byte* dataPtr = data)
+            {
+                IntPtr address = (IntPtr)dataPtr;
+                UIntPtr size = (UIntPtr)data.Length;
+                return Load(device, (Native.GeneratorParams* p, out GeneratorHandle h) =>
+                    Native.fqgan_generator_load_memory((void*)address, size, p, out h));
+            }
+        }
+
+        private delegate Status LoadCall(Native.GeneratorParams* p, out GeneratorHandle handle);
+
+        private static Generator Load(string device, LoadCall call)
+        {
+            if (device == null) throw new ArgumentNullException(nameof(device));
+            byte[] deviceUtf8 = Native.ToUtf8(device);
+            Native.GeneratorParams p = Native.fqgan_generator_params_default();
+            fixed (byte* devicePtr = deviceUtf8)
+            {
+                p.Device = devicePtr;
+                Status status = call(&p, out GeneratorHandle handle);
+                if (status != Status.Ok)
+                {
+                    string message = Native.LastError();
+                    handle.Dispose();
+                    throw new FqganException(status, message);
+                }
+                return new Generator(handle);
+            }
+        }
+
+        private Generator(GeneratorHandle handle)
+        {
+            _handle = handle;
+            var info = new Native.GeneratorInfo { StructSize = (UIntPtr)sizeof(Native.GeneratorInfo) };
+            Native.Check(Native.fqgan_generator_get_info(_handle, &info));
+            var vocab = new int[info.CodebookCount];
+            for (uint i = 0; i < info.CodebookCount; i++)
+            {
+                uint size;
+                Native.Check(Native.fqgan_generator_get_vocab_size(_handle, i, &size));
+                vocab[i] = (int)size;
+            }
+            Info = new GeneratorInfo
+            {
+                ClassCount = (int)info.ClassCount,
+                CodebookCount = (int)info.CodebookCount,
+                GridWidth = (int)info.GridWidth,
+                GridHeight = (int)info.GridHeight,
+                SupportsGuidance = info.SupportsGuidance != 0,
+                TokenCount = (int)info.TokenCount,
+                VocabSizes = vocab,
+                Device = Native.Utf8(info.Device),
+            };
+        }
+
+        /// <summary>Generates p.Count images of class p.ClassId: p.Count * Info.TokenCount ids,
+        /// image after image, each laid out as Tokenizer.Encode returns them.</summary>
+        public uint[] Generate(GenerateParams p, Progress progress = null)
+        {
+            if (p == null) throw new ArgumentNullException(nameof(p));
+            var tokens = new uint[(long)p.Count * Info.TokenCount];
+            Generate(p, tokens, progress);
+            return tokens;
+        }
+
+        /// <summary>As Generate, into caller memory of at least p.Count * Info.TokenCount values.</summary>
+        public void Generate(GenerateParams p, Span<uint> tokens, Progress progress = null)
+        {
+            if (p == null) throw new ArgumentNullException(nameof(p));
+            Native.GenerateParams native = p.ToNative();
+            // Lambdas cannot capture fixed or address-taken locals: they get addresses as IntPtr.
+            fixed (uint* tokenPtr = tokens)
+            {
+                IntPtr nativeAddress = (IntPtr)(&native), address = (IntPtr)tokenPtr;
+                UIntPtr length = (UIntPtr)tokens.Length;
+                Native.WithProgress(progress, (callback, userData) => Native.fqgan_generate(
+                    _handle, (Native.GenerateParams*)nativeAddress, (uint*)address, length, null, callback, userData));
+            }
+        }
+
+        /// <summary>Generates and decodes with tokenizer: p.Count packed RGBA8 images of the
+        /// tokenizer's size, one after the other.</summary>
+        public byte[] GenerateImages(Tokenizer tokenizer, GenerateParams p, Progress progress = null)
+        {
+            if (tokenizer == null) throw new ArgumentNullException(nameof(tokenizer));
+            if (p == null) throw new ArgumentNullException(nameof(p));
+            var rgba = new byte[(long)p.Count * tokenizer.Info.RgbaSize];
+            GenerateImages(tokenizer, p, rgba, progress);
+            return rgba;
+        }
+
+        /// <summary>As GenerateImages, into caller memory of at least p.Count * RgbaSize bytes.</summary>
+        public void GenerateImages(Tokenizer tokenizer, GenerateParams p, Span<byte> rgba, Progress progress = null)
+        {
+            if (tokenizer == null) throw new ArgumentNullException(nameof(tokenizer));
+            if (p == null) throw new ArgumentNullException(nameof(p));
+            Native.GenerateParams native = p.ToNative();
+            fixed (byte* rgbaPtr = rgba)
+            {
+                IntPtr nativeAddress = (IntPtr)(&native), address = (IntPtr)rgbaPtr;
+                UIntPtr length = (UIntPtr)rgba.Length;
+                Native.WithProgress(progress, (callback, userData) => Native.fqgan_generate_images(
+                    _handle, tokenizer.Handle, (Native.GenerateParams*)nativeAddress, (byte*)address, length, null, callback, userData));
+            }
+        }
+
+        /// <summary>Frees the native generator once calls in flight on other threads return.</summary>
+        public void Dispose() => _handle.Dispose();
+    }
+
+    /// <summary>.fqt token files in memory.</summary>
+    public static unsafe class Fqt
+    {
+        // A null SafeHandle cannot be marshalled: without a tokenizer, this handle holding NULL
+        // is passed, which the library reads as "no check".
+        private static readonly TokenizerHandle NoTokenizer = new TokenizerHandle();
+
+        /// <summary>The bytes of a .fqt file holding one image's tokens (as Tokenizer.Encode or
+        /// Generator.Generate return them), made with tokenizer.</summary>
+        public static byte[] Write(Tokenizer tokenizer, uint[] tokens, FqtCoding coding = FqtCoding.Packed)
+        {
+            if (tokens == null) throw new ArgumentNullException(nameof(tokens));
+            return Write(tokenizer, new ReadOnlySpan<uint>(tokens), coding);
+        }
+
+        /// <inheritdoc cref="Write(Tokenizer, uint[], FqtCoding)"/>
+        public static byte[] Write(Tokenizer tokenizer, ReadOnlySpan<uint> tokens, FqtCoding coding = FqtCoding.Packed)
+        {
+            if (tokenizer == null) throw new ArgumentNullException(nameof(tokenizer));
+            Native.FqtWriteParams p = Native.fqgan_fqt_write_params_default();
+            p.Coding = (int)coding;
+            fixed (uint* tokenPtr = tokens)
+            {
+                UIntPtr size;
+                Native.Check(Native.fqgan_fqt_write(tokenizer.Handle, &p, tokenPtr, (UIntPtr)tokens.Length, null, UIntPtr.Zero, &size));
+                var bytes = new byte[(long)size];
+                fixed (byte* bytePtr = bytes)
+                    Native.Check(Native.fqgan_fqt_write(tokenizer.Handle, &p, tokenPtr, (UIntPtr)tokens.Length, bytePtr, size, null));
+                return bytes;
+            }
+        }
+
+        /// <summary>Reads the bytes of a .fqt file. With a tokenizer, a file made by another
+        /// model throws (Status.InvalidArgument).</summary>
+        public static FqtFile Read(byte[] bytes, Tokenizer tokenizer = null)
+        {
+            if (bytes == null) throw new ArgumentNullException(nameof(bytes));
+            return Read(new ReadOnlySpan<byte>(bytes), tokenizer);
+        }
+
+        /// <inheritdoc cref="Read(byte[], Tokenizer)"/>
+        public static FqtFile Read(ReadOnlySpan<byte> bytes, Tokenizer tokenizer = null)
+        {
+            var info = new Native.FqtInfo { StructSize = (UIntPtr)sizeof(Native.FqtInfo) };
+            fixed (byte* bytePtr = bytes)
+            {
+                TokenizerHandle handle = tokenizer?.Handle ?? NoTokenizer;
+                Native.Check(Native.fqgan_fqt_read(handle, bytePtr, (UIntPtr)bytes.Length, &info, null, UIntPtr.Zero, null));
+                var tokens = new uint[(long)info.TokenCount];
+                fixed (uint* tokenPtr = tokens)
+                    Native.Check(Native.fqgan_fqt_read(handle, bytePtr, (UIntPtr)bytes.Length, null, tokenPtr, (UIntPtr)tokens.Length, null));
+                var sizes = new int[info.CodebookCount];
+                for (int i = 0; i < sizes.Length; i++) sizes[i] = (int)info.CodebookSizes[i];
+                var fingerprint = new byte[16];
+                for (int i = 0; i < 16; i++) fingerprint[i] = info.Fingerprint[i];
+                return new FqtFile
+                {
+                    Info = new FqtInfo
+                    {
+                        Width = (int)info.Width,
+                        Height = (int)info.Height,
+                        TileSize = (int)info.TileSize,
+                        TileOverlap = (int)info.TileOverlap,
+                        TilesX = (int)info.TilesX,
+                        TilesY = (int)info.TilesY,
+                        Grid = (int)info.Grid,
+                        CodebookSizes = sizes,
+                        TokenCount = (int)info.TokenCount,
+                        HasAlpha = info.HasAlpha != 0,
+                        Coding = (FqtCoding)info.Coding,
+                        Fingerprint = fingerprint,
+                    },
+                    Tokens = tokens,
+                };
+            }
+        }
+    }
+
+    /// <summary>The C API, one to one. The progress callback is a static method marked
+    /// [AOT.MonoPInvokeCallback], as IL2CPP requires, with per-call state in user_data.</summary>
     internal static unsafe class Native
     {
 #if (UNITY_IOS || UNITY_WEBGL) && !UNITY_EDITOR
@@ -335,6 +697,71 @@ namespace Fqgan
             public int Format;
         }
 
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct GeneratorParams
+        {
+            public UIntPtr StructSize;
+            public byte* Device;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct GeneratorInfo
+        {
+            public UIntPtr StructSize;
+            public uint ClassCount;
+            public uint CodebookCount;
+            public uint GridWidth;
+            public uint GridHeight;
+            public uint SupportsGuidance;
+            public UIntPtr TokenCount;
+            public byte* Device;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct GenerateParams
+        {
+            public UIntPtr StructSize;
+            public ulong Seed;
+            public uint ClassId;
+            public uint Count;
+            public float CfgScale;
+            public float Temperature;
+            public float TopP;
+            public uint TopK;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct FqtWriteParams
+        {
+            public UIntPtr StructSize;
+            public uint Width;
+            public uint Height;
+            public uint Overlap;
+            public int Coding;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct FqtInfo
+        {
+            public UIntPtr StructSize;
+            public uint Width;
+            public uint Height;
+            public uint TileSize;
+            public uint TileOverlap;
+            public uint TilesX;
+            public uint TilesY;
+            public uint Grid;
+            public uint CodebookCount;
+            public fixed uint CodebookSizes[16];
+            public UIntPtr TokenCount;
+            public uint HasAlpha;
+            public int Coding;
+            public fixed byte Fingerprint[16];
+        }
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int ProgressCallback(IntPtr userData, uint done, uint total);
+
         [DllImport(Lib)] internal static extern byte* fqgan_version();
         [DllImport(Lib)] internal static extern uint fqgan_abi_version();
         [DllImport(Lib)] internal static extern byte* fqgan_last_error();
@@ -347,6 +774,70 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_encode(TokenizerHandle tokenizer, Image* image, uint* tokens, UIntPtr tokensCapacity, UIntPtr* tokensRequired);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_decode(TokenizerHandle tokenizer, uint* tokens, UIntPtr tokenCount, byte* rgba, UIntPtr rgbaCapacity, UIntPtr* rgbaRequired);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_decode_subset(TokenizerHandle tokenizer, uint* tokens, UIntPtr tokenCount, uint* codebooks, UIntPtr codebookCount, byte* rgba, UIntPtr rgbaCapacity, UIntPtr* rgbaRequired);
+        [DllImport(Lib)] internal static extern GeneratorParams fqgan_generator_params_default();
+        [DllImport(Lib)] internal static extern GenerateParams fqgan_generate_params_default();
+        [DllImport(Lib)] internal static extern Status fqgan_generator_load_file(byte* path, GeneratorParams* p, out GeneratorHandle generator);
+        [DllImport(Lib)] internal static extern Status fqgan_generator_load_memory(void* data, UIntPtr size, GeneratorParams* p, out GeneratorHandle generator);
+        [DllImport(Lib)] internal static extern void fqgan_generator_free(IntPtr generator);
+        [DllImport(Lib)] internal static extern Status fqgan_generator_get_info(GeneratorHandle generator, GeneratorInfo* info);
+        [DllImport(Lib)] internal static extern Status fqgan_generator_get_vocab_size(GeneratorHandle generator, uint index, uint* size);
+        [DllImport(Lib)] internal static extern Status fqgan_generate(GeneratorHandle generator, GenerateParams* p, uint* tokens, UIntPtr tokensCapacity, UIntPtr* tokensRequired, ProgressCallback progress, IntPtr userData);
+        [DllImport(Lib)] internal static extern Status fqgan_generate_images(GeneratorHandle generator, TokenizerHandle tokenizer, GenerateParams* p, byte* rgba, UIntPtr rgbaCapacity, UIntPtr* rgbaRequired, ProgressCallback progress, IntPtr userData);
+        [DllImport(Lib)] internal static extern FqtWriteParams fqgan_fqt_write_params_default();
+        [DllImport(Lib)] internal static extern Status fqgan_fqt_write(TokenizerHandle tokenizer, FqtWriteParams* p, uint* tokens, UIntPtr tokenCount, byte* bytes, UIntPtr bytesCapacity, UIntPtr* bytesRequired);
+        [DllImport(Lib)] internal static extern Status fqgan_fqt_read(TokenizerHandle tokenizer, byte* bytes, UIntPtr size, FqtInfo* info, uint* tokens, UIntPtr tokensCapacity, UIntPtr* tokensRequired);
+
+        /// <summary>The state of one call with a progress callback, reached through user_data.</summary>
+        private sealed class ProgressState
+        {
+            internal Progress Progress;
+            internal Exception Error;
+        }
+
+        // One delegate for the life of the program: the native side holds its function pointer
+        // only during a call, and a static field keeps it from being collected.
+        private static readonly ProgressCallback OnProgressCallback = OnProgress;
+
+        [AOT.MonoPInvokeCallback(typeof(ProgressCallback))]
+        private static int OnProgress(IntPtr userData, uint done, uint total)
+        {
+            var state = (ProgressState)GCHandle.FromIntPtr(userData).Target;
+            try
+            {
+                return state.Progress((int)done, (int)total) ? 0 : 1;
+            }
+            catch (Exception e)
+            {
+                // Exceptions must not unwind through native frames: carry it over, then cancel.
+                state.Error = e;
+                return 1;
+            }
+        }
+
+        internal delegate Status ProgressCall(ProgressCallback callback, IntPtr userData);
+
+        /// <summary>Runs a call that takes a progress callback; rethrows the callback's exception,
+        /// else throws for a failed status.</summary>
+        internal static void WithProgress(Progress progress, ProgressCall call)
+        {
+            if (progress == null)
+            {
+                Check(call(null, IntPtr.Zero));
+                return;
+            }
+            var state = new ProgressState { Progress = progress };
+            GCHandle handle = GCHandle.Alloc(state);
+            try
+            {
+                Status status = call(OnProgressCallback, GCHandle.ToIntPtr(handle));
+                if (state.Error != null) ExceptionDispatchInfo.Capture(state.Error).Throw();
+                Check(status);
+            }
+            finally
+            {
+                handle.Free();
+            }
+        }
 
         /// <summary>Throws for a failed status, with the message of this thread's last call.</summary>
         internal static void Check(Status status)

@@ -3,6 +3,8 @@
 
 use std::ffi::{c_char, CStr};
 
+use fqgan_core::DeviceChoice;
+
 use crate::status::{Failure, Outcome, Status};
 
 /// A non-null, aligned pointer to one `T`, as a reference.
@@ -45,7 +47,9 @@ pub(crate) unsafe fn string<'a>(ptr: *const c_char, name: &str) -> Outcome<&'a s
     if ptr.is_null() {
         return Err(Failure::invalid(format!("`{name}` is null")));
     }
-    CStr::from_ptr(ptr).to_str().map_err(|e| Failure::invalid(format!("`{name}` is not valid UTF-8: {e}")))
+    CStr::from_ptr(ptr)
+        .to_str()
+        .map_err(|e| Failure::invalid(format!("`{name}` is not valid UTF-8: {e}")))
 }
 
 /// A caller-owned output buffer of `capacity` elements, together with the "required size"
@@ -107,6 +111,47 @@ unsafe fn check_struct_size<T>(ptr: *const T, name: &str, init: &str) -> Outcome
 pub(crate) unsafe fn versioned<'a, T>(ptr: *const T, name: &str, init: &str) -> Outcome<&'a T> {
     check_struct_size(ptr, name, init)?;
     Ok(&*ptr)
+}
+
+/// A versioned input struct copied out, for structs that grow by appending fields:
+/// `struct_size` must be the size of one of its released versions (`known_sizes`, the last being
+/// this version's `size_of::<T>()`); the fields past an older, smaller version keep their values
+/// from `defaults`. Any other size (garbage, or a newer header than this library) is refused
+/// rather than half-read.
+///
+/// # Safety
+/// When non-null and aligned, `ptr` must point to at least `struct_size` readable bytes.
+pub(crate) unsafe fn versioned_copy<T: Copy>(
+    ptr: *const T,
+    name: &str,
+    known_sizes: &[usize],
+    defaults: T,
+    init: &str,
+) -> Outcome<T> {
+    debug_assert_eq!(known_sizes.last(), Some(&std::mem::size_of::<T>()));
+    check_pointer(ptr, name)?;
+    let struct_size = ptr.cast::<usize>().read();
+    if !known_sizes.contains(&struct_size) {
+        return Err(Failure::invalid(format!(
+            "`{name}->struct_size` is {struct_size}; this library knows the sizes {known_sizes:?} ({init})"
+        )));
+    }
+    let mut value = defaults;
+    std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&raw mut value).cast::<u8>(), struct_size);
+    Ok(value)
+}
+
+/// The device named by a params struct's `device` string; NULL means the CPU.
+///
+/// # Safety
+/// When non-null, `ptr` must point to a NUL-terminated string.
+pub(crate) unsafe fn device(ptr: *const c_char, name: &str) -> Outcome<DeviceChoice> {
+    if ptr.is_null() {
+        return Ok(DeviceChoice::Cpu);
+    }
+    string(ptr, name)?
+        .parse()
+        .map_err(|e: fqgan_core::Error| Failure::invalid(format!("`{name}`: {e}")))
 }
 
 /// Writes a versioned output struct whose `struct_size` the caller set: fails when it is

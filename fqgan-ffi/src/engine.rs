@@ -1,14 +1,18 @@
-//! The backend-erased tokenizer behind a `fqgan_tokenizer` handle.
+//! The backend-erased models behind the `fqgan_tokenizer` and `fqgan_generator` handles.
 //!
-//! The backend (Flex, NdArray or CUDA) is chosen once, when the model loads, through
-//! [`DeviceChoice::run`]; afterwards the handle talks to the model through [`Engine`], so
-//! no call has to dispatch again and CUDA's driver probe happens in exactly one place.
+//! The backend (Flex, NdArray or CUDA) is chosen once, when a model loads, through
+//! [`DeviceChoice::run`]; afterwards the handle talks to the model through [`Engine`] or
+//! [`GeneratorEngine`], so no call has to dispatch again and CUDA's driver probe happens in
+//! exactly one place.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use fqgan_core::burn::tensor::backend::Backend;
 use fqgan_core::burn::tensor::{Int, Tensor, TensorData};
 use fqgan_core::device::BackendTask;
+use fqgan_core::far::{generate_with_progress, Far, FarConfig, GenerateOptions};
+use fqgan_core::fingerprint::Fingerprint;
 use fqgan_core::image::{images_to_tensor, tensor_to_images, RgbImage};
 use fqgan_core::tokenizer::LoadPurpose;
 use fqgan_core::{DeviceChoice, Result, Tokenizer, TokenizerConfig};
@@ -17,6 +21,8 @@ use fqgan_core::{DeviceChoice, Result, Tokenizer, TokenizerConfig};
 /// handle serves many threads at once: forward passes only read the module.
 pub(crate) trait Engine: Send + Sync {
     fn config(&self) -> &TokenizerConfig;
+    /// What `.fqt` files made with this model record.
+    fn fingerprint(&self) -> Fingerprint;
     /// One image of the model's size -> k x g x g ids, sub-codebook-major, row-major.
     fn encode(&self, image: &RgbImage) -> Result<Vec<u32>>;
     /// k x g x g ids -> one image, decoding with only the sub-codebooks in `which`.
@@ -26,6 +32,10 @@ pub(crate) trait Engine: Send + Sync {
 impl<B: Backend> Engine for Tokenizer<B> {
     fn config(&self) -> &TokenizerConfig {
         Tokenizer::config(self)
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(self)
     }
 
     fn encode(&self, image: &RgbImage) -> Result<Vec<u32>> {
@@ -39,9 +49,55 @@ impl<B: Backend> Engine for Tokenizer<B> {
         let config = Tokenizer::config(self);
         let g = config.grid_size();
         let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
-        let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [1, config.k(), g, g]), &self.device());
+        let ids = Tensor::<B, 4, Int>::from_data(
+            TensorData::new(ids, [1, config.k(), g, g]),
+            &self.device(),
+        );
         let image = self.decode_subset(ids, which)?;
         Ok(tensor_to_images(image).remove(0))
+    }
+}
+
+/// What the C API needs from a FAR generator, whatever its backend; `Send + Sync` as [`Engine`].
+pub(crate) trait GeneratorEngine: Send + Sync {
+    fn config(&self) -> &FarConfig;
+    /// `labels.len()` images of k x block_size ids, image-major, then sub-token-major, then in
+    /// raster order; `None` when `progress` cancelled.
+    fn generate(
+        &self,
+        labels: &[i64],
+        options: &GenerateOptions,
+        progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<Option<Vec<u32>>>;
+}
+
+impl<B: Backend> GeneratorEngine for Far<B> {
+    fn config(&self) -> &FarConfig {
+        Far::config(self)
+    }
+
+    fn generate(
+        &self,
+        labels: &[i64],
+        options: &GenerateOptions,
+        progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<Option<Vec<u32>>> {
+        let labels = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(labels.to_vec(), [labels.len()]),
+            &self.device(),
+        );
+        let Some(tokens) = generate_with_progress(self, labels, None, options, progress)? else {
+            return Ok(None);
+        };
+        // Sampled ids are below their vocabulary size, at most 2^24: they fit in u32.
+        Ok(Some(
+            tokens
+                .into_data()
+                .convert::<i64>()
+                .iter::<i64>()
+                .map(|id| id as u32)
+                .collect(),
+        ))
     }
 }
 
@@ -60,7 +116,9 @@ impl BackendTask for Load<'_> {
         let purpose = LoadPurpose::Inference;
         let model = match self.0 {
             Source::File(path) => Tokenizer::<B>::load(path, None, purpose, &device)?,
-            Source::Memory(bytes) => Tokenizer::<B>::load_from_bytes(bytes, None, purpose, &device)?,
+            Source::Memory(bytes) => {
+                Tokenizer::<B>::load_from_bytes(bytes, None, purpose, &device)?
+            }
         };
         Ok(Box::new(model))
     }
@@ -69,4 +127,26 @@ impl BackendTask for Load<'_> {
 /// Loads a tokenizer onto `device`; a CUDA device without a driver is an error, not a panic.
 pub(crate) fn load(source: Source<'_>, device: DeviceChoice) -> Result<Box<dyn Engine>> {
     device.run(Load(source))?
+}
+
+struct LoadGenerator<'a>(Source<'a>);
+
+impl BackendTask for LoadGenerator<'_> {
+    type Output = Result<Box<dyn GeneratorEngine>>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let model = match self.0 {
+            Source::File(path) => Far::<B>::load(path, None, &device)?,
+            Source::Memory(bytes) => Far::<B>::load_from_bytes(bytes, None, &device)?,
+        };
+        Ok(Box::new(model))
+    }
+}
+
+/// Loads a FAR generator onto `device`, as [`load`] does a tokenizer.
+pub(crate) fn load_generator(
+    source: Source<'_>,
+    device: DeviceChoice,
+) -> Result<Box<dyn GeneratorEngine>> {
+    device.run(LoadGenerator(source))?
 }

@@ -8,16 +8,24 @@
 //! - every pointer, size and enum value from C is checked before use ([`args`]);
 //! - outputs go to caller-owned buffers with a "required size" query.
 //!
-//! Sections of the header follow the modules: version, errors, tokenizer. The generator and
-//! the `.fqt` token files will join as their own sections and handles.
+//! Sections of the header follow the modules: version, errors, tokenizer, generator, `.fqt`
+//! token files.
 
 mod args;
 mod engine;
 mod status;
+
+// The header's sections, in order: cbindgen emits modules as they are declared.
 mod tokenizer;
+
+mod generator;
+
+mod fqt;
 
 use std::ffi::c_char;
 
+pub use fqt::{FqtCoding, FqtInfo, FqtWriteParams, FQGAN_FQT_MAX_CODEBOOKS};
+pub use generator::{GenerateParams, Generator, GeneratorInfo, GeneratorParams, ProgressFn};
 pub use status::Status;
 pub use tokenizer::{CodebookInfo, Image, PixelFormat, Tokenizer, TokenizerInfo, TokenizerParams};
 

@@ -12,7 +12,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub enum Status {
     Ok = 0,
     /// A null pointer, a zero or inconsistent size, an unknown enum value or device string,
-    /// an image of the wrong size, or token ids outside their codebook.
+    /// an image of the wrong size, token ids outside their codebook, generation parameters out
+    /// of range, a tokenizer that does not match a generator, or `.fqt` bytes that are
+    /// malformed, corrupt or made by another model.
     InvalidArgument = 1,
     /// The output buffer is smaller than the required size (which was still written out).
     BufferTooSmall = 2,
@@ -25,6 +27,8 @@ pub enum Status {
     /// A bug inside fqgan (a Rust panic, caught at the boundary). The handle may still be
     /// used, but please report the message.
     Internal = 6,
+    /// The progress callback asked to stop (returned non-zero); no output was written.
+    Cancelled = 7,
 }
 
 /// An error on its way to the caller: the status to return and the message to keep.
@@ -36,7 +40,10 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub fn new(status: Status, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -95,7 +102,9 @@ pub(crate) fn guard(body: impl FnOnce() -> Outcome) -> Status {
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("no message");
-            set_last_error(&format!("internal error in fqgan (please report it): panic: {detail}"));
+            set_last_error(&format!(
+                "internal error in fqgan (please report it): panic: {detail}"
+            ));
             Status::Internal
         }
     }
@@ -107,12 +116,18 @@ mod tests {
     use std::ffi::CStr;
 
     fn last_error() -> String {
-        unsafe { CStr::from_ptr(last_error_ptr()) }.to_str().unwrap().to_owned()
+        unsafe { CStr::from_ptr(last_error_ptr()) }
+            .to_str()
+            .unwrap()
+            .to_owned()
     }
 
     #[test]
     fn guard_reports_failures_and_panics_and_clears_on_success() {
-        assert_eq!(guard(|| Err(Failure::invalid("`tokens` is null"))), Status::InvalidArgument);
+        assert_eq!(
+            guard(|| Err(Failure::invalid("`tokens` is null"))),
+            Status::InvalidArgument
+        );
         assert_eq!(last_error(), "`tokens` is null");
         assert_eq!(guard(|| panic!("boom")), Status::Internal);
         assert!(last_error().contains("panic: boom"), "{}", last_error());

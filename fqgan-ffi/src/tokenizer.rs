@@ -3,10 +3,11 @@
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
 
+use fqgan_core::fingerprint::Fingerprint;
 use fqgan_core::image::RgbImage;
 use fqgan_core::DeviceChoice;
 
-use crate::args::{arg, handle_out, output, slice, string, versioned, write_versioned};
+use crate::args::{arg, device, handle_out, output, slice, string, versioned, write_versioned};
 use crate::engine::{self, Engine, Source};
 use crate::status::{guard, Failure, Outcome, Status};
 
@@ -17,10 +18,12 @@ use crate::status::{guard, Failure, Outcome, Status};
 /// at once with the same handle. `fqgan_tokenizer_free` must not overlap any other call on
 /// that handle.
 pub struct Tokenizer {
-    engine: Box<dyn Engine>,
+    pub(crate) engine: Box<dyn Engine>,
     device: CString,
     /// NUL-terminated copies of the sub-codebook names, lent out by `fqgan_tokenizer_get_codebook`.
     codebook_names: Vec<CString>,
+    /// Computed once: `.fqt` calls compare it with every file.
+    pub(crate) fingerprint: Fingerprint,
 }
 
 /// How to load a tokenizer. Get one from `fqgan_tokenizer_params_default()` and change the
@@ -87,7 +90,9 @@ pub enum PixelFormat {
 
 impl PixelFormat {
     fn from_raw(value: i32) -> Option<Self> {
-        [Self::Rgba8, Self::Rgb8].into_iter().find(|f| *f as i32 == value)
+        [Self::Rgba8, Self::Rgb8]
+            .into_iter()
+            .find(|f| *f as i32 == value)
     }
 
     fn bytes_per_pixel(self) -> usize {
@@ -114,7 +119,10 @@ pub struct Image {
 /// The parameters `fqgan_tokenizer_load_*` use when given NULL: the CPU device.
 #[no_mangle]
 pub extern "C" fn fqgan_tokenizer_params_default() -> TokenizerParams {
-    TokenizerParams { struct_size: std::mem::size_of::<TokenizerParams>(), device: c"cpu".as_ptr() }
+    TokenizerParams {
+        struct_size: std::mem::size_of::<TokenizerParams>(),
+        device: c"cpu".as_ptr(),
+    }
 }
 
 /// Loads a tokenizer from a `.safetensors` file written by fqgan (the model's config is
@@ -191,7 +199,10 @@ pub unsafe extern "C" fn fqgan_tokenizer_free(tokenizer: *mut Tokenizer) {
 /// # Safety
 /// Pointers must be NULL or valid for the documented use.
 #[no_mangle]
-pub unsafe extern "C" fn fqgan_tokenizer_get_info(tokenizer: *const Tokenizer, info: *mut TokenizerInfo) -> Status {
+pub unsafe extern "C" fn fqgan_tokenizer_get_info(
+    tokenizer: *const Tokenizer,
+    info: *mut TokenizerInfo,
+) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
         let config = tokenizer.engine.config();
@@ -208,7 +219,12 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_info(tokenizer: *const Tokenizer, i
             rgba_size: tokenizer.rgba_size(),
             device: tokenizer.device.as_ptr(),
         };
-        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_tokenizer_info)")
+        write_versioned(
+            info,
+            value,
+            "info",
+            "set info->struct_size = sizeof(fqgan_tokenizer_info)",
+        )
     })
 }
 
@@ -227,7 +243,10 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_codebook(
         let tokenizer = arg(tokenizer, "tokenizer")?;
         let codebooks = &tokenizer.engine.config().codebooks;
         let codebook = codebooks.get(index as usize).ok_or_else(|| {
-            Failure::invalid(format!("`index` is {index}; this tokenizer has {} sub-codebooks", codebooks.len()))
+            Failure::invalid(format!(
+                "`index` is {index}; this tokenizer has {} sub-codebooks",
+                codebooks.len()
+            ))
         })?;
         let value = CodebookInfo {
             struct_size: std::mem::size_of::<CodebookInfo>(),
@@ -235,7 +254,12 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_codebook(
             size: codebook.size as u32,
             dim: codebook.dim as u32,
         };
-        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_codebook_info)")
+        write_versioned(
+            info,
+            value,
+            "info",
+            "set info->struct_size = sizeof(fqgan_codebook_info)",
+        )
     })
 }
 
@@ -263,7 +287,14 @@ pub unsafe extern "C" fn fqgan_tokenizer_encode(
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
         let names = ["tokens", "tokens_capacity", "tokens_required"];
-        let Some(out) = output(tokens, tokens_capacity, tokenizer.token_count(), tokens_required, names)? else {
+        let Some(out) = output(
+            tokens,
+            tokens_capacity,
+            tokenizer.token_count(),
+            tokens_required,
+            names,
+        )?
+        else {
             return Ok(());
         };
         let image = tokenizer.read_image(arg(image, "image")?)?;
@@ -295,7 +326,14 @@ pub unsafe extern "C" fn fqgan_tokenizer_decode(
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
         let all: Vec<usize> = (0..tokenizer.engine.config().k()).collect();
-        tokenizer.decode_into(tokens, token_count, &all, rgba, rgba_capacity, rgba_required)
+        tokenizer.decode_into(
+            tokens,
+            token_count,
+            &all,
+            rgba,
+            rgba_capacity,
+            rgba_required,
+        )
     })
 }
 
@@ -323,13 +361,24 @@ pub unsafe extern "C" fn fqgan_tokenizer_decode_subset(
         let k = tokenizer.engine.config().k();
         let chosen = slice(codebooks, codebook_count, "codebooks")?;
         if chosen.is_empty() {
-            return Err(Failure::invalid("`codebook_count` is 0: choose at least one sub-codebook"));
+            return Err(Failure::invalid(
+                "`codebook_count` is 0: choose at least one sub-codebook",
+            ));
         }
         if let Some((i, bad)) = chosen.iter().enumerate().find(|(_, &c)| c as usize >= k) {
-            return Err(Failure::invalid(format!("`codebooks[{i}]` is {bad}; this tokenizer has {k} sub-codebooks")));
+            return Err(Failure::invalid(format!(
+                "`codebooks[{i}]` is {bad}; this tokenizer has {k} sub-codebooks"
+            )));
         }
         let which: Vec<usize> = chosen.iter().map(|&c| c as usize).collect();
-        tokenizer.decode_into(tokens, token_count, &which, rgba, rgba_capacity, rgba_required)
+        tokenizer.decode_into(
+            tokens,
+            token_count,
+            &which,
+            rgba,
+            rgba_capacity,
+            rgba_required,
+        )
     })
 }
 
@@ -338,26 +387,36 @@ impl Tokenizer {
         let device = if params.is_null() {
             DeviceChoice::Cpu
         } else {
-            let params = versioned(params, "params", "initialise it with fqgan_tokenizer_params_default()")?;
-            if params.device.is_null() {
-                DeviceChoice::Cpu
-            } else {
-                let text = string(params.device, "params->device")?;
-                text.parse().map_err(|e: fqgan_core::Error| Failure::invalid(format!("`params->device`: {e}")))?
-            }
+            let params = versioned(
+                params,
+                "params",
+                "initialise it with fqgan_tokenizer_params_default()",
+            )?;
+            device(params.device, "params->device")?
         };
         let engine = engine::load(source, device)?;
-        let codebook_names = engine.config().codebooks.iter().map(|c| c_string(&c.name)).collect();
+        let codebook_names = engine
+            .config()
+            .codebooks
+            .iter()
+            .map(|c| c_string(&c.name))
+            .collect();
+        let fingerprint = engine.fingerprint();
         let device = c_string(&device.to_string());
-        Ok(Box::into_raw(Box::new(Tokenizer { engine, device, codebook_names })))
+        Ok(Box::into_raw(Box::new(Tokenizer {
+            engine,
+            device,
+            codebook_names,
+            fingerprint,
+        })))
     }
 
-    fn token_count(&self) -> usize {
+    pub(crate) fn token_count(&self) -> usize {
         let config = self.engine.config();
         config.k() * config.grid_size() * config.grid_size()
     }
 
-    fn rgba_size(&self) -> usize {
+    pub(crate) fn rgba_size(&self) -> usize {
         let size = self.engine.config().image_size;
         size * size * 4
     }
@@ -365,11 +424,16 @@ impl Tokenizer {
     /// Checks an image view against the model and copies its RGB channels out.
     unsafe fn read_image(&self, image: &Image) -> Outcome<RgbImage> {
         let format = PixelFormat::from_raw(image.format).ok_or_else(|| {
-            Failure::invalid(format!("`image->format` is {}; expected FQGAN_PIXEL_FORMAT_RGBA8 (0) or RGB8 (1)", image.format))
+            Failure::invalid(format!(
+                "`image->format` is {}; expected FQGAN_PIXEL_FORMAT_RGBA8 (0) or RGB8 (1)",
+                image.format
+            ))
         })?;
         let (width, height) = (image.width, image.height);
         if width == 0 || height == 0 {
-            return Err(Failure::invalid(format!("`image->width` x `image->height` is {width}x{height}: empty")));
+            return Err(Failure::invalid(format!(
+                "`image->width` x `image->height` is {width}x{height}: empty"
+            )));
         }
         let size = self.engine.config().image_size;
         if (width as usize, height as usize) != (size, size) {
@@ -390,7 +454,12 @@ impl Tokenizer {
             .stride
             .checked_mul(height as usize - 1)
             .and_then(|rows| rows.checked_add(row))
-            .ok_or_else(|| Failure::invalid(format!("`image->stride` {} overflows the address space", image.stride)))?;
+            .ok_or_else(|| {
+                Failure::invalid(format!(
+                    "`image->stride` {} overflows the address space",
+                    image.stride
+                ))
+            })?;
         let pixels = slice(image.pixels, total, "image->pixels")?;
         let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
         for y in 0..height as usize {
@@ -414,6 +483,11 @@ impl Tokenizer {
             return Ok(());
         };
         let tokens = self.check_tokens(slice(tokens, token_count, "tokens")?)?;
+        self.decode_rgba(tokens, which, out)
+    }
+
+    /// Decodes checked tokens of one image into `rgba_size` bytes of packed RGBA8.
+    pub(crate) fn decode_rgba(&self, tokens: &[u32], which: &[usize], out: &mut [u8]) -> Outcome {
         let image = self.engine.decode(tokens, which)?;
         for (dst, src) in out.chunks_exact_mut(4).zip(image.pixels()) {
             dst.copy_from_slice(&[src[0], src[1], src[2], 255]);
@@ -433,7 +507,11 @@ impl Tokenizer {
                 config.k()
             )));
         }
-        for (c, (grid, codebook)) in tokens.chunks_exact(g * g).zip(&config.codebooks).enumerate() {
+        for (c, (grid, codebook)) in tokens
+            .chunks_exact(g * g)
+            .zip(&config.codebooks)
+            .enumerate()
+        {
             if let Some(at) = grid.iter().position(|&id| id as usize >= codebook.size) {
                 return Err(Failure::invalid(format!(
                     "`tokens[{}]` is {} (sub-codebook {c} '{}', row {}, column {}); its ids are 0..{}",
@@ -450,7 +528,7 @@ impl Tokenizer {
     }
 }
 
-fn c_string(text: &str) -> CString {
+pub(crate) fn c_string(text: &str) -> CString {
     // Names and device strings are validated ASCII ([A-Za-z0-9_], "cuda:N"): no NUL inside.
     CString::new(text).expect("no interior NUL")
 }

@@ -217,7 +217,8 @@ pub fn decompress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job]) -> Ve
     failures
 }
 
-fn progress_bar(len: u64, verb: &str) -> ProgressBar {
+/// A bar counting `len` steps of work named by `verb`.
+pub fn progress_bar(len: u64, verb: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     let template = format!("{verb} [{{bar:30}}] {{pos}}/{{len}} {{elapsed}} (eta {{eta}}) {{msg}}");
     bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::TokenizerConfig;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,6 +188,26 @@ impl FarConfig {
         (self.class_dropout_prob > 0.0).then_some(self.num_classes)
     }
 
+    /// Errors unless `tokenizer` decodes what this generator makes: one codebook of the same
+    /// size per sub-token, and a token grid of `block_size` positions.
+    pub fn check_tokenizer(&self, tokenizer: &TokenizerConfig) -> Result<()> {
+        let sizes: Vec<usize> = tokenizer.codebooks.iter().map(|c| c.size).collect();
+        if self.vocab_sizes != sizes {
+            return Err(Error::Input(format!(
+                "the generator's vocab_sizes {:?} differ from the tokenizer's codebook sizes {sizes:?}",
+                self.vocab_sizes
+            )));
+        }
+        let g = tokenizer.grid_size();
+        if self.block_size != g * g {
+            return Err(Error::Input(format!(
+                "the generator makes {} tokens per image; the tokenizer's grid is {g}x{g}",
+                self.block_size
+            )));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
         if self.vocab_sizes.is_empty() || self.vocab_sizes.contains(&0) {
@@ -308,6 +329,18 @@ mod tests {
         // LlamaGen/FAR-B: int(2 * 4096 / 3) = 2730 rounded up to 2816.
         assert_eq!(b.ffn_hidden_dim(), 2816);
         assert_eq!(FarConfig::preset("far-l-triple").unwrap().ffn_hidden_dim(), 3584);
+    }
+
+    #[test]
+    fn a_generator_pairs_with_the_tokenizer_of_its_vocabulary_and_grid() {
+        let far = FarConfig::preset("small-dual").unwrap();
+        far.check_tokenizer(&TokenizerConfig::preset("small-dual-ds8").unwrap()).unwrap();
+        let err = far.check_tokenizer(&TokenizerConfig::preset("dual-ds16").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("[1024, 1024]") && err.contains("[16384, 16384]"), "{err}");
+        let mut wide = FarConfig { vocab_sizes: vec![16384; 2], ..far };
+        wide.block_size = 16 * 16 + 1;
+        let err = wide.check_tokenizer(&TokenizerConfig::preset("dual-ds16").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("makes 257 tokens") && err.contains("16x16"), "{err}");
     }
 
     #[test]

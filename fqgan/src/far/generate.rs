@@ -6,6 +6,8 @@
 //! Classifier-free guidance doubles the batch: rows `[0, B)` carry the labels and rows
 //! `[B, 2B)` the null class; every sampled sub-token is fed to both halves.
 
+use std::ops::ControlFlow;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -64,6 +66,31 @@ pub fn generate_observed<B: Backend>(
     options: &GenerateOptions,
     observe: &mut dyn FnMut(LogitsRecord<B>),
 ) -> Result<Tensor<B, 3, Int>> {
+    let tokens = run(model, labels, prefix, options, observe, &mut |_, _| ControlFlow::Continue(()))?;
+    Ok(tokens.expect("generation without a progress callback always completes"))
+}
+
+/// As [`generate`], calling `progress(done, total)` after each generated token position
+/// (`total` = positions after the prefix, `done` = 1..=total). Returning
+/// `ControlFlow::Break(())` stops generation at once: the result is then `Ok(None)`.
+pub fn generate_with_progress<B: Backend>(
+    model: &Far<B>,
+    labels: Tensor<B, 1, Int>,
+    prefix: Option<Tensor<B, 3, Int>>,
+    options: &GenerateOptions,
+    progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+) -> Result<Option<Tensor<B, 3, Int>>> {
+    run(model, labels, prefix, options, &mut |_| {}, progress)
+}
+
+fn run<B: Backend>(
+    model: &Far<B>,
+    labels: Tensor<B, 1, Int>,
+    prefix: Option<Tensor<B, 3, Int>>,
+    options: &GenerateOptions,
+    observe: &mut dyn FnMut(LogitsRecord<B>),
+    progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+) -> Result<Option<Tensor<B, 3, Int>>> {
     let config = model.config();
     if options.sampling.len() != config.k() {
         return Err(Error::Input(format!(
@@ -101,9 +128,13 @@ pub fn generate_observed<B: Backend>(
         }
     };
     let mut sampler = Sampler::new(options.seed);
+    let total = config.block_size - start;
     for position in start..config.block_size {
         let token = sample_token(model, h, position, rows, options, &mut sampler, observe);
         tokens.push(token.clone());
+        if progress(position + 1 - start, total).is_break() {
+            return Ok(None);
+        }
         if position + 1 == config.block_size {
             break;
         }
@@ -112,7 +143,7 @@ pub fn generate_observed<B: Backend>(
             Decoding::Recompute => recompute_hidden(model, row_labels.clone(), Some(rows.double(Tensor::cat(tokens.clone(), 2)))),
         };
     }
-    Ok(Tensor::cat(tokens, 2))
+    Ok(Some(Tensor::cat(tokens, 2)))
 }
 
 /// The batch layout: B rows, or `[cond; uncond]` 2B rows with guidance.

@@ -1,5 +1,6 @@
 //! `fqgan`: use trained FQGAN models on image files.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -10,11 +11,10 @@ use fqgan::burn::tensor::backend::Backend;
 use fqgan::codec::AssetCodec;
 use fqgan::device::BackendTask;
 use fqgan::burn::tensor::{Int, Tensor, TensorData};
-use fqgan::far::{generate, Decoding, GenerateOptions, SubTokenSampling};
+use fqgan::far::{generate_with_progress, Decoding, GenerateOptions, SubTokenSampling};
 use fqgan::image::{image_grid, images_to_tensor, read_image, read_rgb_sized, save_image, save_rgb, tensor_to_images};
 use fqgan::tokenizer::LoadPurpose;
 use fqgan::tokens::{Coding, TokenFile};
-use fqgan::{Far, Tokenizer};
 use fqgan_trainer::assets::{self, CompressSettings, Job};
 use fqgan_trainer::{summary, DeviceArg, FarArg, TokenizerArg};
 
@@ -294,14 +294,20 @@ impl BackendTask for Generate {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let far = self.far.load::<B>(&device)?;
         let tokenizer = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        check_pair(&far, &tokenizer)?;
+        far.config().check_tokenizer(tokenizer.config())?;
         let k = far.config().k();
         let options = GenerateOptions { sampling: self.sampling.for_sub_tokens(k)?, seed: self.seed, decoding: Decoding::KvCache };
         let batch = self.labels.len();
         let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(self.labels.clone(), [batch]), &device);
 
         let start = Instant::now();
-        let tokens = generate(&far, labels, None, &options)?;
+        let bar = assets::progress_bar(far.config().block_size as u64, "generate");
+        let tokens = generate_with_progress(&far, labels, None, &options, &mut |done, _| {
+            bar.set_position(done as u64);
+            ControlFlow::Continue(())
+        })?
+        .expect("the callback never cancels");
+        bar.finish_and_clear();
         let generation = start.elapsed();
         let grid = tokenizer.config().grid_size();
         let start = Instant::now();
@@ -355,22 +361,6 @@ impl BackendTask for Compress {
 }
 
 /// The generator's tokens must be the tokenizer's: same k, codebook sizes and grid.
-fn check_pair<B: Backend>(far: &Far<B>, tokenizer: &Tokenizer<B>) -> Result<()> {
-    let (f, t) = (far.config(), tokenizer.config());
-    let sizes: Vec<usize> = t.codebooks.iter().map(|c| c.size).collect();
-    if f.vocab_sizes != sizes {
-        bail!("the generator's vocab_sizes {:?} differ from the tokenizer's codebook sizes {sizes:?}", f.vocab_sizes);
-    }
-    if f.block_size != t.grid_size() * t.grid_size() {
-        bail!(
-            "the generator makes {} tokens per image; the tokenizer's grid is {g}x{g}",
-            f.block_size,
-            g = t.grid_size()
-        );
-    }
-    Ok(())
-}
-
 struct Decompress {
     inputs: Vec<PathBuf>,
     output: PathBuf,

@@ -1,0 +1,461 @@
+//! `fqgan_generator`: load a FAR generator, inspect it, generate token grids of a class, and
+//! optionally decode them to images with a tokenizer.
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use fqgan_core::far::{GenerateOptions, SubTokenSampling};
+use fqgan_core::DeviceChoice;
+
+use crate::args::{
+    arg, device, handle_out, output, slice, string, versioned, versioned_copy, write_versioned,
+};
+use crate::engine::{self, GeneratorEngine, Source};
+use crate::status::{guard, Failure, Outcome, Status};
+use crate::tokenizer::{c_string, Tokenizer};
+
+/// A loaded FAR generator (paper §3.3): class label -> k token grids. Create it with
+/// `fqgan_generator_load_file` or `fqgan_generator_load_memory`, release it with
+/// `fqgan_generator_free`.
+///
+/// Thread safety: as `fqgan_tokenizer`, every call taking a `const fqgan_generator*` may run on
+/// many threads at once; `fqgan_generator_free` must not overlap any other call on the handle.
+pub struct Generator {
+    engine: Box<dyn GeneratorEngine>,
+    device: CString,
+}
+
+/// How to load a generator. Get one from `fqgan_generator_params_default()`.
+#[repr(C)]
+pub struct GeneratorParams {
+    /// `sizeof(fqgan_generator_params)` as the caller was compiled with.
+    pub struct_size: usize,
+    /// As `fqgan_tokenizer_params.device`: "cpu" (default), "ndarray", "cuda" or "cuda:N";
+    /// NULL means "cpu".
+    pub device: *const c_char,
+}
+
+/// What a generator makes. Set `struct_size = sizeof(fqgan_generator_info)` before calling
+/// `fqgan_generator_get_info`.
+#[repr(C)]
+pub struct GeneratorInfo {
+    /// In: the caller's `sizeof(fqgan_generator_info)`. Out: the bytes this library filled.
+    pub struct_size: usize,
+    /// Class ids are 0 .. class_count - 1.
+    pub class_count: u32,
+    /// k, the number of sub-tokens per position (= the tokenizer's sub-codebooks).
+    pub codebook_count: u32,
+    /// Width and height of each generated token grid.
+    pub grid_width: u32,
+    pub grid_height: u32,
+    /// 1 when the model has the null class that classifier-free guidance needs, so that
+    /// `cfg_scale` may differ from 1; 0 when only `cfg_scale = 1` works.
+    pub supports_guidance: u32,
+    /// Token ids of one image: codebook_count * grid_height * grid_width.
+    pub token_count: usize,
+    /// The device the model runs on. Owned by the generator: valid until `fqgan_generator_free`.
+    pub device: *const c_char,
+}
+
+/// What to generate and how to sample it. Get one from `fqgan_generate_params_default()` and
+/// change what you need. The same sampling applies to every sub-token.
+///
+/// `struct_size` must be `sizeof(fqgan_generate_params)` of a released header: later versions
+/// append fields and still accept the sizes of earlier ones; any other value is refused.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GenerateParams {
+    pub struct_size: usize,
+    /// Seeds the sampler: the same seed, params and model give the same tokens on a device.
+    pub seed: u64,
+    /// The class to generate, 0 .. `fqgan_generator_info.class_count` - 1.
+    pub class_id: u32,
+    /// Images to generate (>= 1), all of `class_id`, in one batch.
+    pub count: u32,
+    /// Classifier-free guidance, `uncond + (cond - uncond) * cfg_scale`; 1 turns it off. Finite.
+    pub cfg_scale: f32,
+    /// Divides the logits; positive and finite. Below 1 is more conservative.
+    pub temperature: f32,
+    /// Nucleus sampling: keep the most likely ids up to this probability mass, in (0, 1];
+    /// 1 keeps all.
+    pub top_p: f32,
+    /// Keep only the top_k most likely ids; 0 keeps all, 1 is greedy.
+    pub top_k: u32,
+}
+
+/// Called after each generated token position with `done` (1 .. total) and `total` (the
+/// positions of one image; all `count` images advance together). Return 0 to go on, non-zero
+/// to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and writes no output. It runs on
+/// the calling thread, inside the fqgan call: it must not free the handles in use.
+pub type ProgressFn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, done: u32, total: u32) -> c_int>;
+
+/// The parameters `fqgan_generator_load_*` use when given NULL: the CPU device.
+#[no_mangle]
+pub extern "C" fn fqgan_generator_params_default() -> GeneratorParams {
+    GeneratorParams {
+        struct_size: std::mem::size_of::<GeneratorParams>(),
+        device: c"cpu".as_ptr(),
+    }
+}
+
+/// The official sampling defaults (cfg_scale 2, temperature 1, top_k 0, top_p 1), class 0,
+/// one image, seed 0.
+#[no_mangle]
+pub extern "C" fn fqgan_generate_params_default() -> GenerateParams {
+    let official = SubTokenSampling::default();
+    GenerateParams {
+        struct_size: std::mem::size_of::<GenerateParams>(),
+        seed: 0,
+        class_id: 0,
+        count: 1,
+        cfg_scale: official.cfg_scale as f32,
+        temperature: official.temperature as f32,
+        top_p: official.top_p as f32,
+        top_k: official.top_k as u32,
+    }
+}
+
+/// Loads a FAR generator from a `.safetensors` file written by fqgan (`fqgan-trainer init-far`
+/// or training; the config is embedded).
+///
+/// - `path`: NUL-terminated UTF-8 path.
+/// - `params`: NULL for defaults (CPU).
+/// - `out_generator`: receives the new handle; set to NULL on failure.
+///
+/// Fails with `FQGAN_STATUS_IO` when the file cannot be read, `FQGAN_STATUS_INVALID_MODEL`
+/// when it is not a valid generator, `FQGAN_STATUS_DEVICE` when the device is unusable.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generator_load_file(
+    path: *const c_char,
+    params: *const GeneratorParams,
+    out_generator: *mut *mut Generator,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_generator, "out_generator")?;
+        let path = Path::new(string(path, "path")?);
+        *out = Generator::load(Source::File(path), params)?;
+        Ok(())
+    })
+}
+
+/// As `fqgan_generator_load_file`, from the bytes of such a file (copied: the buffer may be
+/// released when the call returns).
+///
+/// # Safety
+/// `data` must be NULL or valid for `size` reads; other pointers as in `fqgan_generator_load_file`.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generator_load_memory(
+    data: *const c_void,
+    size: usize,
+    params: *const GeneratorParams,
+    out_generator: *mut *mut Generator,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_generator, "out_generator")?;
+        if size == 0 {
+            return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
+        }
+        let bytes = slice(data.cast::<u8>(), size, "data")?;
+        *out = Generator::load(Source::Memory(bytes), params)?;
+        Ok(())
+    })
+}
+
+/// Releases a generator. NULL is a no-op. No other call on this handle may be running or
+/// start afterwards.
+///
+/// # Safety
+/// `generator` must be NULL or a handle from `fqgan_generator_load_*` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generator_free(generator: *mut Generator) {
+    if !generator.is_null() {
+        guard(|| {
+            drop(Box::from_raw(generator));
+            Ok(())
+        });
+    }
+}
+
+/// Fills `info` (whose `struct_size` the caller set) with the generator's sizes.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generator_get_info(
+    generator: *const Generator,
+    info: *mut GeneratorInfo,
+) -> Status {
+    guard(|| {
+        let generator = arg(generator, "generator")?;
+        let config = generator.engine.config();
+        let grid = config.grid_size() as u32;
+        let value = GeneratorInfo {
+            struct_size: std::mem::size_of::<GeneratorInfo>(),
+            class_count: config.num_classes as u32,
+            codebook_count: config.k() as u32,
+            grid_width: grid,
+            grid_height: grid,
+            supports_guidance: u32::from(config.null_class().is_some()),
+            token_count: generator.token_count(),
+            device: generator.device.as_ptr(),
+        };
+        write_versioned(
+            info,
+            value,
+            "info",
+            "set info->struct_size = sizeof(fqgan_generator_info)",
+        )
+    })
+}
+
+/// Writes to `*size` the vocabulary size of sub-token `index` (0 .. k - 1): its ids are
+/// 0 .. size - 1. A tokenizer that decodes this generator's tokens has the same sizes.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generator_get_vocab_size(
+    generator: *const Generator,
+    index: u32,
+    size: *mut u32,
+) -> Status {
+    guard(|| {
+        let generator = arg(generator, "generator")?;
+        let sizes = &generator.engine.config().vocab_sizes;
+        let vocab = sizes.get(index as usize).ok_or_else(|| {
+            Failure::invalid(format!(
+                "`index` is {index}; this generator has {} sub-tokens",
+                sizes.len()
+            ))
+        })?;
+        arg(size.cast_const(), "size")?;
+        size.write(*vocab as u32);
+        Ok(())
+    })
+}
+
+/// Generates `params->count` images of class `params->class_id` as token grids.
+///
+/// - `params`: NULL for `fqgan_generate_params_default()`.
+/// - `tokens`: receives `count * token_count` ids laid out `[count][k][grid_height][grid_width]`:
+///   image by image, each exactly as `fqgan_tokenizer_encode` writes one image, ready for
+///   `fqgan_tokenizer_decode` (with a matching tokenizer) or `fqgan_fqt_write`.
+/// - `tokens_capacity`: number of `uint32_t` at `tokens`; `tokens_required` (may be NULL)
+///   receives `count * token_count`.
+/// - `progress`: may be NULL; else called after every token position with `user_data`
+///   (see `fqgan_progress_fn`); returning non-zero cancels with `FQGAN_STATUS_CANCELLED`.
+///
+/// Pass `tokens = NULL, tokens_capacity = 0` to only query the size (nothing is generated).
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use; `progress` must be safe to call
+/// with `user_data`.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generate(
+    generator: *const Generator,
+    params: *const GenerateParams,
+    tokens: *mut u32,
+    tokens_capacity: usize,
+    tokens_required: *mut usize,
+    progress: ProgressFn,
+    user_data: *mut c_void,
+) -> Status {
+    guard(|| {
+        let generator = arg(generator, "generator")?;
+        let request = generator.request(params)?;
+        let names = ["tokens", "tokens_capacity", "tokens_required"];
+        let needed = request.output_len(generator.token_count(), "token")?;
+        let Some(out) = output(tokens, tokens_capacity, needed, tokens_required, names)? else {
+            return Ok(());
+        };
+        out.copy_from_slice(&generator.run(&request, progress, user_data)?);
+        Ok(())
+    })
+}
+
+/// As `fqgan_generate`, then decodes every image with `tokenizer` into packed RGBA8
+/// (alpha 255) of the tokenizer's image size: `count` images one after the other,
+/// `count * fqgan_tokenizer_info.rgba_size` bytes.
+///
+/// - `tokenizer`: must decode this generator's tokens (same vocabulary sizes and grid), else
+///   `FQGAN_STATUS_INVALID_ARGUMENT` naming the difference.
+/// - `rgba_capacity`: bytes at `rgba`; `rgba_required` (may be NULL) receives the size.
+///
+/// Pass `rgba = NULL, rgba_capacity = 0` to only query the size (nothing is generated). To keep
+/// the tokens as well (say, for `fqgan_fqt_write`), call `fqgan_generate` and then
+/// `fqgan_tokenizer_decode` on each image: the result is the same.
+///
+/// # Safety
+/// As `fqgan_generate`.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generate_images(
+    generator: *const Generator,
+    tokenizer: *const Tokenizer,
+    params: *const GenerateParams,
+    rgba: *mut u8,
+    rgba_capacity: usize,
+    rgba_required: *mut usize,
+    progress: ProgressFn,
+    user_data: *mut c_void,
+) -> Status {
+    guard(|| {
+        let generator = arg(generator, "generator")?;
+        let tokenizer = arg(tokenizer, "tokenizer")?;
+        generator
+            .engine
+            .config()
+            .check_tokenizer(tokenizer.engine.config())
+            .map_err(|e| {
+                Failure::invalid(format!("`tokenizer` does not match `generator`: {e}"))
+            })?;
+        let request = generator.request(params)?;
+        let names = ["rgba", "rgba_capacity", "rgba_required"];
+        let needed = request.output_len(tokenizer.rgba_size(), "byte")?;
+        let Some(out) = output(rgba, rgba_capacity, needed, rgba_required, names)? else {
+            return Ok(());
+        };
+        let tokens = generator.run(&request, progress, user_data)?;
+        let all: Vec<usize> = (0..tokenizer.engine.config().k()).collect();
+        for (image, rgba) in tokens
+            .chunks_exact(tokenizer.token_count())
+            .zip(out.chunks_exact_mut(tokenizer.rgba_size()))
+        {
+            tokenizer.decode_rgba(image, &all, rgba)?;
+        }
+        Ok(())
+    })
+}
+
+/// A checked `fqgan_generate_params`, in the core's terms.
+struct Request {
+    class_id: u32,
+    count: u32,
+    options: GenerateOptions,
+}
+
+impl Request {
+    /// `count` times `per_image` output values, checked before anything is allocated, so that
+    /// a size query with a huge count fails cleanly instead of exhausting memory.
+    fn output_len(&self, per_image: usize, unit: &str) -> Outcome<usize> {
+        (self.count as usize).checked_mul(per_image).ok_or_else(|| {
+            Failure::invalid(format!(
+                "`params->count` is {}: {} images of {per_image} {unit}s each overflow size_t",
+                self.count, self.count
+            ))
+        })
+    }
+}
+
+impl Generator {
+    unsafe fn load(source: Source<'_>, params: *const GeneratorParams) -> Outcome<*mut Generator> {
+        let device = if params.is_null() {
+            DeviceChoice::Cpu
+        } else {
+            let params = versioned(
+                params,
+                "params",
+                "initialise it with fqgan_generator_params_default()",
+            )?;
+            device(params.device, "params->device")?
+        };
+        let engine = engine::load_generator(source, device)?;
+        Ok(Box::into_raw(Box::new(Generator {
+            engine,
+            device: c_string(&device.to_string()),
+        })))
+    }
+
+    fn token_count(&self) -> usize {
+        let config = self.engine.config();
+        config.k() * config.block_size
+    }
+
+    /// Checks every field against this model, naming it as C spells it.
+    unsafe fn request(&self, params: *const GenerateParams) -> Outcome<Request> {
+        let params = if params.is_null() {
+            fqgan_generate_params_default()
+        } else {
+            let init = "initialise it with fqgan_generate_params_default()";
+            versioned_copy(
+                params,
+                "params",
+                &[std::mem::size_of::<GenerateParams>()],
+                fqgan_generate_params_default(),
+                init,
+            )?
+        };
+        let config = self.engine.config();
+        let fail = |message: String| Err(Failure::invalid(message));
+        if params.class_id as usize >= config.num_classes {
+            return fail(format!(
+                "`params->class_id` is {}; this generator has classes 0..{}",
+                params.class_id, config.num_classes
+            ));
+        }
+        if params.count == 0 {
+            return fail("`params->count` is 0: generate at least one image".into());
+        }
+        if !params.cfg_scale.is_finite() {
+            return fail(format!(
+                "`params->cfg_scale` is {}; it must be finite",
+                params.cfg_scale
+            ));
+        }
+        if params.cfg_scale != 1.0 && config.null_class().is_none() {
+            return fail(format!(
+                "`params->cfg_scale` is {}; this generator has no null class (trained without label dropout): use 1",
+                params.cfg_scale
+            ));
+        }
+        if !(params.temperature > 0.0 && params.temperature.is_finite()) {
+            return fail(format!(
+                "`params->temperature` is {}; it must be positive and finite",
+                params.temperature
+            ));
+        }
+        if !(params.top_p > 0.0 && params.top_p <= 1.0) {
+            return fail(format!(
+                "`params->top_p` is {}; it must be in (0, 1]",
+                params.top_p
+            ));
+        }
+        let sampling = SubTokenSampling {
+            cfg_scale: f64::from(params.cfg_scale),
+            temperature: f64::from(params.temperature),
+            top_k: params.top_k as usize,
+            top_p: f64::from(params.top_p),
+        };
+        Ok(Request {
+            class_id: params.class_id,
+            count: params.count,
+            options: GenerateOptions::uniform(config.k(), sampling, params.seed),
+        })
+    }
+
+    /// Generates, reporting to `progress`; a non-zero answer becomes `FQGAN_STATUS_CANCELLED`.
+    unsafe fn run(
+        &self,
+        request: &Request,
+        progress: ProgressFn,
+        user_data: *mut c_void,
+    ) -> Outcome<Vec<u32>> {
+        let mut report = |done: usize, total: usize| match progress {
+            Some(callback) if callback(user_data, done as u32, total as u32) != 0 => {
+                ControlFlow::Break(())
+            }
+            _ => ControlFlow::Continue(()),
+        };
+        self.engine
+            .generate(
+                &vec![i64::from(request.class_id); request.count as usize],
+                &request.options,
+                &mut report,
+            )?
+            .ok_or_else(|| Failure::new(Status::Cancelled, "cancelled by the progress callback"))
+    }
+}

@@ -1,0 +1,112 @@
+// Exercises generation and .fqt files through bindings/cpp/fqgan.hpp; run by tests/ffi.rs.
+//
+//   generate_wrapper_test FAR.safetensors TOKENIZER.safetensors OTHER_TOKENIZER.safetensors
+//
+// The same pair and parameters as tests/ffi/generate_test.c (class 3, 2 images, seed 7,
+// top_p 0.9); the C test compares the results with the Rust API, this one with the C calls.
+#include <cstring>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fqgan.hpp"
+
+static int failures = 0;
+
+#define CHECK(condition)                                                            \
+    do {                                                                            \
+        if (!(condition)) {                                                         \
+            std::cerr << "line " << __LINE__ << ": " << #condition << " failed\n"; \
+            failures++;                                                             \
+        }                                                                           \
+    } while (0)
+
+template <class Body>
+static void expect_error(int line, fqgan_status status, const std::string &needle, Body body) {
+    try {
+        body();
+        std::cerr << "line " << line << ": no exception\n";
+        failures++;
+    } catch (const fqgan::Error &e) {
+        if (e.status() != status || std::string(e.what()).find(needle) == std::string::npos) {
+            std::cerr << "line " << line << ": status " << e.status() << " \"" << e.what() << "\", expected " << status
+                      << " with \"" << needle << "\"\n";
+            failures++;
+        }
+    }
+}
+#define EXPECT_ERROR(status, needle, body) expect_error(__LINE__, status, needle, [&] { body; })
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        std::cerr << "usage: " << argv[0] << " FAR TOKENIZER OTHER_TOKENIZER\n";
+        return 2;
+    }
+    EXPECT_ERROR(FQGAN_STATUS_IO, "missing.safetensors", fqgan::Generator::load_file("missing.safetensors"));
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "`params->device`", fqgan::Generator::load_file(argv[1], "gpu"));
+
+    fqgan::Generator loaded = fqgan::Generator::load_file(argv[1]);
+    const fqgan::Generator gen = std::move(loaded);
+    CHECK(loaded.get() == nullptr && gen.get() != nullptr);
+    const fqgan::Tokenizer tok = fqgan::Tokenizer::load_file(argv[2]);
+    const fqgan::Tokenizer other = fqgan::Tokenizer::load_file(argv[3]);
+    const fqgan_generator_info info = gen.info();
+    CHECK(info.class_count == 10 && info.token_count == 32);
+    CHECK(gen.vocab_sizes() == std::vector<std::uint32_t>({256, 256}));
+
+    const fqgan::GenerateParams params = fqgan::GenerateParams().class_id(3).count(2).seed(7).top_p(0.9f);
+    std::vector<std::uint32_t> calls;
+    const std::vector<std::uint32_t> tokens = gen.generate(params, [&](std::uint32_t done, std::uint32_t total) {
+        calls.push_back(done);
+        return total == 16;
+    });
+    CHECK(calls.size() == 16 && calls.front() == 1 && calls.back() == 16);
+
+    // The wrapper passes the parameters through unchanged: the C call gives the same tokens.
+    std::vector<std::uint32_t> from_c(tokens.size());
+    CHECK(fqgan_generate(gen.get(), &params.c(), from_c.data(), from_c.size(), nullptr, nullptr, nullptr) ==
+          FQGAN_STATUS_OK);
+    CHECK(from_c == tokens);
+
+    // Cancelling by returning false, and by throwing: the exception comes back unchanged.
+    EXPECT_ERROR(FQGAN_STATUS_CANCELLED, "cancelled", gen.generate(params, [](std::uint32_t done, std::uint32_t) {
+        return done < 3;
+    }));
+    try {
+        gen.generate(params, [](std::uint32_t, std::uint32_t) -> bool { throw std::runtime_error("from the callback"); });
+        CHECK(false);
+    } catch (const std::runtime_error &e) {
+        CHECK(std::string(e.what()) == "from the callback");
+    }
+
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "`params->class_id` is 12",
+                 gen.generate(fqgan::GenerateParams().class_id(12)));
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "`params->top_p` is 2", gen.generate(fqgan::GenerateParams().top_p(2)));
+    std::vector<std::uint32_t> short_buffer(tokens.size() - 1);
+    EXPECT_ERROR(FQGAN_STATUS_BUFFER_TOO_SMALL, "`tokens_capacity`", gen.generate(params, short_buffer));
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "does not match", gen.generate_images(other, params));
+
+    // Images are the decoded tokens, image after image.
+    const std::vector<std::uint8_t> images = gen.generate_images(tok, params);
+    const std::size_t image_size = tok.info().rgba_size;
+    CHECK(images.size() == 2 * image_size);
+    const std::vector<std::uint32_t> second(tokens.begin() + 32, tokens.end());
+    CHECK(std::memcmp(tok.decode(second).data(), images.data() + image_size, image_size) == 0);
+
+    // .fqt round trip, and a file from another model refused.
+    const std::vector<std::uint32_t> first(tokens.begin(), tokens.begin() + 32);
+    for (fqgan_fqt_coding coding : {FQGAN_FQT_CODING_PACKED, FQGAN_FQT_CODING_ENTROPY}) {
+        const std::vector<std::uint8_t> bytes = fqgan::fqt_write(tok, first, coding);
+        const fqgan::FqtFile file = fqgan::fqt_read(bytes, &tok);
+        CHECK(file.tokens == first && file.info.coding == coding && file.info.width == 64);
+        EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "made by model", fqgan::fqt_read(bytes, &other));
+        CHECK(fqgan::fqt_read(bytes).tokens == first);
+    }
+    const std::vector<std::uint8_t> junk(80, 1);
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "not a .fqt file", fqgan::fqt_read(junk));
+
+    if (failures) std::cerr << failures << " checks failed\n";
+    else std::cout << "generate_wrapper_test: all checks passed\n";
+    return failures ? 1 : 0;
+}
