@@ -78,7 +78,7 @@ fn trained_generator_beats_the_unigram_baseline() {
     let (early, late) = (losses[..5].iter().sum::<f64>() / 5.0, losses[75..].iter().sum::<f64>() / 5.0);
     println!("train loss {early:.3} -> {late:.3}; final loss on the training codes {val:.3}, unigram baseline {baseline:.3}");
     assert!(late < early - 0.5, "loss did not fall: {early} -> {late}");
-    assert!(val < baseline - 0.05, "final loss {val} is not below the unigram baseline {baseline}");
+    assert!(val < baseline - 0.05, "final loss {val} is not clearly below the unigram baseline {baseline}");
     let checkpoints: Vec<_> = std::fs::read_dir(d("run")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")).collect();
     assert_eq!(checkpoints.len(), 1, "--keep-last 1");
 
