@@ -40,7 +40,17 @@ fn tiny_tokenizer() -> TokenizerConfig {
 }
 
 fn tiny_far() -> FarConfig {
-    FarConfig { dim: 64, n_layer: 2, ar_n_layer: 1, n_head: 4, multiple_of: 64, vocab_sizes: vec![64, 64], num_classes: 1, block_size: 64, ..FarConfig::preset("small-dual").unwrap() }
+    FarConfig {
+        dim: 64,
+        n_layer: 2,
+        ar_n_layer: 1,
+        n_head: 4,
+        multiple_of: 64,
+        vocab_sizes: vec![64, 64],
+        num_classes: 1,
+        block_size: 64,
+        ..FarConfig::preset("small-dual").unwrap()
+    }
 }
 
 fn metric(lines: &[serde_json::Value], key: &str) -> Vec<f64> {
@@ -56,16 +66,45 @@ fn trained_generator_beats_the_unigram_baseline() {
     check(trainer(&["init", "--config", path(&d("tok.json")), "--seed", "1", "-o", path(&d("tok.safetensors"))]));
 
     let log = check(trainer(&[
-        "extract-codes", "--model", path(&d("tok.safetensors")), "--data", path(&images_dir()),
-        "--views", "ten-crop", "-o", path(&d("codes.safetensors")), "--quiet",
+        "extract-codes",
+        "--model",
+        path(&d("tok.safetensors")),
+        "--data",
+        path(&images_dir()),
+        "--views",
+        "ten-crop",
+        "-o",
+        path(&d("codes.safetensors")),
+        "--quiet",
     ]));
     assert!(log.contains("6 images x 10 views"), "{log}");
 
     // Validating on the training codes measures the fit without dropout.
     let log = check(trainer(&[
-        "train-far", "--codes", path(&d("codes.safetensors")), "--val-codes", path(&d("codes.safetensors")),
-        "--config", path(&d("far.json")), "--out", path(&d("run")), "--steps", "80", "--batch-size", "6",
-        "--lr", "5e-3", "--val-every", "0", "--checkpoint-every", "40", "--keep-last", "1", "--seed", "3", "--quiet",
+        "train-far",
+        "--codes",
+        path(&d("codes.safetensors")),
+        "--val-codes",
+        path(&d("codes.safetensors")),
+        "--config",
+        path(&d("far.json")),
+        "--out",
+        path(&d("run")),
+        "--steps",
+        "80",
+        "--batch-size",
+        "6",
+        "--lr",
+        "5e-3",
+        "--val-every",
+        "0",
+        "--checkpoint-every",
+        "40",
+        "--keep-last",
+        "1",
+        "--seed",
+        "3",
+        "--quiet",
     ]));
     assert!(log.contains("unigram baseline train loss") && log.contains("final val loss"), "{log}");
     let text = std::fs::read_to_string(d("run/metrics.jsonl")).unwrap();
@@ -79,12 +118,22 @@ fn trained_generator_beats_the_unigram_baseline() {
     println!("train loss {early:.3} -> {late:.3}; final loss on the training codes {val:.3}, unigram baseline {baseline:.3}");
     assert!(late < early - 0.5, "loss did not fall: {early} -> {late}");
     assert!(val < baseline - 0.05, "final loss {val} is not clearly below the unigram baseline {baseline}");
-    let checkpoints: Vec<_> = std::fs::read_dir(d("run")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")).collect();
+    let checkpoints: Vec<_> =
+        std::fs::read_dir(d("run")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")).collect();
     assert_eq!(checkpoints.len(), 1, "--keep-last 1");
 
     let log = check(trainer(&[
-        "sample", "--model", path(&d("tok.safetensors")), "--far", path(&d("run/far.safetensors")),
-        "--per-class", "3", "--seed", "5", "-o", path(&d("grid.png")),
+        "sample",
+        "--model",
+        path(&d("tok.safetensors")),
+        "--far",
+        path(&d("run/far.safetensors")),
+        "--per-class",
+        "3",
+        "--seed",
+        "5",
+        "-o",
+        path(&d("grid.png")),
     ]));
     assert!(log.contains("classes [0] x 3 images"), "{log}");
     assert_eq!(image::image_dimensions(d("grid.png")).unwrap(), (3 * 32 + 2 * 2, 32), "one row of 3, 2 px gaps");

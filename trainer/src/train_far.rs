@@ -49,6 +49,7 @@ pub struct TrainFarArgs {
     #[arg(long, default_value_t = 1000)]
     pub steps: u64,
     /// Images per step, each under one of its views picked at random.
+    /// Images per step, each under one of its views picked at random.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Learning rate (constant). The official 1e-4 is for batch 256 and FAR-B; small models
@@ -99,7 +100,8 @@ fn new_model<B: AutodiffBackend>(args: &TrainFarArgs, codes: &Codes, device: &B:
     } else {
         let name = args.preset.clone().unwrap_or(if codes.k() == 3 { "small-triple" } else { "small-dual" }.to_string());
         let preset = FarConfig::preset(&name)?;
-        let config = FarConfig { vocab_sizes: codes.vocab_sizes.clone(), num_classes: codes.classes.len(), block_size: codes.tokens, ..preset };
+        let config =
+            FarConfig { vocab_sizes: codes.vocab_sizes.clone(), num_classes: codes.classes.len(), block_size: codes.tokens, ..preset };
         config.validate().with_context(|| format!("preset {name} fitted to the codes"))?;
         Far::<B>::new(&config, device)?
     };
@@ -142,7 +144,14 @@ fn train<B: AutodiffBackend>(args: TrainFarArgs, device: B::Device) -> Result<()
         codes.tokens,
         codes.vocab_sizes
     );
-    println!("model        dim {} layers {}+{} heads {}, {} parameters", c.dim, c.n_layer, c.ar_n_layer, c.n_head, training.model.num_params());
+    println!(
+        "model        dim {} layers {}+{} heads {}, {} parameters",
+        c.dim,
+        c.n_layer,
+        c.ar_n_layer,
+        c.n_head,
+        training.model.num_params()
+    );
 
     let mut metrics = run.metrics()?;
     let train_baseline = unigram_loss(&codes, &codes);

@@ -36,4 +36,3 @@ pub fn peak_mib<T>(f: impl FnOnce() -> T) -> f64 {
     drop(f());
     (PEAK.load(Ordering::Relaxed) - before) as f64 / (1 << 20) as f64
 }
-

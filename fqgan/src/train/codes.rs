@@ -141,17 +141,25 @@ impl Codes {
             )));
         }
         if config.block_size != self.tokens {
-            return Err(Error::Config(format!("FAR `block_size` {} differs from the codes' {} tokens per image", config.block_size, self.tokens)));
+            return Err(Error::Config(format!(
+                "FAR `block_size` {} differs from the codes' {} tokens per image",
+                config.block_size, self.tokens
+            )));
         }
         if config.num_classes < self.classes.len() {
-            return Err(Error::Config(format!("FAR `num_classes` {} is fewer than the codes' {} classes", config.num_classes, self.classes.len())));
+            return Err(Error::Config(format!(
+                "FAR `num_classes` {} is fewer than the codes' {} classes",
+                config.num_classes,
+                self.classes.len()
+            )));
         }
         Ok(())
     }
 
     /// Whether `other` (validation codes) comes from the same tokenizer and classes.
     pub fn check_compatible(&self, other: &Codes) -> Result<()> {
-        if other.vocab_sizes != self.vocab_sizes || other.tokens != self.tokens || other.tokenizer_fingerprint != self.tokenizer_fingerprint {
+        if other.vocab_sizes != self.vocab_sizes || other.tokens != self.tokens || other.tokenizer_fingerprint != self.tokenizer_fingerprint
+        {
             return Err(Error::Input(format!(
                 "the codes were made with different tokenizers (fingerprints {} and {})",
                 self.tokenizer_fingerprint, other.tokenizer_fingerprint

@@ -296,8 +296,6 @@ impl BackendTask for Compress {
     }
 }
 
-/// The generator's tokens must be the tokenizer's: same k, codebook sizes and grid.
-
 struct Decompress {
     inputs: Vec<PathBuf>,
     output: PathBuf,
