@@ -197,6 +197,59 @@ pub fn center_crop(image: &RgbImage, size: u32) -> RgbImage {
     image::imageops::crop_imm(&resized, (rw - size) / 2, (rh - size) / 2, size, size).to_image()
 }
 
+/// The fixed views of each image that code extraction encodes (official
+/// `extract_codes_c2i_*`): one centre crop, the centre crop and its mirror, or torchvision's
+/// `TenCrop` of a centre crop `crop_range` times larger than the model's size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Views {
+    Center,
+    CenterAndFlip,
+    TenCrop { crop_range: f32 },
+}
+
+impl Views {
+    pub fn count(&self) -> usize {
+        match self {
+            Views::Center => 1,
+            Views::CenterAndFlip => 2,
+            Views::TenCrop { .. } => 10,
+        }
+    }
+
+    /// A short description for file metadata and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Views::Center => "center".into(),
+            Views::CenterAndFlip => "center+flip".into(),
+            Views::TenCrop { crop_range } => format!("ten-crop x{crop_range}"),
+        }
+    }
+
+    /// `count()` images of `size` x `size`.
+    pub fn apply(&self, image: &RgbImage, size: u32) -> Vec<RgbImage> {
+        match *self {
+            Views::Center => vec![center_crop(image, size)],
+            Views::CenterAndFlip => {
+                let crop = center_crop(image, size);
+                let flipped = image::imageops::flip_horizontal(&crop);
+                vec![crop, flipped]
+            }
+            Views::TenCrop { crop_range } => {
+                let large = center_crop(image, ((size as f32 * crop_range) as u32).max(size));
+                let flipped = image::imageops::flip_horizontal(&large);
+                [five_crop(&large, size), five_crop(&flipped, size)].concat()
+            }
+        }
+    }
+}
+
+/// torchvision `FiveCrop` order: top-left, top-right, bottom-left, bottom-right, centre.
+fn five_crop(image: &RgbImage, size: u32) -> Vec<RgbImage> {
+    let (w, h) = image.dimensions();
+    let corners = [(0, 0), (w - size, 0), (0, h - size), (w - size, h - size), ((w - size) / 2, (h - size) / 2)];
+    corners.iter().map(|&(x, y)| image::imageops::crop_imm(image, x, y, size, size).to_image()).collect()
+}
+
 /// A batch of augmented images with their dataset indices and classes.
 #[derive(Debug)]
 pub struct Batch {
@@ -235,12 +288,8 @@ impl Loader {
     pub fn new(dataset: ImageDataset, augment: Augment, config: LoaderConfig) -> Self {
         let (sender, receiver) = mpsc::sync_channel(config.prefetch.max(1));
         std::thread::spawn(move || {
-            let per_epoch = (dataset.len() / config.batch_size).max(1) as u64;
             for step in config.start_step.. {
-                let (epoch, within) = (step / per_epoch, (step % per_epoch) as usize);
-                let order = epoch_order(dataset.len(), config.seed, epoch);
-                let start = within * config.batch_size;
-                let indices: Vec<usize> = (start..start + config.batch_size).map(|i| order[i % order.len()]).collect();
+                let indices = step_indices(dataset.len(), config.batch_size, config.seed, step);
                 let batch = load_batch(&dataset, &augment, &indices, config.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15), &config);
                 if sender.send(batch).is_err() {
                     return; // the training loop is done
@@ -254,6 +303,16 @@ impl Loader {
     pub fn next_batch(&self) -> Result<Batch> {
         self.receiver.recv().map_err(|_| Error::Input("the data loader thread stopped".into()))?
     }
+}
+
+/// The dataset indices of training step `step`: consecutive slices of a per-epoch seeded
+/// permutation (an epoch is `len / batch_size` steps; a batch larger than the dataset wraps).
+pub fn step_indices(len: usize, batch_size: usize, seed: u64, step: u64) -> Vec<usize> {
+    let per_epoch = (len / batch_size).max(1) as u64;
+    let (epoch, within) = (step / per_epoch, (step % per_epoch) as usize);
+    let order = epoch_order(len, seed, epoch);
+    let start = within * batch_size;
+    (start..start + batch_size).map(|i| order[i % order.len()]).collect()
 }
 
 /// A permutation of 0..len fixed by (seed, epoch).
@@ -345,6 +404,20 @@ mod tests {
         assert!(batch.images.iter().all(|i| i.dimensions() == (16, 16)));
         let loader = Loader::new(data, Augment::center(16), config(BadImages::Fail));
         assert!(loader.next_batch().unwrap_err().to_string().contains("broken.png"));
+    }
+
+    #[test]
+    fn ten_crop_takes_corners_centre_and_their_mirrors() {
+        // 44 px -> crop_range 1.1 of 40 keeps 44: corners are exact sub-squares.
+        let image = RgbImage::from_fn(44, 44, |x, y| image::Rgb([x as u8, y as u8, 0]));
+        let views = Views::TenCrop { crop_range: 1.1 }.apply(&image, 40);
+        assert_eq!(views.len(), 10);
+        assert!(views.iter().all(|v| v.dimensions() == (40, 40)));
+        assert_eq!(views[1].get_pixel(0, 0).0, [4, 0, 0], "top-right starts at x = 4");
+        assert_eq!(views[4].get_pixel(0, 0).0, [2, 2, 0], "centre");
+        assert_eq!(views[5].get_pixel(0, 0).0, [43, 0, 0], "mirrored top-left starts at the right edge");
+        let pair = Views::CenterAndFlip.apply(&image, 44);
+        assert_eq!((pair[0].get_pixel(0, 0).0[0], pair[1].get_pixel(0, 0).0[0]), (0, 43));
     }
 
     #[test]

@@ -74,6 +74,20 @@ impl TensorFile {
             .ok_or_else(|| Error::weights(&self.source, format!("has no tensor named '{key}'")))
     }
 
+    /// The tensors whose keys start with `prefix`, with it removed (one part of a checkpoint).
+    pub fn part(&self, prefix: &str) -> TensorFile {
+        let tensors = self.tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect();
+        TensorFile { source: self.source.clone(), tensors, metadata: HashMap::new() }
+    }
+
+    /// A metadata entry parsed as `T`; errors name the key and file.
+    pub fn meta<T: std::str::FromStr>(&self, key: &str) -> Result<T> {
+        self.metadata
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::weights(&self.source, format!("metadata has no valid '{key}'")))
+    }
+
     pub fn has_prefix(&self, prefix: &str) -> bool {
         self.tensors.keys().any(|k| k.starts_with(prefix))
     }
@@ -104,6 +118,7 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, TensorData>, me
             let dtype = match data.dtype {
                 DType::F32 => safetensors::Dtype::F32,
                 DType::I64 => safetensors::Dtype::I64,
+                DType::I32 => safetensors::Dtype::I32,
                 other => panic!("write_safetensors: unsupported dtype {other:?} for '{name}'"),
             };
             let view = TensorView::new(dtype, data.shape.to_vec(), data.as_bytes()).expect("sizes match dtype");

@@ -1,5 +1,10 @@
 //! Pieces shared by the `fqgan-trainer` and `fqgan` command-line tools.
 
+pub mod extract_codes;
+pub mod generation;
+pub mod run_dir;
+pub mod sample;
+pub mod train_far;
 pub mod train_tokenizer;
 
 use std::path::{Path, PathBuf};

@@ -76,6 +76,29 @@ enum Command {
         #[command(flatten)]
         device: DeviceArg,
     },
+    /// Encode a labelled image folder (class = sub-folder) with a tokenizer into one codes
+    /// file for train-far, optionally under flips or the official ten crops.
+    ExtractCodes {
+        #[command(flatten)]
+        args: fqgan_trainer::extract_codes::ExtractCodesArgs,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Train a FAR generator on a codes file: cross entropy over the k sub-tokens, label
+    /// dropout, AdamW; metrics.jsonl, validation loss against a unigram baseline, checkpoints.
+    TrainFar {
+        #[command(flatten)]
+        args: fqgan_trainer::train_far::TrainFarArgs,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Generate a grid of images with a FAR generator and its tokenizer, one row per class.
+    Sample {
+        #[command(flatten)]
+        args: fqgan_trainer::sample::SampleArgs,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
     /// List the config presets, or print one as JSON.
     Presets {
         /// Print this preset's full config as JSON.
@@ -142,6 +165,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::TrainTokenizer { args, device } => {
+            device.device.run(args)??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExtractCodes { args, device } => {
+            device.device.run(args)??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TrainFar { args, device } => {
+            device.device.run(args)??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sample { args, device } => {
             device.device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }

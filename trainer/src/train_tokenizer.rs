@@ -3,7 +3,7 @@
 //! metrics, reconstruction grids and checkpoints that resume exactly.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -18,7 +18,8 @@ use fqgan::loss::lpips::{Lpips, LpipsConfig};
 use fqgan::train::optim::AdamWConfig;
 use fqgan::train::tokenizer::{ObjectiveConfig, Reconstruction, TokenizerTraining};
 use fqgan::{Tokenizer, TokenizerConfig};
-use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::run_dir::{progress_bar, RunDir};
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainTokenizerArgs {
@@ -123,25 +124,8 @@ impl BackendTask for TrainTokenizerArgs {
     }
 }
 
-fn checkpoint_path(out: &Path, step: u64) -> PathBuf {
-    out.join(format!("checkpoint-{step:08}.safetensors"))
-}
-
-/// Checkpoints in `out`, oldest first.
-fn checkpoints(out: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(out)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".safetensors")))
-        .collect();
-    found.sort();
-    found
-}
-
 fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let run = RunDir::create(&args.out)?;
     B::seed(&device, args.seed);
     let model = match &args.init {
         Some(path) => {
@@ -178,7 +162,7 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
     let lpips = args.lpips.as_ref().map(|p| Lpips::load(p, &LpipsConfig::vgg16(), &device)).transpose()?;
     let mut training = TokenizerTraining::new(model, objective, optim, lpips, &device);
     if args.resume {
-        if let Some(last) = checkpoints(&args.out).pop() {
+        if let Some(last) = run.latest_checkpoint() {
             training.load_checkpoint(&last, &device).with_context(|| format!("resuming from {}", last.display()))?;
             println!("resumed from {} at step {}", last.display(), training.step);
         }
@@ -201,10 +185,8 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         },
     );
 
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(args.out.join("metrics.jsonl"))?;
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.steps) };
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}").expect("valid template"));
-    bar.set_position(training.step);
+    let mut metrics = run.metrics()?;
+    let bar = progress_bar(args.steps, training.step, args.quiet);
     let mut skipped = 0;
     while training.step < args.steps {
         let batch = loader.next_batch()?;
@@ -225,11 +207,8 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         bar.inc(1);
         let done = training.step == args.steps;
         if done || training.step % args.checkpoint_every == 0 {
-            training.save_checkpoint(&checkpoint_path(&args.out, training.step))?;
-            let all = checkpoints(&args.out);
-            for old in &all[..all.len().saturating_sub(args.keep_last.max(1))] {
-                std::fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;
-            }
+            training.save_checkpoint(&run.checkpoint_path(training.step))?;
+            run.prune_checkpoints(args.keep_last)?;
         }
         if done || (args.image_every > 0 && training.step % args.image_every == 0) {
             let path = args.out.join(format!("samples-{:08}.png", training.step));

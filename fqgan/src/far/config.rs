@@ -1,8 +1,8 @@
 //! FAR generator configuration: plain data for any number k of sub-tokens.
 //!
 //! The presets `far-b-{dual,triple}` and `far-l-{dual,triple}` equal the official FAR-B /
-//! FAR-L models on 256x256 images with a downsample-16 tokenizer; the `small-*` presets are
-//! for CPU work.
+//! FAR-L models on 256x256 images with a downsample-16 tokenizer; the `small-*` and `tiny-*`
+//! presets are for CPU work.
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +75,8 @@ pub const FAR_PRESETS: &[&str] = &[
     "far-l-triple",
     "small-dual",
     "small-triple",
+    "tiny-dual",
+    "tiny-triple",
 ];
 
 impl FarConfig {
@@ -90,9 +92,9 @@ impl FarConfig {
             block_size: 256,
             ..Self::base()
         };
-        let small = |k| Self {
-            dim: 128,
-            n_layer: 4,
+        let small = |dim, n_layer, k| Self {
+            dim,
+            n_layer,
             ar_n_layer: 1,
             n_head: 4,
             vocab_sizes: vec![1024; k],
@@ -105,8 +107,11 @@ impl FarConfig {
             "far-b-triple" => official(24, 16, 1024, 3, 3),
             "far-l-dual" => official(36, 20, 1280, 4, 2),
             "far-l-triple" => official(36, 20, 1280, 4, 3),
-            "small-dual" => small(2),
-            "small-triple" => small(3),
+            "small-dual" => small(128, 4, 2),
+            "small-triple" => small(128, 4, 3),
+            // For training on a CPU in minutes.
+            "tiny-dual" => small(64, 2, 2),
+            "tiny-triple" => small(64, 2, 3),
             _ => {
                 return Err(Error::Config(format!(
                     "unknown FAR preset '{name}' (known: {})",

@@ -1,4 +1,6 @@
 //! Training machinery shared by the tokenizer and generator trainers.
 
+pub mod codes;
+pub mod far;
 pub mod optim;
 pub mod tokenizer;

@@ -20,6 +20,9 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Decay only parameters with 2 or more dimensions (weights and embeddings, not biases
+    /// or norm scales), as the official FAR recipe's `creat_optimizer` groups them.
+    pub decay_matrices_only: bool,
     /// Max global L2 norm of the gradients; `None` leaves them as they are.
     pub max_grad_norm: Option<f64>,
 }
@@ -27,7 +30,13 @@ pub struct AdamWConfig {
 impl AdamWConfig {
     /// The official tokenizer recipe: lr 2e-4, betas (0.9, 0.95), no weight decay, clip 1.0.
     pub fn tokenizer() -> Self {
-        Self { lr: 2e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, max_grad_norm: Some(1.0) }
+        Self { lr: 2e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, decay_matrices_only: false, max_grad_norm: Some(1.0) }
+    }
+
+    /// The official FAR recipe: lr 1e-4 (for batch 256), betas (0.9, 0.95), weight decay
+    /// 0.05 on matrices only, clip 1.0.
+    pub fn far() -> Self {
+        Self { lr: 1e-4, weight_decay: 0.05, decay_matrices_only: true, ..Self::tokenizer() }
     }
 }
 
@@ -148,7 +157,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         moments.v = moments.v.clone() * c.beta2 + grad.powi_scalar(2) * (1.0 - c.beta2);
         let m_hat = moments.m.clone() / (1.0 - c.beta1.powi(t));
         let v_hat = moments.v.clone() / (1.0 - c.beta2.powi(t));
-        let decayed = flat * (1.0 - c.lr * c.weight_decay);
+        let decay = if D >= 2 || !c.decay_matrices_only { c.weight_decay } else { 0.0 };
+        let decayed = flat * (1.0 - c.lr * decay);
         let updated = decayed - m_hat / (v_hat.sqrt() + c.eps) * c.lr;
         let value = Tensor::from_inner(updated.reshape(shape)).require_grad();
         Param::from_mapped_value(id, value, mapper)
@@ -182,7 +192,7 @@ mod tests {
         // Adam's first step is lr * g / (|g| + eps) = ~lr * sign(g), whatever the clipping.
         let model = pair();
         let loss = model.a.val().sum() * 3.0 - model.b.val().sum();
-        let config = AdamWConfig { lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, max_grad_norm: Some(1.0) };
+        let config = AdamWConfig { lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, decay_matrices_only: false, max_grad_norm: Some(1.0) };
         let mut optim = AdamW::new(config);
         let (model, stats) = optim.step(model, loss.backward());
         assert!((stats.grad_norm - (9.0f64 * 2.0 + 2.0).sqrt()).abs() < 1e-5);

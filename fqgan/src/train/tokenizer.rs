@@ -184,12 +184,7 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
     /// (built with the same configs).
     pub fn load_checkpoint(&mut self, path: &Path, device: &B::Device) -> Result<()> {
         let file = TensorFile::read(path)?;
-        let meta = |key: &str| -> Result<u64> {
-            file.metadata
-                .get(key)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| Error::weights(path, format!("checkpoint metadata has no valid '{key}'")))
-        };
+        let meta = |key: &str| file.meta::<u64>(key);
         let config: TokenizerConfig = file
             .metadata
             .get("config")
@@ -199,11 +194,7 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
         if &config != self.model.config() {
             return Err(Error::weights(path, "checkpoint was trained with a different tokenizer config"));
         }
-        let part = |prefix: &str| TensorFile {
-            source: file.source.clone(),
-            tensors: file.tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect(),
-            metadata: HashMap::new(),
-        };
+        let part = |prefix: &str| file.part(prefix);
         let strict = LoadRules { optional: &|_| false, ignorable: &|_| false };
         self.model = load_module(self.model.clone(), &part("model."), &tokenizer_key_map(&config), &strict)?;
         let disc_keys = discriminator_key_map(&self.objective.discriminator);

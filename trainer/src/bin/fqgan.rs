@@ -1,6 +1,5 @@
 //! `fqgan`: use trained FQGAN models on image files.
 
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -10,12 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use fqgan::burn::tensor::backend::Backend;
 use fqgan::codec::AssetCodec;
 use fqgan::device::BackendTask;
-use fqgan::burn::tensor::{Int, Tensor, TensorData};
-use fqgan::far::{generate_with_progress, Decoding, GenerateOptions, SubTokenSampling};
 use fqgan::image::{image_grid, images_to_tensor, read_image, read_rgb_sized, save_image, save_rgb, tensor_to_images};
 use fqgan::tokenizer::LoadPurpose;
 use fqgan::tokens::{Coding, TokenFile};
 use fqgan_trainer::assets::{self, CompressSettings, Job};
+use fqgan_trainer::generation::{generate_images, SamplingArgs};
 use fqgan_trainer::{summary, DeviceArg, FarArg, TokenizerArg};
 
 #[derive(Parser)]
@@ -56,21 +54,8 @@ enum Command {
         /// Where to write the grid (format from the extension, e.g. `.png`).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
-        /// Sampler seed: the same seed gives the same images on the same device.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Classifier-free guidance scale: one value, or one per sub-token (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "2.0")]
-        cfg_scale: Vec<f64>,
-        /// Sampling temperature: one value, or one per sub-token.
-        #[arg(long, value_delimiter = ',', default_value = "1.0")]
-        temperature: Vec<f64>,
-        /// Keep the k most likely ids (0 = all, 1 = greedy): one value, or one per sub-token.
-        #[arg(long, value_delimiter = ',', default_value = "0")]
-        top_k: Vec<usize>,
-        /// Nucleus sampling threshold: one value, or one per sub-token.
-        #[arg(long, value_delimiter = ',', default_value = "1.0")]
-        top_p: Vec<f64>,
+        #[command(flatten)]
+        sampling: SamplingArgs,
         /// Images per grid row.
         #[arg(long, default_value_t = 8)]
         columns: usize,
@@ -164,9 +149,8 @@ fn main() -> ExitCode {
         Command::Reconstruct { input, output, codebooks, resize, tokenizer, device } => {
             device.device.run(Reconstruct { input, output, codebooks, resize, tokenizer }).map_err(Into::into).and_then(|r| r)
         }
-        Command::Generate { labels, output, seed, cfg_scale, temperature, top_k, top_p, columns, far, tokenizer, device } => {
-            let sampling = Sampling { cfg_scale, temperature, top_k, top_p };
-            let task = Generate { labels, output, seed, sampling, columns, far, tokenizer };
+        Command::Generate { labels, output, sampling, columns, far, tokenizer, device } => {
+            let task = Generate { labels, output, sampling, columns, far, tokenizer };
             device.device.run(task).map_err(Into::into).and_then(|r| r)
         }
         Command::Info { tokenizer } => tokenizer
@@ -248,41 +232,10 @@ impl BackendTask for Reconstruct {
     }
 }
 
-/// Per-sub-token sampling values as given on the command line (one value or k).
-struct Sampling {
-    cfg_scale: Vec<f64>,
-    temperature: Vec<f64>,
-    top_k: Vec<usize>,
-    top_p: Vec<f64>,
-}
-
-impl Sampling {
-    fn for_sub_tokens(&self, k: usize) -> Result<Vec<SubTokenSampling>> {
-        fn pick<T: Copy>(values: &[T], j: usize, k: usize, flag: &str) -> Result<T> {
-            match values.len() {
-                1 => Ok(values[0]),
-                n if n == k => Ok(values[j]),
-                n => bail!("--{flag} has {n} values; give 1 or one per sub-token (k = {k})"),
-            }
-        }
-        (0..k)
-            .map(|j| {
-                Ok(SubTokenSampling {
-                    cfg_scale: pick(&self.cfg_scale, j, k, "cfg-scale")?,
-                    temperature: pick(&self.temperature, j, k, "temperature")?,
-                    top_k: pick(&self.top_k, j, k, "top-k")?,
-                    top_p: pick(&self.top_p, j, k, "top-p")?,
-                })
-            })
-            .collect()
-    }
-}
-
 struct Generate {
     labels: Vec<i64>,
     output: PathBuf,
-    seed: u64,
-    sampling: Sampling,
+    sampling: SamplingArgs,
     columns: usize,
     far: FarArg,
     tokenizer: TokenizerArg,
@@ -294,35 +247,18 @@ impl BackendTask for Generate {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let far = self.far.load::<B>(&device)?;
         let tokenizer = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        far.config().check_tokenizer(tokenizer.config())?;
-        let k = far.config().k();
-        let options = GenerateOptions { sampling: self.sampling.for_sub_tokens(k)?, seed: self.seed, decoding: Decoding::KvCache };
-        let batch = self.labels.len();
-        let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(self.labels.clone(), [batch]), &device);
+        let options = self.sampling.options(far.config().k())?;
+        let generated = generate_images(&far, &tokenizer, &self.labels, &options)?;
+        save_rgb(&self.output, &image_grid(&generated.images, self.columns))?;
 
-        let start = Instant::now();
-        let bar = assets::progress_bar(far.config().block_size as u64, "generate");
-        let tokens = generate_with_progress(&far, labels, None, &options, &mut |done, _| {
-            bar.set_position(done as u64);
-            ControlFlow::Continue(())
-        })?
-        .expect("the callback never cancels");
-        bar.finish_and_clear();
-        let generation = start.elapsed();
         let grid = tokenizer.config().grid_size();
-        let start = Instant::now();
-        let images = tensor_to_images(tokenizer.decode(tokens.reshape([batch, k, grid, grid]))?);
-        let decode_time = start.elapsed();
-        save_rgb(&self.output, &image_grid(&images, self.columns))?;
-
-        let positions = (batch * far.config().block_size) as f64;
         println!("labels       {:?}", self.labels);
-        println!("tokens       {batch} x {k} x {grid}x{grid}, seed {}", self.seed);
+        println!("tokens       {} x {} x {grid}x{grid}, seed {}", self.labels.len(), far.config().k(), self.sampling.seed);
         println!(
             "time         generate {:.0} ms ({:.1} tokens/s), decode {:.0} ms",
-            generation.as_secs_f64() * 1e3,
-            positions / generation.as_secs_f64(),
-            decode_time.as_secs_f64() * 1e3
+            generated.generate_time.as_secs_f64() * 1e3,
+            generated.tokens_per_second(far.config().block_size),
+            generated.decode_time.as_secs_f64() * 1e3
         );
         println!("wrote        {}", self.output.display());
         Ok(())
@@ -360,7 +296,6 @@ impl BackendTask for Compress {
     }
 }
 
-/// The generator's tokens must be the tokenizer's: same k, codebook sizes and grid.
 struct Decompress {
     inputs: Vec<PathBuf>,
     output: PathBuf,
