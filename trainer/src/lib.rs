@@ -1,5 +1,6 @@
 //! Pieces shared by the `fqgan-trainer` and `fqgan` command-line tools.
 
+pub mod eval_tokenizer;
 pub mod train_tokenizer;
 
 use std::path::PathBuf;

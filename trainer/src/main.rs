@@ -92,6 +92,14 @@ enum Command {
         #[command(flatten)]
         device: DeviceArg,
     },
+    /// Evaluate a tokenizer on held-out images: PSNR, SSIM, LPIPS (with --lpips), per
+    /// sub-codebook usage and perplexity, bits per pixel; JSON and Markdown reports.
+    EvalTokenizer {
+        #[command(flatten)]
+        args: fqgan_trainer::eval_tokenizer::EvalTokenizerArgs,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
     /// List the config presets, or print one as JSON.
     Presets {
         /// Print this preset's full config as JSON.
@@ -135,6 +143,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::TrainTokenizer { args, device } => {
+            device.device.run(args)??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EvalTokenizer { args, device } => {
             device.device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }
