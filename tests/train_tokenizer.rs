@@ -204,7 +204,8 @@ fn semantic_term_trains_the_feature_head_against_a_teacher() {
     assert!(semantic[11] < semantic[0] - 0.01, "semantic loss {} -> {}", semantic[0], semantic[11]);
     assert_ne!(module_tensors(&live.model.feat_pred[0], &Default::default()), head_before);
 
-    let Err(off) = training_with(config.clone(), 5, u64::MAX).with_teachers(Vec::new()) else { panic!("a missing teacher must be an error") };
-    let off = off.to_string();
-    assert!(off.contains("sem") && off.contains("0 teacher"), "{off}");
+    let two = vec![TeacherSource::Precomputed(TeacherFeatures::new(32)), TeacherSource::Precomputed(TeacherFeatures::new(32))];
+    let Err(err) = training_with(config.clone(), 5, u64::MAX).with_teachers(two) else { panic!("a teacher too many must be an error") };
+    let err = err.to_string();
+    assert!(err.contains("[sem]") && err.contains("2 teacher"), "{err}");
 }

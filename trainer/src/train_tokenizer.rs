@@ -225,6 +225,10 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
     let optim = AdamWConfig { lr: args.lr, max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm), ..AdamWConfig::tokenizer() };
     let lpips = args.lpips.as_ref().map(|p| Lpips::load(p, &LpipsConfig::vgg16(), &device)).transpose()?;
     let teachers = teachers::<B>(&args, &device)?;
+    let supervised = fqgan::train::semantic::supervised_codebooks(model.config());
+    if teachers.is_empty() && !supervised.is_empty() {
+        println!("no teacher given: the feature-prediction heads of {} are not trained (see --teacher)", supervised.join(", "));
+    }
     let precomputed = !args.teacher_features.is_empty();
     let mut training = TokenizerTraining::new(model, objective, optim, lpips, &device).with_teachers(teachers)?;
     if let Some(decay) = args.ema {

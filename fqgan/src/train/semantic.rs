@@ -52,11 +52,11 @@ pub fn supervised_codebooks(config: &TokenizerConfig) -> Vec<&str> {
     config.codebooks.iter().filter(|c| c.feat_pred.is_some()).map(|c| c.name.as_str()).collect()
 }
 
-/// Checks that there is one teacher per supervised sub-codebook and that each teacher's width
-/// equals its head's.
+/// Checks that there is no teacher (no semantic term) or one per supervised sub-codebook, and
+/// that each teacher's width equals its head's.
 pub fn check_teachers<B: Backend>(config: &TokenizerConfig, teachers: &[TeacherSource<B>]) -> Result<()> {
     let heads: Vec<_> = config.codebooks.iter().filter_map(|c| c.feat_pred.as_ref().map(|fp| (c.name.as_str(), fp.width))).collect();
-    if teachers.len() != heads.len() {
+    if !teachers.is_empty() && teachers.len() != heads.len() {
         let names: Vec<&str> = heads.iter().map(|(name, _)| *name).collect();
         return Err(Error::Config(format!(
             "{} teacher(s) given but the config has {} supervised sub-codebook(s) [{}]; give one teacher each, in this order",

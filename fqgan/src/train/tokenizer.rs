@@ -157,7 +157,8 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
     }
 
     /// Supervises the feature-prediction heads: one teacher per supervised sub-codebook, in
-    /// config order (see [`supervised_codebooks`](super::semantic::supervised_codebooks)).
+    /// config order (see [`supervised_codebooks`](super::semantic::supervised_codebooks)), or
+    /// none.
     pub fn with_teachers(mut self, teachers: Vec<TeacherSource<B>>) -> Result<Self> {
         check_teachers(self.model.config(), &teachers)?;
         self.teachers = teachers;
