@@ -161,3 +161,42 @@ fn teacher_flags_are_checked_against_the_config() {
     let out = trainer(&[&base[..], &["--teacher", "clip"]].concat());
     assert!(!out.status.success() && text(&out).contains("--teacher-weights"), "{}", text(&out));
 }
+
+/// The semantic term from the command line, with the tiny golden CLIP teacher (32 wide) on a
+/// small-dual-ds8 whose `sem` head is made 32 wide: live, and from precomputed features.
+#[test]
+fn semantic_term_from_a_live_teacher_and_from_precomputed_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fqgan::TokenizerConfig::preset("small-dual-ds8").unwrap();
+    config.codebooks[1].feat_pred.as_mut().unwrap().width = 32;
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, config.to_json()).unwrap();
+    let teachers = golden("teachers");
+    let (weights, teacher_config) = (teachers.join("weights_clip.safetensors"), teachers.join("hf_config_clip.json"));
+    let images = examples_images();
+
+    let features = dir.path().join("clip-features.safetensors");
+    let out = trainer(&[
+        "teacher-features", "--data", path(&images), "--image-size", "64", "--teacher", "clip", "--teacher-weights", path(&weights),
+        "--teacher-config", path(&teacher_config), "-o", path(&features),
+    ]);
+    assert!(out.status.success() && text(&out).contains("6 images, 32 wide"), "{}", text(&out));
+
+    let semantic_after_one_step = |run: &str, teacher: &[&str]| -> f64 {
+        let run = dir.path().join(run);
+        let base = ["train-tokenizer", "--data", path(&images), "--config", path(&config_path), "--out", path(&run), "--steps", "1", "--batch-size", "2", "--quiet"];
+        let out = trainer(&[&base[..], teacher].concat());
+        assert!(out.status.success(), "{}", text(&out));
+        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+        let semantic = line["semantic"].as_array().unwrap();
+        assert_eq!(semantic.len(), 1, "{line}");
+        semantic[0].as_f64().unwrap()
+    };
+    let live = semantic_after_one_step("live", &["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&teacher_config)]);
+    let stored = semantic_after_one_step("stored", &["--teacher-features", path(&features)]);
+    // InfoNCE over 2 images lies between 0 and log(2) + 2 (cosines in [-1, 1]).
+    for value in [live, stored] {
+        assert!(value.is_finite() && value > 0.0 && value < 2.0 + 2f64.ln(), "{live} {stored}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Pieces shared by the `fqgan-trainer` and `fqgan` command-line tools.
 
 pub mod eval_tokenizer;
+pub mod teacher_features;
 pub mod train_tokenizer;
 
 use std::path::PathBuf;

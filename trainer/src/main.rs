@@ -100,6 +100,14 @@ enum Command {
         #[command(flatten)]
         device: DeviceArg,
     },
+    /// Run a frozen CLIP / DINOv2 teacher once over a dataset and store one CLS feature per
+    /// image, for train-tokenizer --teacher-features.
+    TeacherFeatures {
+        #[command(flatten)]
+        args: fqgan_trainer::teacher_features::TeacherFeaturesArgs,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
     /// List the config presets, or print one as JSON.
     Presets {
         /// Print this preset's full config as JSON.
@@ -147,6 +155,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::EvalTokenizer { args, device } => {
+            device.device.run(args)??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TeacherFeatures { args, device } => {
             device.device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }

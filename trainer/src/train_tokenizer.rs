@@ -338,23 +338,26 @@ fn teachers<B: Backend>(args: &TrainTokenizerArgs, device: &B::Device) -> Result
     if !args.teacher_config.is_empty() && args.teacher_config.len() != args.teacher.len() {
         bail!("{} --teacher-config for {} teachers; give one per teacher or none", args.teacher_config.len(), args.teacher.len());
     }
-    let mut out = Vec::new();
-    for (i, (kind, weights)) in args.teacher.iter().zip(&args.teacher_weights).enumerate() {
-        let config = match args.teacher_config.get(i) {
-            Some(path) => path.clone(),
-            None => weights.with_file_name("config.json"),
-        };
-        let teacher = Teacher::<B>::load(&config, weights, device).with_context(|| format!("loading teacher {}", weights.display()))?;
-        let loaded = match teacher {
-            Teacher::Clip(_) => TeacherKind::Clip,
-            Teacher::Dinov2(_) => TeacherKind::Dinov2,
-        };
-        if loaded != *kind {
-            bail!("--teacher {kind:?} but {} describes a {loaded:?} model", config.display());
-        }
-        out.push(TeacherSource::Live(teacher));
+    let configs = args.teacher_weights.iter().enumerate().map(|(i, weights)| args.teacher_config.get(i).cloned().unwrap_or_else(|| default_teacher_config(weights)));
+    args.teacher.iter().zip(&args.teacher_weights).zip(configs).map(|((kind, weights), config)| Ok(TeacherSource::Live(load_teacher(*kind, weights, &config, device)?))).collect()
+}
+
+/// HF model folders keep `config.json` next to the weights.
+pub fn default_teacher_config(weights: &Path) -> PathBuf {
+    weights.with_file_name("config.json")
+}
+
+/// Loads a frozen teacher and checks it is of the `kind` asked for.
+pub fn load_teacher<B: Backend>(kind: TeacherKind, weights: &Path, config: &Path, device: &B::Device) -> Result<Teacher<B>> {
+    let teacher = Teacher::<B>::load(config, weights, device).with_context(|| format!("loading teacher {}", weights.display()))?;
+    let loaded = match teacher {
+        Teacher::Clip(_) => TeacherKind::Clip,
+        Teacher::Dinov2(_) => TeacherKind::Dinov2,
+    };
+    if loaded != kind {
+        bail!("--teacher {kind:?} but {} describes a {loaded:?} model", config.display());
     }
-    Ok(out)
+    Ok(teacher)
 }
 
 /// Rows: inputs, reconstructions, then one row per sub-codebook decoded alone.
