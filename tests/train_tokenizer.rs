@@ -188,7 +188,7 @@ fn semantic_term_trains_the_feature_head_against_a_teacher() {
     let mut precomputed = training_with(config.clone(), 5, u64::MAX).with_teachers(vec![TeacherSource::Precomputed(features)]).unwrap();
     let precomputed_first = precomputed.accumulated_step(vec![MicroBatch { images: input.clone(), ids: ids.clone() }]).unwrap();
 
-    let mut live = training_with(config.clone(), 5, u64::MAX).with_teachers(vec![TeacherSource::Live(teacher())]).unwrap();
+    let mut live = training_with(config.clone(), 5, u64::MAX).with_teachers(vec![TeacherSource::Live(Box::new(teacher()))]).unwrap();
     live.objective.semantic_weight = 2.0;
     let head_before = module_tensors(&live.model.feat_pred[0], &Default::default());
     let semantic: Vec<f64> = (0..12)

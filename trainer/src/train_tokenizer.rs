@@ -338,8 +338,12 @@ fn teachers<B: Backend>(args: &TrainTokenizerArgs, device: &B::Device) -> Result
     if !args.teacher_config.is_empty() && args.teacher_config.len() != args.teacher.len() {
         bail!("{} --teacher-config for {} teachers; give one per teacher or none", args.teacher_config.len(), args.teacher.len());
     }
-    let configs = args.teacher_weights.iter().enumerate().map(|(i, weights)| args.teacher_config.get(i).cloned().unwrap_or_else(|| default_teacher_config(weights)));
-    args.teacher.iter().zip(&args.teacher_weights).zip(configs).map(|((kind, weights), config)| Ok(TeacherSource::Live(load_teacher(*kind, weights, &config, device)?))).collect()
+    let mut teachers = Vec::new();
+    for (i, (kind, weights)) in args.teacher.iter().zip(&args.teacher_weights).enumerate() {
+        let config = args.teacher_config.get(i).cloned().unwrap_or_else(|| default_teacher_config(weights));
+        teachers.push(TeacherSource::Live(Box::new(load_teacher(*kind, weights, &config, device)?)));
+    }
+    Ok(teachers)
 }
 
 /// HF model folders keep `config.json` next to the weights.
