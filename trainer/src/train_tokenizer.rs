@@ -49,7 +49,8 @@ pub struct TrainTokenizerArgs {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Micro-batches per optimizer step (gradient accumulation): a step sees
-    /// batch-size x grad-accum images, each micro-batch's loss scaled by 1/N.
+    /// batch-size x grad-accum images, each micro-batch's loss scaled by 1/N. Keep it when
+    /// resuming: the data order counts micro-batches.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub grad_accum: u64,
     /// Learning rate of both optimizers (constant).
