@@ -200,7 +200,8 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
             let (loss, part, recon) = self.generator_loss(&batch, adversarial)?;
             m.add_scaled(&part, share);
             accumulated.accumulate(&self.model, GradientsParams::from_grads((loss * share).backward(), &self.model));
-            pairs.push((batch.images, recon));
+            // Only the discriminator sees these again, without gradients to the tokenizer.
+            pairs.push((batch.images.detach(), recon.detach()));
         }
         let (model, stats) = self.opt_g.step_params(self.model.clone(), accumulated.grads());
         self.model = model;
@@ -213,8 +214,8 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
             let o = &self.objective;
             let mut accumulated = GradientsAccumulator::new();
             for (images, recon) in pairs {
-                let real = self.discriminator.forward(images.detach(), true);
-                let fake = self.discriminator.forward(recon.detach(), true);
+                let real = self.discriminator.forward(images, true);
+                let fake = self.discriminator.forward(recon, true);
                 let d_loss = o.disc_loss.apply(real, fake) * o.disc_weight;
                 m.disc += scalar(&d_loss) * share;
                 let grads = GradientsParams::from_grads((d_loss * share).backward(), &self.discriminator);
