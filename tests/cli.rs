@@ -101,3 +101,102 @@ fn device_errors_are_clear() {
         assert!(!out.status.success() && text(&out).contains("--features cuda"), "{}", text(&out));
     }
 }
+
+fn examples_images() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/images")
+}
+
+#[test]
+fn train_with_accumulation_and_ema_then_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let images = examples_images();
+    let out = trainer(&[
+        "train-tokenizer", "--data", path(&images), "--preset", "small-dual-ds8", "--out", path(&run), "--steps", "2",
+        "--batch-size", "2", "--grad-accum", "2", "--ema", "0.9", "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for file in ["tokenizer.safetensors", "tokenizer-ema.safetensors", "checkpoint-00000002.safetensors", "samples-00000002.png"] {
+        assert!(run.join(file).exists(), "{file} missing: {}", text(&out));
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"], 1);
+
+    let report_dir = dir.path().join("eval");
+    let model = run.join("tokenizer-ema.safetensors");
+    let out = trainer(&["eval-tokenizer", "--model", path(&model), path(&images), "--out", path(&report_dir), "--quiet"]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report_dir.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["images"], 6);
+    assert_eq!(report["bits_per_pixel"], 20.0 / 64.0); // 2 x 10 bits per 8x8 pixels
+    let psnr = report["psnr"].as_f64().unwrap();
+    assert!(psnr.is_finite() && psnr > 0.0, "{report}");
+    let codebooks = report["codebooks"].as_array().unwrap();
+    assert_eq!(codebooks.len(), 2);
+    for c in codebooks {
+        let (used, usage, perplexity) = (c["used"].as_u64().unwrap(), c["usage"].as_f64().unwrap(), c["perplexity"].as_f64().unwrap());
+        // 6 images x 64 cells: at least one and at most 384 codes, perplexity no more than used.
+        assert!((1..=384).contains(&used) && usage == used as f64 / 1024.0 && perplexity >= 1.0 && perplexity <= used as f64 + 1e-9, "{c}");
+    }
+    let markdown = std::fs::read_to_string(report_dir.join("eval.md")).unwrap();
+    assert!(markdown.contains("| vis | 1024 |") && markdown.contains("PSNR (dB)") && log.contains("| sem | 1024 |"), "{markdown}");
+}
+
+#[test]
+fn teacher_flags_are_checked_against_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let teachers = golden("teachers");
+    let (weights, config) = (teachers.join("weights_clip.safetensors"), teachers.join("hf_config_clip.json"));
+    let images = examples_images();
+    let base = ["train-tokenizer", "--data", path(&images), "--preset", "small-dual-ds8", "--out", path(dir.path()), "--steps", "1"];
+    // small-dual-ds8 predicts 64-wide features for `sem`; the tiny golden CLIP is 32 wide.
+    let out = trainer(&[&base[..], &["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]].concat());
+    let log = text(&out);
+    assert!(!out.status.success() && log.contains("'sem'") && log.contains("64") && log.contains("32"), "{log}");
+    let out = trainer(&[&base[..], &["--teacher", "dinov2", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]].concat());
+    let log = text(&out);
+    assert!(!out.status.success() && log.contains("Dinov2") && log.contains("Clip"), "{log}");
+    let out = trainer(&[&base[..], &["--teacher", "clip"]].concat());
+    assert!(!out.status.success() && text(&out).contains("--teacher-weights"), "{}", text(&out));
+}
+
+/// The semantic term from the command line, with the tiny golden CLIP teacher (32 wide) on a
+/// small-dual-ds8 whose `sem` head is made 32 wide: live, and from precomputed features.
+#[test]
+fn semantic_term_from_a_live_teacher_and_from_precomputed_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fqgan::TokenizerConfig::preset("small-dual-ds8").unwrap();
+    config.codebooks[1].feat_pred.as_mut().unwrap().width = 32;
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, config.to_json()).unwrap();
+    let teachers = golden("teachers");
+    let (weights, teacher_config) = (teachers.join("weights_clip.safetensors"), teachers.join("hf_config_clip.json"));
+    let images = examples_images();
+
+    let features = dir.path().join("clip-features.safetensors");
+    let out = trainer(&[
+        "teacher-features", "--data", path(&images), "--image-size", "64", "--teacher", "clip", "--teacher-weights", path(&weights),
+        "--teacher-config", path(&teacher_config), "-o", path(&features),
+    ]);
+    assert!(out.status.success() && text(&out).contains("6 images, 32 wide"), "{}", text(&out));
+
+    let semantic_after_one_step = |run: &str, teacher: &[&str]| -> f64 {
+        let run = dir.path().join(run);
+        let base = ["train-tokenizer", "--data", path(&images), "--config", path(&config_path), "--out", path(&run), "--steps", "1", "--batch-size", "2", "--quiet"];
+        let out = trainer(&[&base[..], teacher].concat());
+        assert!(out.status.success(), "{}", text(&out));
+        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+        let semantic = line["semantic"].as_array().unwrap();
+        assert_eq!(semantic.len(), 1, "{line}");
+        semantic[0].as_f64().unwrap()
+    };
+    let live = semantic_after_one_step("live", &["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&teacher_config)]);
+    let stored = semantic_after_one_step("stored", &["--teacher-features", path(&features)]);
+    // InfoNCE over 2 images lies between 0 and log(2) + 2 (cosines in [-1, 1]).
+    for value in [live, stored] {
+        assert!(value.is_finite() && value > 0.0 && value < 2.0 + 2f64.ln(), "{live} {stored}");
+    }
+}

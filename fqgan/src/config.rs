@@ -216,6 +216,13 @@ impl TokenizerConfig {
         self.image_size / self.downsample()
     }
 
+    /// Bits per pixel of the token grids stored plainly: every sub-codebook index in
+    /// ceil(log2 size) bits, one index per sub-codebook per `downsample` x `downsample` pixels.
+    pub fn bits_per_pixel(&self) -> f64 {
+        let bits_per_cell: f64 = self.codebooks.iter().map(|c| (c.size as f64).log2().ceil()).sum();
+        bits_per_cell / (self.downsample() * self.downsample()) as f64
+    }
+
     /// Channels at the lowest resolution, where the adapters run.
     pub fn trunk_channels(&self) -> usize {
         self.ch * self.ch_mult.last().copied().unwrap_or(1)
@@ -412,6 +419,9 @@ mod tests {
         assert_eq!((dual.k(), dual.downsample(), dual.grid_size()), (2, 16, 16));
         let triple = TokenizerConfig::preset("triple-ds8").unwrap();
         assert_eq!((triple.k(), triple.downsample(), triple.grid_size()), (3, 8, 32));
+        // 14 bits per 16x16 pixels per sub-codebook; 14 * 3 / 64 for Triple at downsample 8.
+        assert_eq!(dual.bits_per_pixel(), 28.0 / 256.0);
+        assert_eq!(triple.bits_per_pixel(), 42.0 / 64.0);
     }
 
     #[test]

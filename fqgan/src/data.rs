@@ -30,6 +30,10 @@ pub struct Item {
     location: Location,
     /// Index into [`ImageDataset::classes`].
     pub class: usize,
+    /// Stable name that does not depend on where the data lives: the path relative to the
+    /// folder given to [`ImageDataset::scan`] (`/`-separated), the archive entry, or the file
+    /// name of a single image. Keys precomputed teacher features.
+    pub id: String,
 }
 
 impl Item {
@@ -54,7 +58,7 @@ impl ImageDataset {
     /// Collects the images under each path: a folder (searched recursively), an archive, or
     /// a single image file. Files with other extensions are ignored.
     pub fn scan(paths: &[PathBuf]) -> Result<Self> {
-        let mut found: Vec<(Location, String)> = Vec::new();
+        let mut found: Vec<(Location, String, String)> = Vec::new();
         for root in paths {
             let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
             if meta.is_dir() {
@@ -62,18 +66,19 @@ impl ImageDataset {
             } else if has_extension(root, ARCHIVE_EXTENSIONS) {
                 scan_archive(root, &mut found)?;
             } else {
-                found.push((Location::File(root.clone()), String::new()));
+                let id = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                found.push((Location::File(root.clone()), String::new(), id));
             }
         }
         if found.is_empty() {
             let list: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
             return Err(Error::Input(format!("no images found in {}", list.join(", "))));
         }
-        let classes: Vec<String> = found.iter().map(|(_, c)| c.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let classes: Vec<String> = found.iter().map(|(_, c, _)| c.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         found.sort_by(|a, b| location_key(&a.0).cmp(&location_key(&b.0)));
         let items = found
             .into_iter()
-            .map(|(location, class)| Item { location, class: classes.binary_search(&class).expect("collected above") })
+            .map(|(location, class, id)| Item { location, class: classes.binary_search(&class).expect("collected above"), id })
             .collect();
         Ok(Self { items, classes })
     }
@@ -110,14 +115,16 @@ fn location_key(location: &Location) -> (PathBuf, String) {
     }
 }
 
-fn scan_folder(root: &Path, dir: &Path, found: &mut Vec<(Location, String)>) -> Result<()> {
+fn scan_folder(root: &Path, dir: &Path, found: &mut Vec<(Location, String, String)>) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
         if path.is_dir() {
             scan_folder(root, &path, found)?;
         } else if has_extension(&path, IMAGE_EXTENSIONS) {
             let class = path.parent().and_then(|p| p.strip_prefix(root).ok()).map(|p| p.to_string_lossy().into_owned());
-            found.push((Location::File(path), class.unwrap_or_default()));
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            let id = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            found.push((Location::File(path), class.unwrap_or_default(), id));
         }
     }
     Ok(())
@@ -128,14 +135,14 @@ fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
     zip::ZipArchive::new(file).map_err(|e| Error::Image { path: path.into(), message: format!("not a readable zip archive: {e}") })
 }
 
-fn scan_archive(path: &Path, found: &mut Vec<(Location, String)>) -> Result<()> {
+fn scan_archive(path: &Path, found: &mut Vec<(Location, String, String)>) -> Result<()> {
     let archive = open_archive(path)?;
     for name in archive.file_names() {
         if name.ends_with('/') || !has_extension(Path::new(name), IMAGE_EXTENSIONS) {
             continue;
         }
         let class = Path::new(name).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        found.push((Location::Archive { archive: path.to_path_buf(), entry: name.to_string() }, class));
+        found.push((Location::Archive { archive: path.to_path_buf(), entry: name.to_string() }, class, name.to_string()));
     }
     Ok(())
 }
@@ -391,6 +398,8 @@ mod tests {
         assert_eq!(data.classes, ["metal", "textures/brick", "wood"]);
         assert_eq!(data.len(), 4);
         let names: Vec<_> = data.items.iter().map(|i| i.name()).collect();
+        let ids: BTreeSet<_> = data.items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, BTreeSet::from(["metal/b.png", "metal/broken.png", "textures/brick/wall.png", "wood/a.png"]));
         let broken = names.iter().position(|n| n.ends_with("broken.png")).unwrap();
         let err = data.load(broken).unwrap_err().to_string();
         assert!(err.contains("broken.png") && err.contains("cannot decode"), "{err}");

@@ -1,9 +1,11 @@
 //! Pieces shared by the `fqgan-trainer` and `fqgan` command-line tools.
 
+pub mod eval_tokenizer;
 pub mod extract_codes;
 pub mod generation;
 pub mod run_dir;
 pub mod sample;
+pub mod teacher_features;
 pub mod train_far;
 pub mod train_tokenizer;
 

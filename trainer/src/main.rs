@@ -99,6 +99,22 @@ enum Command {
         #[command(flatten)]
         device: DeviceArg,
     },
+    /// Evaluate a tokenizer on held-out images: PSNR, SSIM, LPIPS (with --lpips), per
+    /// sub-codebook usage and perplexity, bits per pixel; JSON and Markdown reports.
+    EvalTokenizer {
+        #[command(flatten)]
+        args: fqgan_trainer::eval_tokenizer::EvalTokenizerArgs,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+    /// Run a frozen CLIP / DINOv2 teacher once over a dataset and store one CLS feature per
+    /// image, for train-tokenizer --teacher-features.
+    TeacherFeatures {
+        #[command(flatten)]
+        args: fqgan_trainer::teacher_features::TeacherFeaturesArgs,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
     /// List the config presets, or print one as JSON.
     Presets {
         /// Print this preset's full config as JSON.
@@ -177,6 +193,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sample { args, device } => {
+            device.device.run(args)??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EvalTokenizer { args, device } => {
+            device.device.run(args)??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TeacherFeatures { args, device } => {
             device.device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use fqgan::burn::backend::Autodiff;
 use fqgan::burn::tensor::backend::{AutodiffBackend, Backend};
@@ -16,7 +16,9 @@ use fqgan::image::{image_grid, images_to_tensor, save_rgb, tensor_to_images};
 use fqgan::loss::gan::{DiscLoss, GenLoss};
 use fqgan::loss::lpips::{Lpips, LpipsConfig};
 use fqgan::train::optim::AdamWConfig;
-use fqgan::train::tokenizer::{ObjectiveConfig, Reconstruction, TokenizerTraining};
+use fqgan::teachers::{Teacher, TeacherFeatures};
+use fqgan::train::semantic::TeacherSource;
+use fqgan::train::tokenizer::{MicroBatch, ObjectiveConfig, Reconstruction, TokenizerTraining};
 use fqgan::{Tokenizer, TokenizerConfig};
 
 use crate::run_dir::{progress_bar, RunDir};
@@ -44,8 +46,14 @@ pub struct TrainTokenizerArgs {
     /// Total optimisation steps.
     #[arg(long, default_value_t = 1000)]
     pub steps: u64,
+    /// Images per micro-batch.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Micro-batches per optimizer step (gradient accumulation): a step sees
+    /// batch-size x grad-accum images, each micro-batch's loss scaled by 1/N. Keep it when
+    /// resuming: the data order counts micro-batches.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub grad_accum: u64,
     /// Learning rate of both optimizers (constant).
     #[arg(long, default_value_t = 2e-4)]
     pub lr: f64,
@@ -55,23 +63,50 @@ pub struct TrainTokenizerArgs {
     /// Reconstruction loss.
     #[arg(long, value_enum, default_value = "l2")]
     pub reconstruction: ReconstructionArg,
+    /// Weight of the reconstruction term.
     #[arg(long, default_value_t = 1.0)]
     pub reconstruction_weight: f64,
     /// LPIPS VGG16 weights (torchvision/LPIPS key names, safetensors); no perceptual loss without.
     #[arg(long, value_name = "FILE")]
     pub lpips: Option<PathBuf>,
+    /// Weight of the LPIPS term.
     #[arg(long, default_value_t = 1.0)]
     pub perceptual_weight: f64,
+    /// Weight of the VQ + commitment + entropy losses.
     #[arg(long, default_value_t = 1.0)]
     pub codebook_weight: f64,
+    /// Frozen teacher kind, once per supervised sub-codebook in config order (Dual: sem;
+    /// Triple: sem_mid, sem_high — officially DINOv2, then CLIP); pairs with --teacher-weights.
+    #[arg(long, value_enum)]
+    pub teacher: Vec<TeacherKind>,
+    /// HF CLIPVisionModel / Dinov2Model safetensors, one per --teacher.
+    #[arg(long, value_name = "FILE")]
+    pub teacher_weights: Vec<PathBuf>,
+    /// HF config.json of each teacher (default: config.json next to its weights).
+    #[arg(long, value_name = "FILE")]
+    pub teacher_config: Vec<PathBuf>,
+    /// Precomputed teacher CLS features (fqgan teacher-features file keyed by image id: the
+    /// path relative to the --data folder), one per supervised sub-codebook, instead of live
+    /// teachers. They describe whole images, so this turns off random crops and flips.
+    #[arg(long, value_name = "FILE", conflicts_with = "teacher")]
+    pub teacher_features: Vec<PathBuf>,
+    /// Weight of each supervised sub-codebook's InfoNCE term (paper eq. 8); 0 turns it off.
+    #[arg(long, default_value_t = 0.5)]
+    pub semantic_weight: f64,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999): used
+    /// for the sample grids, saved in checkpoints and written as tokenizer-ema.safetensors.
+    #[arg(long, value_name = "DECAY", value_parser = parse_decay)]
+    pub ema: Option<f64>,
     /// Weight of the adversarial terms.
     #[arg(long, default_value_t = 0.5)]
     pub disc_weight: f64,
     /// Step at which the discriminator starts.
     #[arg(long, default_value_t = 20_000)]
     pub disc_start: u64,
+    /// Discriminator loss.
     #[arg(long, value_enum, default_value = "hinge")]
     pub disc_loss: DiscLossArg,
+    /// Generator adversarial loss.
     #[arg(long, value_enum, default_value = "hinge")]
     pub gen_loss: GenLossArg,
     /// Seed of the init, the data order and the augmentation.
@@ -95,6 +130,19 @@ pub struct TrainTokenizerArgs {
     /// Hide the progress bar (logs still go to metrics.jsonl).
     #[arg(long)]
     pub quiet: bool,
+}
+
+fn parse_decay(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if (0.0..1.0).contains(&d) => Ok(d),
+        _ => Err(format!("'{s}' is not a decay in [0, 1)")),
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TeacherKind {
+    Clip,
+    Dinov2,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -146,6 +194,7 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         perceptual_weight: args.perceptual_weight,
         codebook_weight: args.codebook_weight,
         disc_weight: args.disc_weight,
+        semantic_weight: args.semantic_weight,
         disc_start: args.disc_start,
         disc_loss: match args.disc_loss {
             DiscLossArg::Hinge => DiscLoss::Hinge,
@@ -160,7 +209,16 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
     };
     let optim = AdamWConfig { lr: args.lr, max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm), ..AdamWConfig::tokenizer() };
     let lpips = args.lpips.as_ref().map(|p| Lpips::load(p, &LpipsConfig::vgg16(), &device)).transpose()?;
-    let mut training = TokenizerTraining::new(model, objective, optim, lpips, &device);
+    let teachers = teachers::<B>(&args, &device)?;
+    let supervised = fqgan::train::semantic::supervised_codebooks(model.config());
+    if teachers.is_empty() && !supervised.is_empty() {
+        println!("no teacher given: the feature-prediction heads of {} are not trained (see --teacher)", supervised.join(", "));
+    }
+    let precomputed = !args.teacher_features.is_empty();
+    let mut training = TokenizerTraining::new(model, objective, optim, lpips, &device).with_teachers(teachers)?;
+    if let Some(decay) = args.ema {
+        training = training.with_ema(decay);
+    }
     if args.resume {
         if let Some(last) = run.latest_checkpoint() {
             training.load_checkpoint(&last, &device).with_context(|| format!("resuming from {}", last.display()))?;
@@ -172,13 +230,16 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
     let size = training.model.config().image_size as u32;
     let samples: Vec<usize> = (0..dataset.len().min(8)).collect();
     let sample_images = samples.iter().map(|&i| dataset.load(i).map(|img| center_crop(&img, size))).collect::<fqgan::Result<Vec<_>>>()?;
+    let ids: Vec<String> = dataset.items.iter().map(|item| item.id.clone()).collect();
+    let micro_batches = args.grad_accum as usize;
     let loader = Loader::new(
         dataset,
-        Augment { size, min_crop_fraction: 0.8, hflip: true },
+        if precomputed { Augment::center(size) } else { Augment { size, min_crop_fraction: 0.8, hflip: true } },
         LoaderConfig {
             batch_size: args.batch_size,
             seed: args.seed,
-            start_step: training.step,
+            // The loader counts micro-batches.
+            start_step: training.step * args.grad_accum,
             workers: args.workers,
             prefetch: 2,
             bad_images: if args.skip_bad { BadImages::Skip } else { BadImages::Fail },
@@ -189,21 +250,36 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
     let bar = progress_bar(args.steps, training.step, args.quiet);
     let mut skipped = 0;
     while training.step < args.steps {
-        let batch = loader.next_batch()?;
-        skipped += batch.skipped.len();
-        for bad in &batch.skipped {
-            bar.println(format!("skipped: {bad}"));
-        }
         let start = Instant::now();
-        let images = images_to_tensor::<B>(&batch.images, &device)?;
-        let m = training.train_step(images)?;
-        let per_second = batch.images.len() as f64 / start.elapsed().as_secs_f64();
+        let mut micro = Vec::with_capacity(micro_batches);
+        let mut images_seen = 0;
+        for _ in 0..micro_batches {
+            let batch = loader.next_batch()?;
+            skipped += batch.skipped.len();
+            for bad in &batch.skipped {
+                bar.println(format!("skipped: {bad}"));
+            }
+            images_seen += batch.images.len();
+            let images = images_to_tensor::<B>(&batch.images, &device)?;
+            micro.push(MicroBatch { images, ids: batch.indices.iter().map(|&i| ids[i].clone()).collect() });
+        }
+        let m = training.accumulated_step(micro)?;
+        let per_second = images_seen as f64 / start.elapsed().as_secs_f64();
         let mut line = serde_json::to_value(&m)?;
         line["images_per_second"] = per_second.into();
         line["skipped_images"] = skipped.into();
         writeln!(metrics, "{line}")?;
         let usage: Vec<String> = m.usage.iter().map(|u| format!("{:.0}%", u * 100.0)).collect();
-        bar.set_message(format!("rec {:.4} lpips {:.3} gan {:.3} usage {} {:.1} img/s", m.reconstruction, m.perceptual, m.gen_adv, usage.join("/"), per_second));
+        let semantic: Vec<String> = m.semantic.iter().map(|s| format!("{s:.3}")).collect();
+        bar.set_message(format!(
+            "rec {:.4} lpips {:.3} gan {:.3} sem {} usage {} {:.1} img/s",
+            m.reconstruction,
+            m.perceptual,
+            m.gen_adv,
+            semantic.join("/"),
+            usage.join("/"),
+            per_second
+        ));
         bar.inc(1);
         let done = training.step == args.steps;
         if done || training.step % args.checkpoint_every == 0 {
@@ -212,14 +288,60 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         }
         if done || (args.image_every > 0 && training.step % args.image_every == 0) {
             let path = args.out.join(format!("samples-{:08}.png", training.step));
-            save_rgb(&path, &reconstruction_grid(&training.model, &sample_images, &device)?)?;
+            save_rgb(&path, &reconstruction_grid(&training.eval_model(), &sample_images, &device)?)?;
         }
     }
     bar.finish();
     let model_path = args.out.join("tokenizer.safetensors");
     training.model.clone().save(&model_path)?;
     println!("wrote {} after {} steps ({skipped} images skipped)", model_path.display(), training.step);
+    if let Some(ema) = &training.ema {
+        let ema_path = args.out.join("tokenizer-ema.safetensors");
+        ema.model.save(&ema_path)?;
+        println!("wrote {} (EMA weights, decay {})", ema_path.display(), ema.decay);
+    }
     Ok(())
+}
+
+/// One teacher per supervised sub-codebook, from --teacher/--teacher-weights or --teacher-features.
+fn teachers<B: Backend>(args: &TrainTokenizerArgs, device: &B::Device) -> Result<Vec<TeacherSource<B>>> {
+    if !args.teacher_features.is_empty() {
+        return args
+            .teacher_features
+            .iter()
+            .map(|path| Ok(TeacherSource::Precomputed(TeacherFeatures::read(path).with_context(|| format!("--teacher-features {}", path.display()))?)))
+            .collect();
+    }
+    if args.teacher.len() != args.teacher_weights.len() {
+        bail!("{} --teacher but {} --teacher-weights; give one weights file per teacher", args.teacher.len(), args.teacher_weights.len());
+    }
+    if !args.teacher_config.is_empty() && args.teacher_config.len() != args.teacher.len() {
+        bail!("{} --teacher-config for {} teachers; give one per teacher or none", args.teacher_config.len(), args.teacher.len());
+    }
+    let mut teachers = Vec::new();
+    for (i, (kind, weights)) in args.teacher.iter().zip(&args.teacher_weights).enumerate() {
+        let config = args.teacher_config.get(i).cloned().unwrap_or_else(|| default_teacher_config(weights));
+        teachers.push(TeacherSource::Live(Box::new(load_teacher(*kind, weights, &config, device)?)));
+    }
+    Ok(teachers)
+}
+
+/// HF model folders keep `config.json` next to the weights.
+pub fn default_teacher_config(weights: &Path) -> PathBuf {
+    weights.with_file_name("config.json")
+}
+
+/// Loads a frozen teacher and checks it is of the `kind` asked for.
+pub fn load_teacher<B: Backend>(kind: TeacherKind, weights: &Path, config: &Path, device: &B::Device) -> Result<Teacher<B>> {
+    let teacher = Teacher::<B>::load(config, weights, device).with_context(|| format!("loading teacher {}", weights.display()))?;
+    let loaded = match teacher {
+        Teacher::Clip(_) => TeacherKind::Clip,
+        Teacher::Dinov2(_) => TeacherKind::Dinov2,
+    };
+    if loaded != kind {
+        bail!("--teacher {kind:?} but {} describes a {loaded:?} model", config.display());
+    }
+    Ok(teacher)
 }
 
 /// Rows: inputs, reconstructions, then one row per sub-codebook decoded alone.

@@ -67,7 +67,12 @@ impl<B: AutodiffBackend> AdamW<B> {
 
     /// Applies one update to every parameter of `module` that has a gradient in `grads`.
     pub fn step<M: AutodiffModule<B>>(&mut self, module: M, grads: B::Gradients) -> (M, StepStats) {
-        let mut grads = GradientsParams::from_grads(grads, &module);
+        let grads = GradientsParams::from_grads(grads, &module);
+        self.step_params(module, grads)
+    }
+
+    /// [`AdamW::step`] with gradients already keyed by parameter (e.g. accumulated ones).
+    pub fn step_params<M: AutodiffModule<B>>(&mut self, module: M, mut grads: GradientsParams) -> (M, StepStats) {
         let grad_norm = global_norm::<B, M>(&module, &grads);
         let scale = match self.config.max_grad_norm {
             Some(max) => (max / (grad_norm + 1e-6)).min(1.0),

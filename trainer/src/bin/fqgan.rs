@@ -219,11 +219,11 @@ impl BackendTask for Reconstruct {
         save_rgb(&self.output, &recon)?;
 
         let [_, k, h, w] = tokens.dims();
-        let bits: f64 = config.codebooks.iter().map(|c| (c.size as f64).log2().ceil()).sum::<f64>() * (h * w) as f64;
         let pixels = (image.width() * image.height()) as f64;
+        let bits = config.bits_per_pixel() * pixels;
         println!("input        {} ({}x{})", self.input.display(), image.width(), image.height());
         println!("tokens       {k} x {h}x{w} ({})", names.join(", "));
-        println!("bits/pixel   {:.4} ({} bytes of indices)", bits / pixels, (bits / 8.0).ceil());
+        println!("bits/pixel   {:.4} ({} bytes of indices)", config.bits_per_pixel(), (bits / 8.0).ceil());
         println!("decoded with {}", which.iter().map(|&i| names[i]).collect::<Vec<_>>().join(", "));
         println!("psnr         {:.2} dB", fqgan::metrics::psnr(&image, &recon));
         println!("time         encode {:.0} ms, decode {:.0} ms", encoded.as_secs_f64() * 1e3, decode_time.as_secs_f64() * 1e3);
