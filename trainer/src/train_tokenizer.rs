@@ -3,7 +3,7 @@
 //! metrics, reconstruction grids and checkpoints that resume exactly.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
