@@ -74,7 +74,16 @@ fn init_then_reconstruct_an_image() {
     let pixels = fqgan::image::RgbImage::from_fn(64, 64, |x, y| image_pixel(x, y));
     fqgan::image::save_rgb(&input, &pixels).unwrap();
     let recon = dir.path().join("out.png");
-    let out = fqgan(&["reconstruct", "--model", path(&model), path(&input), "-o", path(&recon), "--codebooks", "vis,sem_high"]);
+    let out = fqgan(&[
+        "reconstruct",
+        "--model",
+        path(&model),
+        path(&input),
+        "-o",
+        path(&recon),
+        "--codebooks",
+        "vis,sem_high",
+    ]);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("3 x 8x8") && log.contains("decoded with vis, sem_high") && log.contains("psnr"), "{log}");
@@ -84,7 +93,10 @@ fn init_then_reconstruct_an_image() {
     fqgan::image::save_rgb(&small, &fqgan::image::RgbImage::new(40, 30)).unwrap();
     let out = fqgan(&["reconstruct", "--model", path(&model), path(&small), "-o", path(&recon)]);
     let log = text(&out);
-    assert!(!out.status.success() && log.contains("small.png") && log.contains("40x30") && log.contains("--resize"), "{log}");
+    assert!(
+        !out.status.success() && log.contains("small.png") && log.contains("40x30") && log.contains("--resize"),
+        "{log}"
+    );
 }
 
 fn image_pixel(x: u32, y: u32) -> image::Rgb<u8> {
@@ -112,11 +124,30 @@ fn train_with_accumulation_and_ema_then_evaluate() {
     let run = dir.path().join("run");
     let images = examples_images();
     let out = trainer(&[
-        "train-tokenizer", "--data", path(&images), "--preset", "small-dual-ds8", "--out", path(&run), "--steps", "2",
-        "--batch-size", "2", "--grad-accum", "2", "--ema", "0.9", "--quiet",
+        "train-tokenizer",
+        "--data",
+        path(&images),
+        "--preset",
+        "small-dual-ds8",
+        "--out",
+        path(&run),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "2",
+        "--ema",
+        "0.9",
+        "--quiet",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    for file in ["tokenizer.safetensors", "tokenizer-ema.safetensors", "checkpoint-00000002.safetensors", "samples-00000002.png"] {
+    for file in [
+        "tokenizer.safetensors",
+        "tokenizer-ema.safetensors",
+        "checkpoint-00000002.safetensors",
+        "samples-00000002.png",
+    ] {
         assert!(run.join(file).exists(), "{file} missing: {}", text(&out));
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -125,10 +156,12 @@ fn train_with_accumulation_and_ema_then_evaluate() {
 
     let report_dir = dir.path().join("eval");
     let model = run.join("tokenizer-ema.safetensors");
-    let out = trainer(&["eval-tokenizer", "--model", path(&model), path(&images), "--out", path(&report_dir), "--quiet"]);
+    let out =
+        trainer(&["eval-tokenizer", "--model", path(&model), path(&images), "--out", path(&report_dir), "--quiet"]);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report_dir.join("eval.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("eval.json")).unwrap()).unwrap();
     assert_eq!(report["images"], 6);
     assert_eq!(report["bits_per_pixel"], 20.0 / 64.0); // 2 x 10 bits per 8x8 pixels
     let psnr = report["psnr"].as_f64().unwrap();
@@ -136,12 +169,22 @@ fn train_with_accumulation_and_ema_then_evaluate() {
     let codebooks = report["codebooks"].as_array().unwrap();
     assert_eq!(codebooks.len(), 2);
     for c in codebooks {
-        let (used, usage, perplexity) = (c["used"].as_u64().unwrap(), c["usage"].as_f64().unwrap(), c["perplexity"].as_f64().unwrap());
+        let (used, usage, perplexity) =
+            (c["used"].as_u64().unwrap(), c["usage"].as_f64().unwrap(), c["perplexity"].as_f64().unwrap());
         // 6 images x 64 cells: at least one and at most 384 codes, perplexity no more than used.
-        assert!((1..=384).contains(&used) && usage == used as f64 / 1024.0 && perplexity >= 1.0 && perplexity <= used as f64 + 1e-9, "{c}");
+        assert!(
+            (1..=384).contains(&used)
+                && usage == used as f64 / 1024.0
+                && perplexity >= 1.0
+                && perplexity <= used as f64 + 1e-9,
+            "{c}"
+        );
     }
     let markdown = std::fs::read_to_string(report_dir.join("eval.md")).unwrap();
-    assert!(markdown.contains("| vis | 1024 |") && markdown.contains("PSNR (dB)") && log.contains("| sem | 1024 |"), "{markdown}");
+    assert!(
+        markdown.contains("| vis | 1024 |") && markdown.contains("PSNR (dB)") && log.contains("| sem | 1024 |"),
+        "{markdown}"
+    );
 }
 
 #[test]
@@ -150,12 +193,28 @@ fn teacher_flags_are_checked_against_the_config() {
     let teachers = golden("teachers");
     let (weights, config) = (teachers.join("weights_clip.safetensors"), teachers.join("hf_config_clip.json"));
     let images = examples_images();
-    let base = ["train-tokenizer", "--data", path(&images), "--preset", "small-dual-ds8", "--out", path(dir.path()), "--steps", "1"];
+    let base = [
+        "train-tokenizer",
+        "--data",
+        path(&images),
+        "--preset",
+        "small-dual-ds8",
+        "--out",
+        path(dir.path()),
+        "--steps",
+        "1",
+    ];
     // small-dual-ds8 predicts 64-wide features for `sem`; the tiny golden CLIP is 32 wide.
-    let out = trainer(&[&base[..], &["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]].concat());
+    let out = trainer(
+        &[&base[..], &["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]]
+            .concat(),
+    );
     let log = text(&out);
     assert!(!out.status.success() && log.contains("'sem'") && log.contains("64") && log.contains("32"), "{log}");
-    let out = trainer(&[&base[..], &["--teacher", "dinov2", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]].concat());
+    let out = trainer(
+        &[&base[..], &["--teacher", "dinov2", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]]
+            .concat(),
+    );
     let log = text(&out);
     assert!(!out.status.success() && log.contains("Dinov2") && log.contains("Clip"), "{log}");
     let out = trainer(&[&base[..], &["--teacher", "clip"]].concat());
@@ -177,14 +236,38 @@ fn semantic_term_from_a_live_teacher_and_from_precomputed_features() {
 
     let features = dir.path().join("clip-features.safetensors");
     let out = trainer(&[
-        "teacher-features", "--data", path(&images), "--image-size", "64", "--teacher", "clip", "--teacher-weights", path(&weights),
-        "--teacher-config", path(&teacher_config), "-o", path(&features),
+        "teacher-features",
+        "--data",
+        path(&images),
+        "--image-size",
+        "64",
+        "--teacher",
+        "clip",
+        "--teacher-weights",
+        path(&weights),
+        "--teacher-config",
+        path(&teacher_config),
+        "-o",
+        path(&features),
     ]);
     assert!(out.status.success() && text(&out).contains("6 images, 32 wide"), "{}", text(&out));
 
     let semantic_after_one_step = |run: &str, teacher: &[&str]| -> f64 {
         let run = dir.path().join(run);
-        let base = ["train-tokenizer", "--data", path(&images), "--config", path(&config_path), "--out", path(&run), "--steps", "1", "--batch-size", "2", "--quiet"];
+        let base = [
+            "train-tokenizer",
+            "--data",
+            path(&images),
+            "--config",
+            path(&config_path),
+            "--out",
+            path(&run),
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--quiet",
+        ];
         let out = trainer(&[&base[..], teacher].concat());
         assert!(out.status.success(), "{}", text(&out));
         let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -193,7 +276,10 @@ fn semantic_term_from_a_live_teacher_and_from_precomputed_features() {
         assert_eq!(semantic.len(), 1, "{line}");
         semantic[0].as_f64().unwrap()
     };
-    let live = semantic_after_one_step("live", &["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&teacher_config)]);
+    let live = semantic_after_one_step(
+        "live",
+        &["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&teacher_config)],
+    );
     let stored = semantic_after_one_step("stored", &["--teacher-features", path(&features)]);
     // InfoNCE over 2 images lies between 0 and log(2) + 2 (cosines in [-1, 1]).
     for value in [live, stored] {

@@ -7,7 +7,12 @@ use fqgan::image::{save_image, DynamicImage, RgbImage, RgbaImage};
 
 fn run(program: &str, args: &[&str]) -> Output {
     let output = Command::new(program).args(args).output().unwrap();
-    println!("$ {program} {}\n{}{}", args.join(" "), String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    println!(
+        "$ {program} {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     output
 }
 
@@ -21,7 +26,10 @@ fn text(output: &Output) -> String {
 
 fn init_model(dir: &Path, seed: &str) -> String {
     let path = dir.join(format!("model{seed}.safetensors"));
-    let out = run(env!("CARGO_BIN_EXE_fqgan-trainer"), &["init", "--preset", "small-dual-ds8", "--seed", seed, "-o", path.to_str().unwrap()]);
+    let out = run(
+        env!("CARGO_BIN_EXE_fqgan-trainer"),
+        &["init", "--preset", "small-dual-ds8", "--seed", seed, "-o", path.to_str().unwrap()],
+    );
     assert!(out.status.success());
     path.to_str().unwrap().to_string()
 }
@@ -36,7 +44,9 @@ fn inputs(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(folder.join("sub")).unwrap();
     let rgb = RgbImage::from_fn(75, 41, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, ((x + y) * 2) as u8]));
     save_image(folder.join("wall.png"), &DynamicImage::ImageRgb8(rgb)).unwrap();
-    let rgba = RgbaImage::from_fn(40, 66, |x, y| image::Rgba([(x * 6) as u8, 90, (y * 3) as u8, if x < 20 { 255 } else { (y * 4) as u8 }]));
+    let rgba = RgbaImage::from_fn(40, 66, |x, y| {
+        image::Rgba([(x * 6) as u8, 90, (y * 3) as u8, if x < 20 { 255 } else { (y * 4) as u8 }])
+    });
     save_image(folder.join("sub/leaf.png"), &DynamicImage::ImageRgba8(rgba)).unwrap();
     std::fs::write(folder.join("sub/broken.png"), b"not a png at all").unwrap();
     folder
@@ -52,7 +62,18 @@ fn compress_a_folder_reports_the_bad_file_and_carries_on() {
     let result = fqgan(&["compress", p(&folder), "-o", p(&out), "--model", &model, "--report", p(&report)]);
     let printed = text(&result);
     assert!(!result.status.success(), "a failed file makes the exit status non-zero");
-    for expected in ["wall.png", "75x41", "sub/leaf.png", "yes", "sub/broken.png", "FAILED", "total (2 of 3 files)", "PSNR dB", "SSIM", "1 of 3 files failed"] {
+    for expected in [
+        "wall.png",
+        "75x41",
+        "sub/leaf.png",
+        "yes",
+        "sub/broken.png",
+        "FAILED",
+        "total (2 of 3 files)",
+        "PSNR dB",
+        "SSIM",
+        "1 of 3 files failed",
+    ] {
         assert!(printed.contains(expected), "'{expected}' missing");
     }
     assert!(out.join("wall.fqt").is_file() && out.join("sub/leaf.fqt").is_file());
@@ -77,7 +98,8 @@ fn compress_a_folder_reports_the_bad_file_and_carries_on() {
     assert_eq!((wall.width(), wall.height(), wall.color().has_alpha()), (75, 41, false));
 
     let other = init_model(dir.path(), "2");
-    let result = fqgan(&["decompress", p(&out.join("wall.fqt")), "-o", p(&dir.path().join("x.png")), "--model", &other]);
+    let result =
+        fqgan(&["decompress", p(&out.join("wall.fqt")), "-o", p(&dir.path().join("x.png")), "--model", &other]);
     assert!(!result.status.success());
     assert!(text(&result).contains("made by model"), "wrong model is named");
 }
@@ -89,7 +111,17 @@ fn roundtrip_writes_the_image_the_file_and_a_report() {
     let folder = inputs(dir.path());
     let output = dir.path().join("rt/wall.png");
     let report = dir.path().join("rt/wall.json");
-    let result = fqgan(&["roundtrip", p(&folder.join("wall.png")), "-o", p(&output), "--model", &model, "--packed", "--report", p(&report)]);
+    let result = fqgan(&[
+        "roundtrip",
+        p(&folder.join("wall.png")),
+        "-o",
+        p(&output),
+        "--model",
+        &model,
+        "--packed",
+        "--report",
+        p(&report),
+    ]);
     assert!(result.status.success());
     assert!(output.is_file() && dir.path().join("rt/wall.fqt").is_file());
     let row: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();

@@ -49,7 +49,11 @@ fn max_abs_diff(a: Tensor<Cpu, 2>, b: Tensor<Cpu, 2>) -> f32 {
     (a - b).abs().max().into_scalar()
 }
 
-fn run(model: &Far<Cpu>, prefix: Option<Tensor<Cpu, 3, Int>>, options: &GenerateOptions) -> (Tensor<Cpu, 3, Int>, Vec<LogitsRecord<Cpu>>) {
+fn run(
+    model: &Far<Cpu>,
+    prefix: Option<Tensor<Cpu, 3, Int>>,
+    options: &GenerateOptions,
+) -> (Tensor<Cpu, 3, Int>, Vec<LogitsRecord<Cpu>>) {
     let mut records = Vec::new();
     let tokens = generate_observed(model, labels(&[0, 3, 4]), prefix, options, &mut |r| records.push(r)).unwrap();
     (tokens, records)
@@ -79,14 +83,21 @@ fn cached_logits_equal_teacher_forcing_on_the_generated_tokens() {
     let forced = model.forward(tokens, labels(&[0, 3, 4]), &mut Trace::off()).unwrap();
     for record in records {
         let expected = forced[record.sub_token].clone().narrow(1, record.position, 1).reshape([3, -1]);
-        assert!(max_abs_diff(record.raw, expected) < 1e-5, "position {} sub-token {}", record.position, record.sub_token);
+        assert!(
+            max_abs_diff(record.raw, expected) < 1e-5,
+            "position {} sub-token {}",
+            record.position,
+            record.sub_token
+        );
     }
 }
 
 #[test]
 fn a_seed_fixes_the_tokens() {
     let model = tiny_model();
-    let tokens = |seed| ints(generate(&model, labels(&[1, 2]), None, &GenerateOptions::uniform(3, sampling(2.0), seed)).unwrap());
+    let tokens = |seed| {
+        ints(generate(&model, labels(&[1, 2]), None, &GenerateOptions::uniform(3, sampling(2.0), seed)).unwrap())
+    };
     assert_eq!(tokens(9), tokens(9));
     assert_ne!(tokens(9), tokens(10));
 }
@@ -152,7 +163,8 @@ fn bad_requests_name_the_problem() {
     let mut no_null = tiny_config();
     no_null.class_dropout_prob = 0.0;
     let model = Far::<Cpu>::new(&no_null, &Default::default()).unwrap();
-    let err = generate(&model, labels(&[0]), None, &GenerateOptions::uniform(3, sampling(2.0), 0)).unwrap_err().to_string();
+    let err =
+        generate(&model, labels(&[0]), None, &GenerateOptions::uniform(3, sampling(2.0), 0)).unwrap_err().to_string();
     assert!(err.contains("null class"), "{err}");
     generate(&model, labels(&[0]), None, &options).unwrap();
 }
@@ -170,7 +182,8 @@ fn weight_files_round_trip_with_their_config() {
     assert_eq!(tokens(&loaded), tokens(&model));
 
     // Official checkpoints carry no config, and other shapes are reported by key.
-    let golden = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/golden/far_dual/weights.safetensors");
+    let golden = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/golden/far_dual/weights.safetensors");
     let err = Far::<Cpu>::load(&golden, None, &Default::default()).unwrap_err().to_string();
     assert!(err.contains("no embedded config"), "{err}");
     let err = Far::<Cpu>::load(&golden, Some(&tiny_config()), &Default::default()).unwrap_err().to_string();

@@ -115,11 +115,16 @@ fn trained_generator_beats_the_unigram_baseline() {
     let baseline = metric(&lines, "unigram_train_loss")[0];
     let val = *metric(&lines, "val_loss").last().unwrap();
     let (early, late) = (losses[..5].iter().sum::<f64>() / 5.0, losses[75..].iter().sum::<f64>() / 5.0);
-    println!("train loss {early:.3} -> {late:.3}; final loss on the training codes {val:.3}, unigram baseline {baseline:.3}");
+    println!(
+        "train loss {early:.3} -> {late:.3}; final loss on the training codes {val:.3}, unigram baseline {baseline:.3}"
+    );
     assert!(late < early - 0.5, "loss did not fall: {early} -> {late}");
     assert!(val < baseline - 0.05, "final loss {val} is not clearly below the unigram baseline {baseline}");
-    let checkpoints: Vec<_> =
-        std::fs::read_dir(d("run")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")).collect();
+    let checkpoints: Vec<_> = std::fs::read_dir(d("run"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+        .collect();
     assert_eq!(checkpoints.len(), 1, "--keep-last 1");
 
     let log = check(trainer(&[
@@ -147,7 +152,15 @@ fn bad_inputs_are_named() {
     std::fs::write(dir.path().join("tok.json"), tiny_tokenizer().to_json()).unwrap();
     let tok = dir.path().join("tok.safetensors");
     check(trainer(&["init", "--config", path(&dir.path().join("tok.json")), "-o", path(&tok)]));
-    let out = trainer(&["extract-codes", "--model", path(&tok), "--data", path(&empty), "-o", path(&dir.path().join("c.safetensors"))]);
+    let out = trainer(&[
+        "extract-codes",
+        "--model",
+        path(&tok),
+        "--data",
+        path(&empty),
+        "-o",
+        path(&dir.path().join("c.safetensors")),
+    ]);
     let log = format!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success() && log.contains("no images found") && log.contains("empty"), "{log}");
 

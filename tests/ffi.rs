@@ -22,10 +22,7 @@ use fqgan_core::{Tokenizer, TokenizerConfig};
 
 /// The repository root (this package lives in `fqgan-ffi/`).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("fqgan-ffi has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("fqgan-ffi has a parent").to_path_buf()
 }
 
 /// The directory holding a libfqgan.so built from this checkout: `target/<profile>/`.
@@ -39,10 +36,7 @@ fn library_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .ancestors()
-            .nth(2)
-            .expect("target/<profile>/deps/<test>");
+        let profile_dir = exe.ancestors().nth(2).expect("target/<profile>/deps/<test>");
         let target_dir = profile_dir.parent().expect("target/<profile>");
         let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
             Some("debug") => "dev",
@@ -59,11 +53,7 @@ fn library_dir() -> PathBuf {
             build.args(["--features", "cuda"]);
         }
         run(&mut build);
-        assert!(
-            profile_dir.join("libfqgan.so").exists(),
-            "no libfqgan.so in {}",
-            profile_dir.display()
-        );
+        assert!(profile_dir.join("libfqgan.so").exists(), "no libfqgan.so in {}", profile_dir.display());
         profile_dir.to_path_buf()
     })
     .clone()
@@ -88,13 +78,9 @@ fn fixture() -> &'static Fixture {
         let device = Default::default();
         let config = TokenizerConfig::preset("small-dual-ds8").unwrap();
         let model = dir.path().join("model.safetensors");
-        Tokenizer::<Cpu>::new(&config, &device)
-            .unwrap()
-            .save(&model)
-            .unwrap();
+        Tokenizer::<Cpu>::new(&config, &device).unwrap().save(&model).unwrap();
         // The reference runs the model as the library loads it: from the file, for inference.
-        let tokenizer =
-            Tokenizer::<Cpu>::load(&model, None, LoadPurpose::Inference, &device).unwrap();
+        let tokenizer = Tokenizer::<Cpu>::load(&model, None, LoadPurpose::Inference, &device).unwrap();
 
         let image = read_rgb_sized(root().join("examples/images/chelsea.png"), 64, true).unwrap();
         let ppm = dir.path().join("input.ppm");
@@ -104,23 +90,10 @@ fn fixture() -> &'static Fixture {
 
         let tensor = images_to_tensor::<Cpu>(std::slice::from_ref(&image), &device).unwrap();
         let ids = tokenizer.encode(tensor).unwrap();
-        let tokens = ids
-            .to_data()
-            .convert::<i64>()
-            .iter::<i64>()
-            .map(|id| id as u32)
-            .collect();
+        let tokens = ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect();
         let decoded = tensor_to_images(tokenizer.decode(ids.clone()).unwrap()).remove(0);
         let decoded_0 = tensor_to_images(tokenizer.decode_subset(ids, &[0]).unwrap()).remove(0);
-        Fixture {
-            _dir: dir,
-            model,
-            ppm,
-            rgba,
-            tokens,
-            decoded,
-            decoded_0,
-        }
+        Fixture { _dir: dir, model, ppm, rgba, tokens, decoded, decoded_0 }
     })
 }
 
@@ -145,13 +118,7 @@ struct Generation {
 }
 
 fn golden_config(case: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(
-        root()
-            .join("tests/fixtures/golden")
-            .join(case)
-            .join("config.json"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(root().join("tests/fixtures/golden").join(case).join("config.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -163,53 +130,26 @@ fn generation() -> &'static Generation {
         let golden = root().join("tests/fixtures/golden");
         let far_config = FarConfig::from_golden_json(&golden_config("far_dual")).unwrap();
         let far = dir.path().join("far.safetensors");
-        Far::<Cpu>::load(
-            golden.join("far_dual/weights.safetensors"),
-            Some(&far_config),
-            &device,
-        )
-        .unwrap()
-        .save(&far)
-        .unwrap();
-        let tok_config =
-            TokenizerConfig::from_golden_json(&golden_config("tok_dual_ds16")).unwrap();
+        Far::<Cpu>::load(golden.join("far_dual/weights.safetensors"), Some(&far_config), &device)
+            .unwrap()
+            .save(&far)
+            .unwrap();
+        let tok_config = TokenizerConfig::from_golden_json(&golden_config("tok_dual_ds16")).unwrap();
         let tokenizer = dir.path().join("tokenizer.safetensors");
         let inference = LoadPurpose::Inference;
-        Tokenizer::<Cpu>::load(
-            golden.join("tok_dual_ds16/weights.safetensors"),
-            Some(&tok_config),
-            inference,
-            &device,
-        )
-        .unwrap()
-        .save(&tokenizer)
-        .unwrap();
+        Tokenizer::<Cpu>::load(golden.join("tok_dual_ds16/weights.safetensors"), Some(&tok_config), inference, &device)
+            .unwrap()
+            .save(&tokenizer)
+            .unwrap();
 
         let model = Far::<Cpu>::load(&far, None, &device).unwrap();
         let decoder = Tokenizer::<Cpu>::load(&tokenizer, None, inference, &device).unwrap();
         model.config().check_tokenizer(decoder.config()).unwrap();
         let run = |count: usize, sampling: SubTokenSampling| {
-            let labels = Tensor::<Cpu, 1, Int>::from_data(
-                TensorData::new(vec![3i64; count], [count]),
-                &device,
-            );
-            let ids = generate(
-                &model,
-                labels,
-                None,
-                &GenerateOptions::uniform(2, sampling, 7),
-            )
-            .unwrap();
-            let tokens: Vec<u32> = ids
-                .to_data()
-                .convert::<i64>()
-                .iter::<i64>()
-                .map(|id| id as u32)
-                .collect();
-            (
-                tokens,
-                tensor_to_images(decoder.decode(ids.reshape([count, 2, 4, 4])).unwrap()),
-            )
+            let labels = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(vec![3i64; count], [count]), &device);
+            let ids = generate(&model, labels, None, &GenerateOptions::uniform(2, sampling, 7)).unwrap();
+            let tokens: Vec<u32> = ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect();
+            (tokens, tensor_to_images(decoder.decode(ids.reshape([count, 2, 4, 4])).unwrap()))
         };
         let fqt = |tokens: &[u32], coding| {
             let file = TokenFile {
@@ -224,40 +164,17 @@ fn generation() -> &'static Generation {
             file.to_bytes().unwrap()
         };
         // The C side passes top_p as a float: the same value, widened.
-        let (tokens, images) = run(
-            2,
-            SubTokenSampling {
-                top_p: f64::from(0.9f32),
-                ..SubTokenSampling::default()
-            },
-        );
+        let (tokens, images) = run(2, SubTokenSampling { top_p: f64::from(0.9f32), ..SubTokenSampling::default() });
         let rgba = images.iter().flat_map(rgba_bytes).collect();
-        let (packed, entropy) = (
-            fqt(&tokens[..32], Coding::Packed),
-            fqt(&tokens[..32], Coding::Entropy),
-        );
+        let (packed, entropy) = (fqt(&tokens[..32], Coding::Packed), fqt(&tokens[..32], Coding::Entropy));
         let (single_tokens, single) = run(1, SubTokenSampling::default());
         let (single_ppm, single_fqt) = (ppm_bytes(&single[0]), fqt(&single_tokens, Coding::Packed));
-        Generation {
-            _dir: dir,
-            far,
-            tokenizer,
-            tokens,
-            rgba,
-            packed,
-            entropy,
-            single_ppm,
-            single_fqt,
-        }
+        Generation { _dir: dir, far, tokenizer, tokens, rgba, packed, entropy, single_ppm, single_fqt }
     })
 }
 
 fn read_u32s(path: &Path) -> Vec<u32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
-        .collect()
+    std::fs::read(path).unwrap().chunks_exact(4).map(|b| u32::from_ne_bytes(b.try_into().unwrap())).collect()
 }
 
 fn ppm_bytes(image: &RgbImage) -> Vec<u8> {
@@ -267,17 +184,12 @@ fn ppm_bytes(image: &RgbImage) -> Vec<u8> {
 }
 
 fn rgba_bytes(image: &RgbImage) -> Vec<u8> {
-    image
-        .pixels()
-        .flat_map(|p| [p[0], p[1], p[2], 255])
-        .collect()
+    image.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect()
 }
 
 /// Runs a command; panics with its output unless it succeeds.
 fn run(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(
         output.status.success(),
         "{command:?} failed ({})\n--- stdout\n{}--- stderr\n{}",
@@ -337,17 +249,9 @@ fn mono(exe: &Path) -> Command {
 
 fn assert_same_image(file: &Path, expected: &[u8], what: &str) {
     let actual = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    assert!(
-        actual.len() == expected.len(),
-        "{what}: {} bytes, expected {}",
-        actual.len(),
-        expected.len()
-    );
+    assert!(actual.len() == expected.len(), "{what}: {} bytes, expected {}", actual.len(), expected.len());
     let differing = actual.iter().zip(expected).filter(|(a, b)| a != b).count();
-    assert_eq!(
-        differing, 0,
-        "{what}: {differing} bytes differ from the Rust API's output"
-    );
+    assert_eq!(differing, 0, "{what}: {differing} bytes differ from the Rust API's output");
 }
 
 #[test]
@@ -357,14 +261,8 @@ fn header_is_up_to_date() {
         .current_dir(&root)
         .args(["--config", "fqgan-ffi/cbindgen.toml", "fqgan-ffi"])
         .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run cbindgen ({e}); install it: cargo install cbindgen --locked")
-        });
-    assert!(
-        output.status.success(),
-        "cbindgen failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .unwrap_or_else(|e| panic!("cannot run cbindgen ({e}); install it: cargo install cbindgen --locked"));
+    assert!(output.status.success(), "cbindgen failed:\n{}", String::from_utf8_lossy(&output.stderr));
     let committed = std::fs::read_to_string(root.join("include/fqgan.h")).unwrap();
     assert!(
         String::from_utf8(output.stdout).unwrap() == committed,
@@ -380,11 +278,7 @@ fn c_example_round_trip_matches_rust() {
     let exe = dir.path().join("encode_decode");
     compile("gcc", "-std=c11", &["examples/c/encode_decode.c"], &exe);
     let out = dir.path().join("out.ppm");
-    run(native(&exe)
-        .arg(&fixture.model)
-        .arg(&fixture.ppm)
-        .arg(&out)
-        .arg("cpu"));
+    run(native(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&out).arg("cpu"));
     assert_same_image(&out, &ppm_bytes(&fixture.decoded), "C example");
 }
 
@@ -394,25 +288,11 @@ fn c_api_checks_every_argument_shares_a_handle_across_threads_and_matches_rust()
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("api_test");
     compile("gcc", "-std=c11", &["tests/ffi/api_test.c"], &exe);
-    run(native(&exe)
-        .arg(&fixture.model)
-        .arg(&fixture.rgba)
-        .arg(dir.path()));
+    run(native(&exe).arg(&fixture.model).arg(&fixture.rgba).arg(dir.path()));
     let tokens = read_u32s(&dir.path().join("tokens.u32"));
-    assert_eq!(
-        tokens, fixture.tokens,
-        "tokens from C differ from the Rust API's"
-    );
-    assert_same_image(
-        &dir.path().join("decoded.rgba"),
-        &rgba_bytes(&fixture.decoded),
-        "C decode",
-    );
-    assert_same_image(
-        &dir.path().join("decoded_0.rgba"),
-        &rgba_bytes(&fixture.decoded_0),
-        "C decode_subset",
-    );
+    assert_eq!(tokens, fixture.tokens, "tokens from C differ from the Rust API's");
+    assert_same_image(&dir.path().join("decoded.rgba"), &rgba_bytes(&fixture.decoded), "C decode");
+    assert_same_image(&dir.path().join("decoded_0.rgba"), &rgba_bytes(&fixture.decoded_0), "C decode_subset");
 }
 
 #[test]
@@ -421,31 +301,11 @@ fn c_generation_and_token_files_match_rust_and_check_every_argument() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("generate_test");
     compile("gcc", "-std=c11", &["tests/ffi/generate_test.c"], &exe);
-    run(native(&exe)
-        .arg(&generation.far)
-        .arg(&generation.tokenizer)
-        .arg(&fixture.model)
-        .arg(dir.path()));
-    assert_eq!(
-        read_u32s(&dir.path().join("tokens.u32")),
-        generation.tokens,
-        "tokens generated through C"
-    );
-    assert_same_image(
-        &dir.path().join("images.rgba"),
-        &generation.rgba,
-        "images generated through C",
-    );
-    assert_same_image(
-        &dir.path().join("packed.fqt"),
-        &generation.packed,
-        ".fqt written through C (packed)",
-    );
-    assert_same_image(
-        &dir.path().join("entropy.fqt"),
-        &generation.entropy,
-        ".fqt written through C (range-coded)",
-    );
+    run(native(&exe).arg(&generation.far).arg(&generation.tokenizer).arg(&fixture.model).arg(dir.path()));
+    assert_eq!(read_u32s(&dir.path().join("tokens.u32")), generation.tokens, "tokens generated through C");
+    assert_same_image(&dir.path().join("images.rgba"), &generation.rgba, "images generated through C");
+    assert_same_image(&dir.path().join("packed.fqt"), &generation.packed, ".fqt written through C (packed)");
+    assert_same_image(&dir.path().join("entropy.fqt"), &generation.entropy, ".fqt written through C (range-coded)");
 }
 
 /// Runs a compiled generation example (`generate FAR TOKENIZER 3 7 OUT.ppm OUT.fqt`) and
@@ -454,12 +314,7 @@ fn check_generate_example(mut command: Command, what: &str) {
     let generation = generation();
     let dir = tempfile::tempdir().unwrap();
     let (ppm, fqt) = (dir.path().join("out.ppm"), dir.path().join("out.fqt"));
-    run(command
-        .arg(&generation.far)
-        .arg(&generation.tokenizer)
-        .args(["3", "7"])
-        .arg(&ppm)
-        .arg(&fqt));
+    run(command.arg(&generation.far).arg(&generation.tokenizer).args(["3", "7"]).arg(&ppm).arg(&fqt));
     assert_same_image(&ppm, &generation.single_ppm, &format!("{what}: image"));
     assert_same_image(&fqt, &generation.single_fqt, &format!("{what}: .fqt"));
 }
@@ -485,16 +340,8 @@ fn cpp_wrapper_generates_cancels_rethrows_and_round_trips_token_files() {
     let (fixture, generation) = (fixture(), generation());
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("generate_wrapper_test");
-    compile(
-        "g++",
-        "-std=c++17",
-        &["tests/ffi/generate_wrapper_test.cpp"],
-        &exe,
-    );
-    let output = run(native(&exe)
-        .arg(&generation.far)
-        .arg(&generation.tokenizer)
-        .arg(&fixture.model));
+    compile("g++", "-std=c++17", &["tests/ffi/generate_wrapper_test.cpp"], &exe);
+    let output = run(native(&exe).arg(&generation.far).arg(&generation.tokenizer).arg(&fixture.model));
     assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
 }
 
@@ -503,28 +350,12 @@ fn cpp_example_round_trip_matches_rust() {
     let fixture = fixture();
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("encode_decode");
-    compile(
-        "g++",
-        "-std=c++17",
-        &["examples/cpp/encode_decode.cpp"],
-        &exe,
-    );
+    compile("g++", "-std=c++17", &["examples/cpp/encode_decode.cpp"], &exe);
     let (full, vis) = (dir.path().join("full.ppm"), dir.path().join("vis.ppm"));
-    run(native(&exe)
-        .arg(&fixture.model)
-        .arg(&fixture.ppm)
-        .arg(&full));
-    run(native(&exe)
-        .arg(&fixture.model)
-        .arg(&fixture.ppm)
-        .arg(&vis)
-        .args(["cpu", "0"]));
+    run(native(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&full));
+    run(native(&exe).arg(&fixture.model).arg(&fixture.ppm).arg(&vis).args(["cpu", "0"]));
     assert_same_image(&full, &ppm_bytes(&fixture.decoded), "C++ example");
-    assert_same_image(
-        &vis,
-        &ppm_bytes(&fixture.decoded_0),
-        "C++ example, sub-codebook 0",
-    );
+    assert_same_image(&vis, &ppm_bytes(&fixture.decoded_0), "C++ example, sub-codebook 0");
 }
 
 #[test]
@@ -572,20 +403,8 @@ fn csharp_binding_generates_with_callbacks_and_round_trips_token_files() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("GenerateBindingTest.exe");
     compile_csharp("tests/ffi/GenerateBindingTest.cs", &exe);
-    let output = run(mono(&exe)
-        .arg(&generation.far)
-        .arg(&generation.tokenizer)
-        .arg(&fixture.model)
-        .arg(dir.path()));
+    let output = run(mono(&exe).arg(&generation.far).arg(&generation.tokenizer).arg(&fixture.model).arg(dir.path()));
     assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
-    assert_eq!(
-        read_u32s(&dir.path().join("tokens.u32")),
-        generation.tokens,
-        "tokens generated through C#"
-    );
-    assert_same_image(
-        &dir.path().join("images.rgba"),
-        &generation.rgba,
-        "images generated through C#",
-    );
+    assert_eq!(read_u32s(&dir.path().join("tokens.u32")), generation.tokens, "tokens generated through C#");
+    assert_same_image(&dir.path().join("images.rgba"), &generation.rgba, "images generated through C#");
 }

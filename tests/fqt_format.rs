@@ -20,7 +20,15 @@ fn sample(coding: Coding) -> TokenFile {
         })
         .collect();
     let alpha = (0..150 * 70).map(|i| if i % 150 < 100 { 255 } else { (i % 7 * 30) as u8 }).collect();
-    TokenFile { fingerprint: Fingerprint([7; 16]), layout, grid, codebook_sizes: sizes, tokens, alpha: Some(alpha), coding }
+    TokenFile {
+        fingerprint: Fingerprint([7; 16]),
+        layout,
+        grid,
+        codebook_sizes: sizes,
+        tokens,
+        alpha: Some(alpha),
+        coding,
+    }
 }
 
 fn read(bytes: &[u8]) -> Result<TokenFile, String> {
@@ -81,7 +89,13 @@ fn every_flipped_byte_is_an_error() {
                 let mut damaged = bytes.clone();
                 damaged[at] ^= 1 << bit;
                 let err = read(&damaged).unwrap_err();
-                assert!(err.contains("checksum") || err.contains("magic") || err.contains("version") || err.contains("not a .fqt"), "byte {at}: {err}");
+                assert!(
+                    err.contains("checksum")
+                        || err.contains("magic")
+                        || err.contains("version")
+                        || err.contains("not a .fqt"),
+                    "byte {at}: {err}"
+                );
             }
         }
     }

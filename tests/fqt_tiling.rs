@@ -60,9 +60,16 @@ fn odd_sizes_round_trip_through_tiles() {
     assert_eq!(&file.tokens[last * ids.len()..], &ids[..]);
 
     // A random model reconstructs poorly, but the image must be the input's, not noise.
-    let noise = RgbImage::from_fn(300, 171, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, ((x + y) % 256) as u8]));
+    let noise = RgbImage::from_fn(300, 171, |x, y| {
+        image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, ((x + y) % 256) as u8])
+    });
     let decoded = decoded.to_rgb8();
-    assert!(psnr(&image, &decoded) > psnr(&noise, &decoded) + 3.0, "{} vs {}", psnr(&image, &decoded), psnr(&noise, &decoded));
+    assert!(
+        psnr(&image, &decoded) > psnr(&noise, &decoded) + 3.0,
+        "{} vs {}",
+        psnr(&image, &decoded),
+        psnr(&noise, &decoded)
+    );
 }
 
 #[test]
@@ -73,7 +80,12 @@ fn a_1024_texture_round_trips() {
     let (file, decoded) = round_trip(&codec, &DynamicImage::ImageRgb8(image.clone()), codec.default_overlap());
     assert_eq!(file.layout.count(), 19 * 19);
     let bytes = file.to_bytes().unwrap().len();
-    println!("1024x1024: {} tiles, {bytes} bytes, {:.4} bpp, psnr {:.2} dB", file.layout.count(), bytes as f64 * 8.0 / (1024.0 * 1024.0), psnr(&image, &decoded.to_rgb8()));
+    println!(
+        "1024x1024: {} tiles, {bytes} bytes, {:.4} bpp, psnr {:.2} dB",
+        file.layout.count(),
+        bytes as f64 * 8.0 / (1024.0 * 1024.0),
+        psnr(&image, &decoded.to_rgb8())
+    );
     assert!(bytes * 8 < file.packed_token_bits() as usize, "entropy coding must beat bit-packing");
 }
 
@@ -158,7 +170,12 @@ fn seams(original: &RgbImage, decoded: &RgbImage, layout: &TileLayout) -> Seams 
             }
         }
     }
-    Seams { band_error: mean(&band), interior_error: mean(&inside), edge_jump: mean(&edge_jumps), interior_jump: mean(&inside_jumps) }
+    Seams {
+        band_error: mean(&band),
+        interior_error: mean(&inside),
+        edge_jump: mean(&edge_jumps),
+        interior_jump: mean(&inside_jumps),
+    }
 }
 
 fn jump(s: &Seams) -> f64 {
@@ -211,8 +228,17 @@ fn blending_hides_per_tile_errors() {
     assert!(jump(&hard) > 2.0, "hard tile edges must show as jumps, else this measures nothing: {:.3}", jump(&hard));
     // The ramp spreads each tile-to-tile difference over the overlap: a step per pixel of an
     // eighth of it, close to the noise between interior neighbours.
-    assert!(jump(&blended) < 1.3, "blended tile edges must not jump more than 30% above interior neighbours: {:.3}", jump(&blended));
-    assert!(jump(&blended) * 5.0 < jump(&hard), "blending must cut the jump at least 5x: {:.3} vs {:.3}", jump(&blended), jump(&hard));
+    assert!(
+        jump(&blended) < 1.3,
+        "blended tile edges must not jump more than 30% above interior neighbours: {:.3}",
+        jump(&blended)
+    );
+    assert!(
+        jump(&blended) * 5.0 < jump(&hard),
+        "blending must cut the jump at least 5x: {:.3} vs {:.3}",
+        jump(&blended),
+        jump(&hard)
+    );
 }
 
 /// The same measurement through the real pipeline. A random model's output is noise with no

@@ -16,7 +16,14 @@ fn assert_case_passes(name: &str, k: usize) {
     // Every headline output must really have been compared, not skipped.
     let mut expected = vec!["loss".to_string(), "freqs_cis".into(), "act_norm_out".into(), "act_layer1_out".into()];
     for j in 1..=k {
-        for group in ["logits", "gen_tokens", "gen_raw_logits", "gen_cfg_logits", "gen_topk0_step0_raw_logits", "gen_topk0_step0_cfg_logits"] {
+        for group in [
+            "logits",
+            "gen_tokens",
+            "gen_raw_logits",
+            "gen_cfg_logits",
+            "gen_topk0_step0_raw_logits",
+            "gen_topk0_step0_cfg_logits",
+        ] {
             expected.push(format!("{group}_{j}"));
         }
     }

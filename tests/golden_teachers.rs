@@ -39,9 +39,12 @@ fn teachers_and_info_nce_match_the_official_towers() {
 fn teacher_kind_follows_the_hf_model_type() {
     let dir = case();
     let device = Default::default();
-    let clip = Teacher::<Cpu>::load(&dir.join("hf_config_clip.json"), &dir.join("weights_clip.safetensors"), &device).unwrap();
+    let clip =
+        Teacher::<Cpu>::load(&dir.join("hf_config_clip.json"), &dir.join("weights_clip.safetensors"), &device).unwrap();
     assert!(matches!(clip, Teacher::Clip(_)));
-    let dino = Teacher::<Cpu>::load(&dir.join("hf_config_dinov2.json"), &dir.join("weights_dinov2.safetensors"), &device).unwrap();
+    let dino =
+        Teacher::<Cpu>::load(&dir.join("hf_config_dinov2.json"), &dir.join("weights_dinov2.safetensors"), &device)
+            .unwrap();
     assert!(matches!(dino, Teacher::Dinov2(_)));
     assert_eq!((clip.hidden_size(), dino.hidden_size()), (32, 32));
 }
@@ -49,8 +52,12 @@ fn teacher_kind_follows_the_hf_model_type() {
 #[test]
 fn weights_of_the_other_teacher_are_rejected_with_the_file_name() {
     let dir = case();
-    let err = Teacher::<Cpu>::load(&dir.join("hf_config_clip.json"), &dir.join("weights_dinov2.safetensors"), &Default::default())
-        .unwrap_err()
-        .to_string();
+    let err = Teacher::<Cpu>::load(
+        &dir.join("hf_config_clip.json"),
+        &dir.join("weights_dinov2.safetensors"),
+        &Default::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("weights_dinov2.safetensors") && err.contains("missing"), "{err}");
 }

@@ -14,7 +14,9 @@ fn assert_case_passes(name: &str) {
     println!("{report}");
     assert_eq!(report.failed(), 0, "{name}:\n{report}");
     // Every headline output must really have been compared, not skipped.
-    for expected in ["dec", "dec_code", "disentangle_loss", "train_disentangle_loss", "indices_vis", "quant_vis", "h_vis"] {
+    for expected in
+        ["dec", "dec_code", "disentangle_loss", "train_disentangle_loss", "indices_vis", "quant_vis", "h_vis"]
+    {
         let check = report.check(expected).unwrap_or_else(|| panic!("{name}: '{expected}' was not checked"));
         assert!(check.error <= FLOAT_TOLERANCE);
     }

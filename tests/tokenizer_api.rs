@@ -45,7 +45,8 @@ fn saved_files_rebuild_the_same_model() {
 #[test]
 fn official_files_need_a_config_and_load_without_feature_heads() {
     let weights = golden("tok_dual_ds16").join("weights.safetensors");
-    let err = Tokenizer::<Cpu>::load(&weights, None, LoadPurpose::Inference, &Default::default()).unwrap_err().to_string();
+    let err =
+        Tokenizer::<Cpu>::load(&weights, None, LoadPurpose::Inference, &Default::default()).unwrap_err().to_string();
     assert!(err.contains("weights.safetensors") && err.contains("no embedded config"), "{err}");
 
     // A file without the training-only head (as the official sampler saves) loads too.
@@ -65,12 +66,15 @@ fn mismatched_files_name_the_problem() {
     small_model(3).save(&path).unwrap();
     let mut wider = TokenizerConfig::preset("small-dual-ds8").unwrap();
     wider.codebooks[0].size = 512;
-    let err = Tokenizer::<Cpu>::load(&path, Some(&wider), LoadPurpose::Inference, &Default::default()).unwrap_err().to_string();
+    let err = Tokenizer::<Cpu>::load(&path, Some(&wider), LoadPurpose::Inference, &Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("quantize_vis.embedding.weight") && err.contains("[1024, 8]"), "{err}");
 
     let garbage = dir.path().join("garbage.safetensors");
     std::fs::write(&garbage, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
-    let err = Tokenizer::<Cpu>::load(&garbage, None, LoadPurpose::Inference, &Default::default()).unwrap_err().to_string();
+    let err =
+        Tokenizer::<Cpu>::load(&garbage, None, LoadPurpose::Inference, &Default::default()).unwrap_err().to_string();
     assert!(err.contains("garbage.safetensors") && err.contains("not a valid safetensors"), "{err}");
 }
 

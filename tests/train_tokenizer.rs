@@ -49,14 +49,19 @@ fn training_with(config: TokenizerConfig, seed: u64, disc_start: u64) -> Tokeniz
     let device = Default::default();
     B::seed(&device, seed);
     let model = Tokenizer::<B>::new(&config, &device).unwrap();
-    let objective = ObjectiveConfig { disc_start, discriminator: fqgan::loss::discriminator::DiscriminatorConfig { in_channels: 3, ndf: 16, n_layers: 2 }, ..Default::default() };
+    let objective = ObjectiveConfig {
+        disc_start,
+        discriminator: fqgan::loss::discriminator::DiscriminatorConfig { in_channels: 3, ndf: 16, n_layers: 2 },
+        ..Default::default()
+    };
     let optim = AdamWConfig { lr: 1e-3, ..AdamWConfig::tokenizer() };
     TokenizerTraining::new(model, objective, optim, None, &device)
 }
 
 fn loader(start_step: u64) -> Loader {
     let data = ImageDataset::scan(&[images_dir()]).unwrap();
-    let config = LoaderConfig { batch_size: 6, seed: 5, start_step, workers: 2, prefetch: 2, bad_images: BadImages::Fail };
+    let config =
+        LoaderConfig { batch_size: 6, seed: 5, start_step, workers: 2, prefetch: 2, bad_images: BadImages::Fail };
     Loader::new(data, Augment { size: 32, min_crop_fraction: 0.8, hflip: true }, config)
 }
 
@@ -138,10 +143,17 @@ fn gradient_accumulation_matches_the_large_batch() {
     let device = Default::default();
     let batch = loader(0).next_batch().unwrap();
     let images = images_to_tensor::<B>(&batch.images[..4], &device).unwrap();
-    let half = |range: std::ops::Range<usize>| MicroBatch { images: images.clone().slice([range, 0..3, 0..32, 0..32]), ids: Vec::new() };
+    let half = |range: std::ops::Range<usize>| MicroBatch {
+        images: images.clone().slice([range, 0..3, 0..32, 0..32]),
+        ids: Vec::new(),
+    };
     let weights = |run: &TokenizerTraining<B>| -> Vec<f32> {
         let tensors = module_tensors(&run.model, &tokenizer_key_map(&config));
-        tensors.into_iter().filter(|(key, _)| !key.ends_with("codebook_used")).flat_map(|(_, d)| d.to_vec::<f32>().unwrap()).collect()
+        tensors
+            .into_iter()
+            .filter(|(key, _)| !key.ends_with("codebook_used"))
+            .flat_map(|(_, d)| d.to_vec::<f32>().unwrap())
+            .collect()
     };
 
     let mut large = training_with(config.clone(), 7, u64::MAX);
@@ -153,7 +165,12 @@ fn gradient_accumulation_matches_the_large_batch() {
 
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs());
     assert!(close(large_m.loss, accumulated_m.loss), "loss {} vs {}", large_m.loss, accumulated_m.loss);
-    assert!(close(large_m.grad_norm, accumulated_m.grad_norm), "grad norm {} vs {}", large_m.grad_norm, accumulated_m.grad_norm);
+    assert!(
+        close(large_m.grad_norm, accumulated_m.grad_norm),
+        "grad norm {} vs {}",
+        large_m.grad_norm,
+        accumulated_m.grad_norm
+    );
     assert!(!close(large_m.grad_norm, small_m.grad_norm), "half the batch should give another gradient");
     // Adam's first step is about lr * sign(gradient): compare mean moves, not the largest.
     let distance = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
@@ -173,10 +190,18 @@ fn teachers_dir() -> PathBuf {
 #[test]
 fn semantic_term_trains_the_feature_head_against_a_teacher() {
     let mut config = tiny_config();
-    config.codebooks[1].feat_pred = Some(fqgan::config::FeatPredConfig { module: "feat_pred_head".into(), width: 32, layers: 1, heads: 4, mlp_ratio: 2.0 });
+    config.codebooks[1].feat_pred = Some(fqgan::config::FeatPredConfig {
+        module: "feat_pred_head".into(),
+        width: 32,
+        layers: 1,
+        heads: 4,
+        mlp_ratio: 2.0,
+    });
     let device = Default::default();
     let dir = teachers_dir();
-    let teacher = || Teacher::<B>::load(&dir.join("hf_config_clip.json"), &dir.join("weights_clip.safetensors"), &device).unwrap();
+    let teacher = || {
+        Teacher::<B>::load(&dir.join("hf_config_clip.json"), &dir.join("weights_clip.safetensors"), &device).unwrap()
+    };
     let data = ImageDataset::scan(&[images_dir()]).unwrap();
     let images: Vec<RgbImage> = (0..data.len()).map(|i| center_crop(&data.load(i).unwrap(), 32)).collect();
     let ids: Vec<String> = data.items.iter().map(|item| item.id.clone()).collect();
@@ -185,10 +210,14 @@ fn semantic_term_trains_the_feature_head_against_a_teacher() {
     let mut features = TeacherFeatures::new(32);
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     features.insert_batch(&id_refs, teacher().cls_feature(input.clone())).unwrap();
-    let mut precomputed = training_with(config.clone(), 5, u64::MAX).with_teachers(vec![TeacherSource::Precomputed(features)]).unwrap();
-    let precomputed_first = precomputed.accumulated_step(vec![MicroBatch { images: input.clone(), ids: ids.clone() }]).unwrap();
+    let mut precomputed =
+        training_with(config.clone(), 5, u64::MAX).with_teachers(vec![TeacherSource::Precomputed(features)]).unwrap();
+    let precomputed_first =
+        precomputed.accumulated_step(vec![MicroBatch { images: input.clone(), ids: ids.clone() }]).unwrap();
 
-    let mut live = training_with(config.clone(), 5, u64::MAX).with_teachers(vec![TeacherSource::Live(Box::new(teacher()))]).unwrap();
+    let mut live = training_with(config.clone(), 5, u64::MAX)
+        .with_teachers(vec![TeacherSource::Live(Box::new(teacher()))])
+        .unwrap();
     live.objective.semantic_weight = 2.0;
     let head_before = module_tensors(&live.model.feat_pred[0], &Default::default());
     let semantic: Vec<f64> = (0..12)
@@ -200,12 +229,22 @@ fn semantic_term_trains_the_feature_head_against_a_teacher() {
         .collect();
     println!("semantic loss {semantic:?}");
     assert!(semantic.iter().all(|s| s.is_finite()));
-    assert!((semantic[0] - precomputed_first.semantic[0]).abs() < 1e-5, "live {} vs precomputed {}", semantic[0], precomputed_first.semantic[0]);
+    assert!(
+        (semantic[0] - precomputed_first.semantic[0]).abs() < 1e-5,
+        "live {} vs precomputed {}",
+        semantic[0],
+        precomputed_first.semantic[0]
+    );
     assert!(semantic[11] < semantic[0] - 0.01, "semantic loss {} -> {}", semantic[0], semantic[11]);
     assert_ne!(module_tensors(&live.model.feat_pred[0], &Default::default()), head_before);
 
-    let two = vec![TeacherSource::Precomputed(TeacherFeatures::new(32)), TeacherSource::Precomputed(TeacherFeatures::new(32))];
-    let Err(err) = training_with(config.clone(), 5, u64::MAX).with_teachers(two) else { panic!("a teacher too many must be an error") };
+    let two = vec![
+        TeacherSource::Precomputed(TeacherFeatures::new(32)),
+        TeacherSource::Precomputed(TeacherFeatures::new(32)),
+    ];
+    let Err(err) = training_with(config.clone(), 5, u64::MAX).with_teachers(two) else {
+        panic!("a teacher too many must be an error")
+    };
     let err = err.to_string();
     assert!(err.contains("[sem]") && err.contains("2 teacher"), "{err}");
 }

@@ -26,45 +26,21 @@ fn main() -> Result<()> {
         [flag, value] if flag == "--minutes" => value.parse::<f64>()?,
         _ => bail!("usage: quickstart [--minutes M]   (training time, default 3)"),
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize()?;
     let device = Default::default();
     B::seed(&device, 0);
 
     // 64x64 images -> two 8x8 grids of 1024 codes (visual and semantic sub-codebooks). The
     // adversarial loss needs far longer runs, so it stays off.
     let config = TokenizerConfig::preset("small-dual-ds8")?;
-    let objective = ObjectiveConfig {
-        disc_start: u64::MAX,
-        ..Default::default()
-    };
-    let optim = AdamWConfig {
-        lr: 1e-3,
-        ..AdamWConfig::tokenizer()
-    };
-    let mut training = TokenizerTraining::new(
-        Tokenizer::<B>::new(&config, &device)?,
-        objective,
-        optim,
-        None,
-        &device,
-    );
+    let objective = ObjectiveConfig { disc_start: u64::MAX, ..Default::default() };
+    let optim = AdamWConfig { lr: 1e-3, ..AdamWConfig::tokenizer() };
+    let mut training = TokenizerTraining::new(Tokenizer::<B>::new(&config, &device)?, objective, optim, None, &device);
 
     let images = ImageDataset::scan(&[root.join("examples/images")])?;
-    let augment = Augment {
-        size: config.image_size as u32,
-        min_crop_fraction: 0.5,
-        hflip: true,
-    };
-    let batches = LoaderConfig {
-        batch_size: 6,
-        seed: 0,
-        start_step: 0,
-        workers: 2,
-        prefetch: 2,
-        bad_images: BadImages::Fail,
-    };
+    let augment = Augment { size: config.image_size as u32, min_crop_fraction: 0.5, hflip: true };
+    let batches =
+        LoaderConfig { batch_size: 6, seed: 0, start_step: 0, workers: 2, prefetch: 2, bad_images: BadImages::Fail };
     let loader = Loader::new(images, augment, batches);
 
     println!("training small-dual-ds8 on examples/images for {minutes} min");
@@ -91,14 +67,8 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&out)?;
     model.save(out.join("quickstart-tokenizer.safetensors"))?;
 
-    let image = center_crop(
-        &read_rgb(root.join("examples/images/astronaut.png"))?,
-        config.image_size as u32,
-    );
-    let codes = model.encode(images_to_tensor::<Cpu>(
-        std::slice::from_ref(&image),
-        &device,
-    )?)?;
+    let image = center_crop(&read_rgb(root.join("examples/images/astronaut.png"))?, config.image_size as u32);
+    let codes = model.encode(images_to_tensor::<Cpu>(std::slice::from_ref(&image), &device)?)?;
     let [_, k, h, w] = codes.dims();
     let recon = tensor_to_images(model.decode(codes)?).remove(0);
     println!(
@@ -109,10 +79,7 @@ fn main() -> Result<()> {
 
     let picture = out.join("quickstart.png");
     save_rgb(&picture, &side_by_side(&image, &recon, 4))?;
-    println!(
-        "wrote {} (original | reconstruction) and out/quickstart-tokenizer.safetensors",
-        picture.display()
-    );
+    println!("wrote {} (original | reconstruction) and out/quickstart-tokenizer.safetensors", picture.display());
     Ok(())
 }
 
@@ -121,12 +88,7 @@ fn side_by_side(a: &RgbImage, b: &RgbImage, scale: u32) -> RgbImage {
     let (w, h) = a.dimensions();
     let mut out = RgbImage::new(2 * w * scale, h * scale);
     for (i, image) in [a, b].into_iter().enumerate() {
-        let big = image::imageops::resize(
-            image,
-            w * scale,
-            h * scale,
-            image::imageops::FilterType::Nearest,
-        );
+        let big = image::imageops::resize(image, w * scale, h * scale, image::imageops::FilterType::Nearest);
         image::imageops::replace(&mut out, &big, (i as u32 * w * scale) as i64, 0);
     }
     out

@@ -47,9 +47,7 @@ pub(crate) unsafe fn string<'a>(ptr: *const c_char, name: &str) -> Outcome<&'a s
     if ptr.is_null() {
         return Err(Failure::invalid(format!("`{name}` is null")));
     }
-    CStr::from_ptr(ptr)
-        .to_str()
-        .map_err(|e| Failure::invalid(format!("`{name}` is not valid UTF-8: {e}")))
+    CStr::from_ptr(ptr).to_str().map_err(|e| Failure::invalid(format!("`{name}` is not valid UTF-8: {e}")))
 }
 
 /// A caller-owned output buffer of `capacity` elements, together with the "required size"
@@ -149,9 +147,7 @@ pub(crate) unsafe fn device(ptr: *const c_char, name: &str) -> Outcome<DeviceCho
     if ptr.is_null() {
         return Ok(DeviceChoice::Cpu);
     }
-    string(ptr, name)?
-        .parse()
-        .map_err(|e: fqgan_core::Error| Failure::invalid(format!("`{name}`: {e}")))
+    string(ptr, name)?.parse().map_err(|e: fqgan_core::Error| Failure::invalid(format!("`{name}`: {e}")))
 }
 
 /// Writes a versioned output struct whose `struct_size` the caller set: fails when it is

@@ -49,10 +49,7 @@ impl<B: Backend> Engine for Tokenizer<B> {
         let config = Tokenizer::config(self);
         let g = config.grid_size();
         let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
-        let ids = Tensor::<B, 4, Int>::from_data(
-            TensorData::new(ids, [1, config.k(), g, g]),
-            &self.device(),
-        );
+        let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [1, config.k(), g, g]), &self.device());
         let image = self.decode_subset(ids, which)?;
         Ok(tensor_to_images(image).remove(0))
     }
@@ -82,22 +79,12 @@ impl<B: Backend> GeneratorEngine for Far<B> {
         options: &GenerateOptions,
         progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Option<Vec<u32>>> {
-        let labels = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(labels.to_vec(), [labels.len()]),
-            &self.device(),
-        );
+        let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(labels.to_vec(), [labels.len()]), &self.device());
         let Some(tokens) = generate_with_progress(self, labels, None, options, progress)? else {
             return Ok(None);
         };
         // Sampled ids are below their vocabulary size, at most 2^24: they fit in u32.
-        Ok(Some(
-            tokens
-                .into_data()
-                .convert::<i64>()
-                .iter::<i64>()
-                .map(|id| id as u32)
-                .collect(),
-        ))
+        Ok(Some(tokens.into_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect()))
     }
 }
 
@@ -116,9 +103,7 @@ impl BackendTask for Load<'_> {
         let purpose = LoadPurpose::Inference;
         let model = match self.0 {
             Source::File(path) => Tokenizer::<B>::load(path, None, purpose, &device)?,
-            Source::Memory(bytes) => {
-                Tokenizer::<B>::load_from_bytes(bytes, None, purpose, &device)?
-            }
+            Source::Memory(bytes) => Tokenizer::<B>::load_from_bytes(bytes, None, purpose, &device)?,
         };
         Ok(Box::new(model))
     }
@@ -144,9 +129,6 @@ impl BackendTask for LoadGenerator<'_> {
 }
 
 /// Loads a FAR generator onto `device`, as [`load`] does a tokenizer.
-pub(crate) fn load_generator(
-    source: Source<'_>,
-    device: DeviceChoice,
-) -> Result<Box<dyn GeneratorEngine>> {
+pub(crate) fn load_generator(source: Source<'_>, device: DeviceChoice) -> Result<Box<dyn GeneratorEngine>> {
     device.run(LoadGenerator(source))?
 }

@@ -26,13 +26,10 @@ pub enum FqtCoding {
 
 impl FqtCoding {
     fn from_raw(value: i32) -> Option<Coding> {
-        [
-            (Self::Packed, Coding::Packed),
-            (Self::Entropy, Coding::Entropy),
-        ]
-        .into_iter()
-        .find(|(c, _)| *c as i32 == value)
-        .map(|(_, coding)| coding)
+        [(Self::Packed, Coding::Packed), (Self::Entropy, Coding::Entropy)]
+            .into_iter()
+            .find(|(c, _)| *c as i32 == value)
+            .map(|(_, coding)| coding)
     }
 }
 
@@ -167,11 +164,7 @@ pub unsafe extern "C" fn fqgan_fqt_read(
     tokens_required: *mut usize,
 ) -> Status {
     guard(|| {
-        let tokenizer = if tokenizer.is_null() {
-            None
-        } else {
-            Some(arg(tokenizer, "tokenizer")?)
-        };
+        let tokenizer = if tokenizer.is_null() { None } else { Some(arg(tokenizer, "tokenizer")?) };
         if size == 0 {
             return Err(Failure::invalid("`size` is 0: the .fqt buffer is empty"));
         }
@@ -181,21 +174,10 @@ pub unsafe extern "C" fn fqgan_fqt_read(
             file.check_model(tokenizer.fingerprint, source)?;
         }
         if !info.is_null() {
-            write_versioned(
-                info,
-                file_info(&file),
-                "info",
-                "set info->struct_size = sizeof(fqgan_fqt_info)",
-            )?;
+            write_versioned(info, file_info(&file), "info", "set info->struct_size = sizeof(fqgan_fqt_info)")?;
         }
         let names = ["tokens", "tokens_capacity", "tokens_required"];
-        if let Some(out) = output(
-            tokens,
-            tokens_capacity,
-            file.tokens.len(),
-            tokens_required,
-            names,
-        )? {
+        if let Some(out) = output(tokens, tokens_capacity, file.tokens.len(), tokens_required, names)? {
             out.copy_from_slice(&file.tokens);
         }
         Ok(())
@@ -203,11 +185,7 @@ pub unsafe extern "C" fn fqgan_fqt_read(
 }
 
 /// The file `fqgan_fqt_write` describes, checked against the tokenizer.
-fn token_file(
-    tokenizer: &Tokenizer,
-    params: &FqtWriteParams,
-    tokens: &[u32],
-) -> Outcome<TokenFile> {
+fn token_file(tokenizer: &Tokenizer, params: &FqtWriteParams, tokens: &[u32]) -> Outcome<TokenFile> {
     let config = tokenizer.engine.config();
     let tile = config.image_size as u32;
     let (width, height) = match (params.width, params.height) {
@@ -221,10 +199,7 @@ fn token_file(
         ))
     })?;
     let layout = TileLayout::new(width, height, tile, params.overlap).map_err(|e| {
-        Failure::invalid(format!(
-            "`params->width`, `height`, `overlap` ({width}x{height}, {}): {e}",
-            params.overlap
-        ))
+        Failure::invalid(format!("`params->width`, `height`, `overlap` ({width}x{height}, {}): {e}", params.overlap))
     })?;
     let per_tile = tokenizer.token_count();
     let expected = layout.count() * per_tile;

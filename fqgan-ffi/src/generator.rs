@@ -8,9 +8,7 @@ use std::path::Path;
 use fqgan_core::far::{GenerateOptions, SubTokenSampling};
 use fqgan_core::DeviceChoice;
 
-use crate::args::{
-    arg, device, handle_out, output, slice, string, versioned, versioned_copy, write_versioned,
-};
+use crate::args::{arg, device, handle_out, output, slice, string, versioned, versioned_copy, write_versioned};
 use crate::engine::{self, GeneratorEngine, Source};
 use crate::status::{guard, Failure, Outcome, Status};
 use crate::tokenizer::{c_string, Tokenizer};
@@ -88,16 +86,12 @@ pub struct GenerateParams {
 /// positions of one image; all `count` images advance together). Return 0 to go on, non-zero
 /// to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and writes no output. It runs on
 /// the calling thread, inside the fqgan call: it must not free the handles in use.
-pub type ProgressFn =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, done: u32, total: u32) -> c_int>;
+pub type ProgressFn = Option<unsafe extern "C" fn(user_data: *mut c_void, done: u32, total: u32) -> c_int>;
 
 /// The parameters `fqgan_generator_load_*` use when given NULL: the CPU device.
 #[no_mangle]
 pub extern "C" fn fqgan_generator_params_default() -> GeneratorParams {
-    GeneratorParams {
-        struct_size: std::mem::size_of::<GeneratorParams>(),
-        device: c"cpu".as_ptr(),
-    }
+    GeneratorParams { struct_size: std::mem::size_of::<GeneratorParams>(), device: c"cpu".as_ptr() }
 }
 
 /// The official sampling defaults (cfg_scale 2, temperature 1, top_k 0, top_p 1), class 0,
@@ -186,10 +180,7 @@ pub unsafe extern "C" fn fqgan_generator_free(generator: *mut Generator) {
 /// # Safety
 /// Pointers must be NULL or valid for the documented use.
 #[no_mangle]
-pub unsafe extern "C" fn fqgan_generator_get_info(
-    generator: *const Generator,
-    info: *mut GeneratorInfo,
-) -> Status {
+pub unsafe extern "C" fn fqgan_generator_get_info(generator: *const Generator, info: *mut GeneratorInfo) -> Status {
     guard(|| {
         let generator = arg(generator, "generator")?;
         let config = generator.engine.config();
@@ -204,12 +195,7 @@ pub unsafe extern "C" fn fqgan_generator_get_info(
             token_count: generator.token_count(),
             device: generator.device.as_ptr(),
         };
-        write_versioned(
-            info,
-            value,
-            "info",
-            "set info->struct_size = sizeof(fqgan_generator_info)",
-        )
+        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_generator_info)")
     })
 }
 
@@ -228,10 +214,7 @@ pub unsafe extern "C" fn fqgan_generator_get_vocab_size(
         let generator = arg(generator, "generator")?;
         let sizes = &generator.engine.config().vocab_sizes;
         let vocab = sizes.get(index as usize).ok_or_else(|| {
-            Failure::invalid(format!(
-                "`index` is {index}; this generator has {} sub-tokens",
-                sizes.len()
-            ))
+            Failure::invalid(format!("`index` is {index}; this generator has {} sub-tokens", sizes.len()))
         })?;
         arg(size.cast_const(), "size")?;
         size.write(*vocab as u32);
@@ -310,9 +293,7 @@ pub unsafe extern "C" fn fqgan_generate_images(
             .engine
             .config()
             .check_tokenizer(tokenizer.engine.config())
-            .map_err(|e| {
-                Failure::invalid(format!("`tokenizer` does not match `generator`: {e}"))
-            })?;
+            .map_err(|e| Failure::invalid(format!("`tokenizer` does not match `generator`: {e}")))?;
         let request = generator.request(params)?;
         let names = ["rgba", "rgba_capacity", "rgba_required"];
         let needed = request.output_len(tokenizer.rgba_size(), "byte")?;
@@ -321,9 +302,8 @@ pub unsafe extern "C" fn fqgan_generate_images(
         };
         let tokens = generator.run(&request, progress, user_data)?;
         let all: Vec<usize> = (0..tokenizer.engine.config().k()).collect();
-        for (image, rgba) in tokens
-            .chunks_exact(tokenizer.token_count())
-            .zip(out.chunks_exact_mut(tokenizer.rgba_size()))
+        for (image, rgba) in
+            tokens.chunks_exact(tokenizer.token_count()).zip(out.chunks_exact_mut(tokenizer.rgba_size()))
         {
             tokenizer.decode_rgba(image, &all, rgba)?;
         }
@@ -356,18 +336,11 @@ impl Generator {
         let device = if params.is_null() {
             DeviceChoice::Cpu
         } else {
-            let params = versioned(
-                params,
-                "params",
-                "initialise it with fqgan_generator_params_default()",
-            )?;
+            let params = versioned(params, "params", "initialise it with fqgan_generator_params_default()")?;
             device(params.device, "params->device")?
         };
         let engine = engine::load_generator(source, device)?;
-        Ok(Box::into_raw(Box::new(Generator {
-            engine,
-            device: c_string(&device.to_string()),
-        })))
+        Ok(Box::into_raw(Box::new(Generator { engine, device: c_string(&device.to_string()) })))
     }
 
     fn token_count(&self) -> usize {
@@ -401,10 +374,7 @@ impl Generator {
             return fail("`params->count` is 0: generate at least one image".into());
         }
         if !params.cfg_scale.is_finite() {
-            return fail(format!(
-                "`params->cfg_scale` is {}; it must be finite",
-                params.cfg_scale
-            ));
+            return fail(format!("`params->cfg_scale` is {}; it must be finite", params.cfg_scale));
         }
         if params.cfg_scale != 1.0 && config.null_class().is_none() {
             return fail(format!(
@@ -413,16 +383,10 @@ impl Generator {
             ));
         }
         if !(params.temperature > 0.0 && params.temperature.is_finite()) {
-            return fail(format!(
-                "`params->temperature` is {}; it must be positive and finite",
-                params.temperature
-            ));
+            return fail(format!("`params->temperature` is {}; it must be positive and finite", params.temperature));
         }
         if !(params.top_p > 0.0 && params.top_p <= 1.0) {
-            return fail(format!(
-                "`params->top_p` is {}; it must be in (0, 1]",
-                params.top_p
-            ));
+            return fail(format!("`params->top_p` is {}; it must be in (0, 1]", params.top_p));
         }
         let sampling = SubTokenSampling {
             cfg_scale: f64::from(params.cfg_scale),
@@ -438,24 +402,13 @@ impl Generator {
     }
 
     /// Generates, reporting to `progress`; a non-zero answer becomes `FQGAN_STATUS_CANCELLED`.
-    unsafe fn run(
-        &self,
-        request: &Request,
-        progress: ProgressFn,
-        user_data: *mut c_void,
-    ) -> Outcome<Vec<u32>> {
+    unsafe fn run(&self, request: &Request, progress: ProgressFn, user_data: *mut c_void) -> Outcome<Vec<u32>> {
         let mut report = |done: usize, total: usize| match progress {
-            Some(callback) if callback(user_data, done as u32, total as u32) != 0 => {
-                ControlFlow::Break(())
-            }
+            Some(callback) if callback(user_data, done as u32, total as u32) != 0 => ControlFlow::Break(()),
             _ => ControlFlow::Continue(()),
         };
         self.engine
-            .generate(
-                &vec![i64::from(request.class_id); request.count as usize],
-                &request.options,
-                &mut report,
-            )?
+            .generate(&vec![i64::from(request.class_id); request.count as usize], &request.options, &mut report)?
             .ok_or_else(|| Failure::new(Status::Cancelled, "cancelled by the progress callback"))
     }
 }

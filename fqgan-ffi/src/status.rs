@@ -40,10 +40,7 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub fn new(status: Status, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -102,9 +99,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Outcome) -> Status {
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("no message");
-            set_last_error(&format!(
-                "internal error in fqgan (please report it): panic: {detail}"
-            ));
+            set_last_error(&format!("internal error in fqgan (please report it): panic: {detail}"));
             Status::Internal
         }
     }
@@ -116,18 +111,12 @@ mod tests {
     use std::ffi::CStr;
 
     fn last_error() -> String {
-        unsafe { CStr::from_ptr(last_error_ptr()) }
-            .to_str()
-            .unwrap()
-            .to_owned()
+        unsafe { CStr::from_ptr(last_error_ptr()) }.to_str().unwrap().to_owned()
     }
 
     #[test]
     fn guard_reports_failures_and_panics_and_clears_on_success() {
-        assert_eq!(
-            guard(|| Err(Failure::invalid("`tokens` is null"))),
-            Status::InvalidArgument
-        );
+        assert_eq!(guard(|| Err(Failure::invalid("`tokens` is null"))), Status::InvalidArgument);
         assert_eq!(last_error(), "`tokens` is null");
         assert_eq!(guard(|| panic!("boom")), Status::Internal);
         assert!(last_error().contains("panic: boom"), "{}", last_error());

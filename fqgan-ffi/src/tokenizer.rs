@@ -90,9 +90,7 @@ pub enum PixelFormat {
 
 impl PixelFormat {
     fn from_raw(value: i32) -> Option<Self> {
-        [Self::Rgba8, Self::Rgb8]
-            .into_iter()
-            .find(|f| *f as i32 == value)
+        [Self::Rgba8, Self::Rgb8].into_iter().find(|f| *f as i32 == value)
     }
 
     fn bytes_per_pixel(self) -> usize {
@@ -119,10 +117,7 @@ pub struct Image {
 /// The parameters `fqgan_tokenizer_load_*` use when given NULL: the CPU device.
 #[no_mangle]
 pub extern "C" fn fqgan_tokenizer_params_default() -> TokenizerParams {
-    TokenizerParams {
-        struct_size: std::mem::size_of::<TokenizerParams>(),
-        device: c"cpu".as_ptr(),
-    }
+    TokenizerParams { struct_size: std::mem::size_of::<TokenizerParams>(), device: c"cpu".as_ptr() }
 }
 
 /// Loads a tokenizer from a `.safetensors` file written by fqgan (the model's config is
@@ -199,10 +194,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_free(tokenizer: *mut Tokenizer) {
 /// # Safety
 /// Pointers must be NULL or valid for the documented use.
 #[no_mangle]
-pub unsafe extern "C" fn fqgan_tokenizer_get_info(
-    tokenizer: *const Tokenizer,
-    info: *mut TokenizerInfo,
-) -> Status {
+pub unsafe extern "C" fn fqgan_tokenizer_get_info(tokenizer: *const Tokenizer, info: *mut TokenizerInfo) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
         let config = tokenizer.engine.config();
@@ -219,12 +211,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_info(
             rgba_size: tokenizer.rgba_size(),
             device: tokenizer.device.as_ptr(),
         };
-        write_versioned(
-            info,
-            value,
-            "info",
-            "set info->struct_size = sizeof(fqgan_tokenizer_info)",
-        )
+        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_tokenizer_info)")
     })
 }
 
@@ -243,10 +230,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_codebook(
         let tokenizer = arg(tokenizer, "tokenizer")?;
         let codebooks = &tokenizer.engine.config().codebooks;
         let codebook = codebooks.get(index as usize).ok_or_else(|| {
-            Failure::invalid(format!(
-                "`index` is {index}; this tokenizer has {} sub-codebooks",
-                codebooks.len()
-            ))
+            Failure::invalid(format!("`index` is {index}; this tokenizer has {} sub-codebooks", codebooks.len()))
         })?;
         let value = CodebookInfo {
             struct_size: std::mem::size_of::<CodebookInfo>(),
@@ -254,12 +238,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_codebook(
             size: codebook.size as u32,
             dim: codebook.dim as u32,
         };
-        write_versioned(
-            info,
-            value,
-            "info",
-            "set info->struct_size = sizeof(fqgan_codebook_info)",
-        )
+        write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_codebook_info)")
     })
 }
 
@@ -287,14 +266,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_encode(
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
         let names = ["tokens", "tokens_capacity", "tokens_required"];
-        let Some(out) = output(
-            tokens,
-            tokens_capacity,
-            tokenizer.token_count(),
-            tokens_required,
-            names,
-        )?
-        else {
+        let Some(out) = output(tokens, tokens_capacity, tokenizer.token_count(), tokens_required, names)? else {
             return Ok(());
         };
         let image = tokenizer.read_image(arg(image, "image")?)?;
@@ -326,14 +298,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_decode(
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
         let all: Vec<usize> = (0..tokenizer.engine.config().k()).collect();
-        tokenizer.decode_into(
-            tokens,
-            token_count,
-            &all,
-            rgba,
-            rgba_capacity,
-            rgba_required,
-        )
+        tokenizer.decode_into(tokens, token_count, &all, rgba, rgba_capacity, rgba_required)
     })
 }
 
@@ -361,24 +326,13 @@ pub unsafe extern "C" fn fqgan_tokenizer_decode_subset(
         let k = tokenizer.engine.config().k();
         let chosen = slice(codebooks, codebook_count, "codebooks")?;
         if chosen.is_empty() {
-            return Err(Failure::invalid(
-                "`codebook_count` is 0: choose at least one sub-codebook",
-            ));
+            return Err(Failure::invalid("`codebook_count` is 0: choose at least one sub-codebook"));
         }
         if let Some((i, bad)) = chosen.iter().enumerate().find(|(_, &c)| c as usize >= k) {
-            return Err(Failure::invalid(format!(
-                "`codebooks[{i}]` is {bad}; this tokenizer has {k} sub-codebooks"
-            )));
+            return Err(Failure::invalid(format!("`codebooks[{i}]` is {bad}; this tokenizer has {k} sub-codebooks")));
         }
         let which: Vec<usize> = chosen.iter().map(|&c| c as usize).collect();
-        tokenizer.decode_into(
-            tokens,
-            token_count,
-            &which,
-            rgba,
-            rgba_capacity,
-            rgba_required,
-        )
+        tokenizer.decode_into(tokens, token_count, &which, rgba, rgba_capacity, rgba_required)
     })
 }
 
@@ -387,28 +341,14 @@ impl Tokenizer {
         let device = if params.is_null() {
             DeviceChoice::Cpu
         } else {
-            let params = versioned(
-                params,
-                "params",
-                "initialise it with fqgan_tokenizer_params_default()",
-            )?;
+            let params = versioned(params, "params", "initialise it with fqgan_tokenizer_params_default()")?;
             device(params.device, "params->device")?
         };
         let engine = engine::load(source, device)?;
-        let codebook_names = engine
-            .config()
-            .codebooks
-            .iter()
-            .map(|c| c_string(&c.name))
-            .collect();
+        let codebook_names = engine.config().codebooks.iter().map(|c| c_string(&c.name)).collect();
         let fingerprint = engine.fingerprint();
         let device = c_string(&device.to_string());
-        Ok(Box::into_raw(Box::new(Tokenizer {
-            engine,
-            device,
-            codebook_names,
-            fingerprint,
-        })))
+        Ok(Box::into_raw(Box::new(Tokenizer { engine, device, codebook_names, fingerprint })))
     }
 
     pub(crate) fn token_count(&self) -> usize {
@@ -431,9 +371,7 @@ impl Tokenizer {
         })?;
         let (width, height) = (image.width, image.height);
         if width == 0 || height == 0 {
-            return Err(Failure::invalid(format!(
-                "`image->width` x `image->height` is {width}x{height}: empty"
-            )));
+            return Err(Failure::invalid(format!("`image->width` x `image->height` is {width}x{height}: empty")));
         }
         let size = self.engine.config().image_size;
         if (width as usize, height as usize) != (size, size) {
@@ -450,15 +388,9 @@ impl Tokenizer {
                 image.stride
             )));
         }
-        let total = image
-            .stride
-            .checked_mul(height as usize - 1)
-            .and_then(|rows| rows.checked_add(row))
-            .ok_or_else(|| {
-                Failure::invalid(format!(
-                    "`image->stride` {} overflows the address space",
-                    image.stride
-                ))
+        let total =
+            image.stride.checked_mul(height as usize - 1).and_then(|rows| rows.checked_add(row)).ok_or_else(|| {
+                Failure::invalid(format!("`image->stride` {} overflows the address space", image.stride))
             })?;
         let pixels = slice(image.pixels, total, "image->pixels")?;
         let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
@@ -507,11 +439,7 @@ impl Tokenizer {
                 config.k()
             )));
         }
-        for (c, (grid, codebook)) in tokens
-            .chunks_exact(g * g)
-            .zip(&config.codebooks)
-            .enumerate()
-        {
+        for (c, (grid, codebook)) in tokens.chunks_exact(g * g).zip(&config.codebooks).enumerate() {
             if let Some(at) = grid.iter().position(|&id| id as usize >= codebook.size) {
                 return Err(Failure::invalid(format!(
                     "`tokens[{}]` is {} (sub-codebook {c} '{}', row {}, column {}); its ids are 0..{}",

@@ -29,12 +29,19 @@ fn far_generation(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("far_generate_{preset}_{}_tokens", config.block_size));
         group.sample_size(10);
         for batch in [1usize, 8] {
-            let labels = Tensor::<Cpu, 1, Int>::arange(0..batch as i64, &device).remainder_scalar(config.num_classes as i64);
+            let labels =
+                Tensor::<Cpu, 1, Int>::arange(0..batch as i64, &device).remainder_scalar(config.num_classes as i64);
             group.throughput(Throughput::Elements((batch * config.block_size) as u64));
             for (name, decoding) in [("kv_cache", Decoding::KvCache), ("recompute", Decoding::Recompute)] {
-                let options = GenerateOptions { decoding, ..GenerateOptions::uniform(config.k(), SubTokenSampling::default(), 1) };
+                let options = GenerateOptions {
+                    decoding,
+                    ..GenerateOptions::uniform(config.k(), SubTokenSampling::default(), 1)
+                };
                 let mib = peak_mib(|| generate(&model, labels.clone(), None, &options).unwrap().into_data());
-                println!("peak memory  {preset:<11} {} tokens batch {batch} {name:<9}: {mib:.0} MiB", config.block_size);
+                println!(
+                    "peak memory  {preset:<11} {} tokens batch {batch} {name:<9}: {mib:.0} MiB",
+                    config.block_size
+                );
                 group.bench_with_input(BenchmarkId::new(name, batch), &labels, |b, labels| {
                     b.iter(|| generate(&model, labels.clone(), None, &options).unwrap())
                 });

@@ -31,8 +31,12 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str) {
 
         let mut group = c.benchmark_group(format!("{preset}-{size}px"));
         group.sample_size(10).throughput(Throughput::Elements(batch as u64));
-        group.bench_function(BenchmarkId::new("encode", backend), |b| b.iter(|| model.encode(images.clone()).unwrap().into_data()));
-        group.bench_function(BenchmarkId::new("decode", backend), |b| b.iter(|| model.decode(codes.clone()).unwrap().into_data()));
+        group.bench_function(BenchmarkId::new("encode", backend), |b| {
+            b.iter(|| model.encode(images.clone()).unwrap().into_data())
+        });
+        group.bench_function(BenchmarkId::new("decode", backend), |b| {
+            b.iter(|| model.decode(codes.clone()).unwrap().into_data())
+        });
         group.finish();
     }
 }

@@ -56,7 +56,9 @@ fn file_coding(c: &mut Criterion) {
         let file = token_file(coding);
         let bytes = file.to_bytes().unwrap();
         group.throughput(Throughput::Bytes(file.packed_token_bits().div_ceil(8)));
-        group.bench_with_input(BenchmarkId::new("write", format!("{coding:?}")), &file, |b, f| b.iter(|| f.to_bytes().unwrap()));
+        group.bench_with_input(BenchmarkId::new("write", format!("{coding:?}")), &file, |b, f| {
+            b.iter(|| f.to_bytes().unwrap())
+        });
         group.bench_with_input(BenchmarkId::new("read", format!("{coding:?}")), &bytes, |b, bytes| {
             b.iter(|| TokenFile::from_bytes(black_box(bytes), Path::new("bench.fqt")).unwrap())
         });
@@ -69,11 +71,15 @@ fn tiled_decode(c: &mut Criterion) {
     Cpu::seed(&device, 0);
     let model = Tokenizer::<Cpu>::new(&TokenizerConfig::preset("small-dual-ds8").unwrap(), &device).unwrap();
     let codec = AssetCodec::new(&model);
-    let image = DynamicImage::ImageRgb8(RgbImage::from_fn(1024, 1024, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x ^ y) % 256) as u8])));
+    let image = DynamicImage::ImageRgb8(RgbImage::from_fn(1024, 1024, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x ^ y) % 256) as u8])
+    }));
     let file = codec.compress(&image, codec.default_overlap(), Coding::Entropy).unwrap();
     let mut group = c.benchmark_group("tiled decode");
     group.sample_size(10);
-    group.bench_function("1024x1024 small-dual-ds8", |b| b.iter(|| codec.decompress(black_box(&file), Path::new("bench.fqt")).unwrap()));
+    group.bench_function("1024x1024 small-dual-ds8", |b| {
+        b.iter(|| codec.decompress(black_box(&file), Path::new("bench.fqt")).unwrap())
+    });
     group.finish();
 }
 

@@ -94,7 +94,8 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
         let per_tile = file.tokens_per_tile();
         for first in (0..layout.count()).step_by(self.batch) {
             let tiles = first..layout.count().min(first + self.batch);
-            let ids: Vec<i64> = file.tokens[tiles.start * per_tile..tiles.end * per_tile].iter().map(|&id| i64::from(id)).collect();
+            let ids: Vec<i64> =
+                file.tokens[tiles.start * per_tile..tiles.end * per_tile].iter().map(|&id| i64::from(id)).collect();
             let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [tiles.len(), k, g, g]), &device);
             let decoded: Vec<f32> = self.model.decode(ids)?.into_data().convert::<f32>().to_vec().expect("f32 data");
             for (n, index) in tiles.enumerate() {

@@ -118,15 +118,8 @@ fn usage_window() -> usize {
 }
 
 /// Names of the presets accepted by [`TokenizerConfig::preset`].
-pub const TOKENIZER_PRESETS: &[&str] = &[
-    "dual-ds16",
-    "triple-ds16",
-    "dual-ds8",
-    "triple-ds8",
-    "small-dual-ds8",
-    "small-triple-ds8",
-    "small-dual-ds16",
-];
+pub const TOKENIZER_PRESETS: &[&str] =
+    &["dual-ds16", "triple-ds16", "dual-ds8", "triple-ds8", "small-dual-ds8", "small-triple-ds8", "small-dual-ds16"];
 
 impl TokenizerConfig {
     /// A released checkpoint's configuration, or a small one for CPU work.
@@ -305,16 +298,16 @@ impl TokenizerConfig {
 
     /// Reads the `config.json` of a golden reference case (official PyTorch naming).
     pub fn from_golden_json(value: &serde_json::Value) -> Result<Self> {
-        let field = |name: &str| {
-            value.get(name).ok_or_else(|| Error::Config(format!("golden config has no field `{name}`")))
-        };
+        let field =
+            |name: &str| value.get(name).ok_or_else(|| Error::Config(format!("golden config has no field `{name}`")));
         let usize_of = |v: &serde_json::Value, name: &str| -> Result<usize> {
             v.get(name)
                 .and_then(|x| x.as_u64())
                 .map(|x| x as usize)
                 .ok_or_else(|| Error::Config(format!("golden config: `{name}` is missing or not an integer")))
         };
-        let f64_or = |v: &serde_json::Value, name: &str, default: f64| v.get(name).and_then(|x| x.as_f64()).unwrap_or(default);
+        let f64_or =
+            |v: &serde_json::Value, name: &str, default: f64| v.get(name).and_then(|x| x.as_f64()).unwrap_or(default);
         let adapter = field("adapter")?;
         let names: Vec<String> = serde_json::from_value(field("sub_codebooks")?.clone())
             .map_err(|e| Error::Config(format!("golden config `sub_codebooks`: {e}")))?;
@@ -380,7 +373,13 @@ impl TokenizerConfig {
 
 /// The official sub-codebooks: Dual = vis + sem (CLIP head), Triple = vis + sem_mid (DINO head)
 /// + sem_high (CLIP head). `widths` are the teacher widths [dual sem, triple mid, triple high].
-fn official_codebooks(triple: bool, size: usize, widths: [usize; 3], layers: usize, heads: usize) -> Vec<CodebookConfig> {
+fn official_codebooks(
+    triple: bool,
+    size: usize,
+    widths: [usize; 3],
+    layers: usize,
+    heads: usize,
+) -> Vec<CodebookConfig> {
     let codebook = |name: &str, feat: Option<(&str, usize)>| CodebookConfig {
         name: name.into(),
         size,

@@ -21,7 +21,10 @@ const ARCHIVE_EXTENSIONS: &[&str] = &["zip", "pk3"];
 enum Location {
     File(PathBuf),
     /// An entry of a zip archive.
-    Archive { archive: PathBuf, entry: String },
+    Archive {
+        archive: PathBuf,
+        entry: String,
+    },
 }
 
 /// One image of a dataset.
@@ -74,11 +77,16 @@ impl ImageDataset {
             let list: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
             return Err(Error::Input(format!("no images found in {}", list.join(", "))));
         }
-        let classes: Vec<String> = found.iter().map(|(_, c, _)| c.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let classes: Vec<String> =
+            found.iter().map(|(_, c, _)| c.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         found.sort_by(|a, b| location_key(&a.0).cmp(&location_key(&b.0)));
         let items = found
             .into_iter()
-            .map(|(location, class, id)| Item { location, class: classes.binary_search(&class).expect("collected above"), id })
+            .map(|(location, class, id)| Item {
+                location,
+                class: classes.binary_search(&class).expect("collected above"),
+                id,
+            })
             .collect();
         Ok(Self { items, classes })
     }
@@ -132,7 +140,8 @@ fn scan_folder(root: &Path, dir: &Path, found: &mut Vec<(Location, String, Strin
 
 fn open_archive(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    zip::ZipArchive::new(file).map_err(|e| Error::Image { path: path.into(), message: format!("not a readable zip archive: {e}") })
+    zip::ZipArchive::new(file)
+        .map_err(|e| Error::Image { path: path.into(), message: format!("not a readable zip archive: {e}") })
 }
 
 fn scan_archive(path: &Path, found: &mut Vec<(Location, String, String)>) -> Result<()> {
@@ -142,7 +151,11 @@ fn scan_archive(path: &Path, found: &mut Vec<(Location, String, String)>) -> Res
             continue;
         }
         let class = Path::new(name).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        found.push((Location::Archive { archive: path.to_path_buf(), entry: name.to_string() }, class, name.to_string()));
+        found.push((
+            Location::Archive { archive: path.to_path_buf(), entry: name.to_string() },
+            class,
+            name.to_string(),
+        ));
     }
     Ok(())
 }
@@ -150,7 +163,8 @@ fn scan_archive(path: &Path, found: &mut Vec<(Location, String, String)>) -> Res
 fn read_archive_entry(archive: &Path, entry: &str) -> Result<Vec<u8>> {
     let mut zip = open_archive(archive)?;
     let name = format!("{}:{entry}", archive.display());
-    let mut file = zip.by_name(entry).map_err(|e| Error::Image { path: name.clone().into(), message: e.to_string() })?;
+    let mut file =
+        zip.by_name(entry).map_err(|e| Error::Image { path: name.clone().into(), message: e.to_string() })?;
     let mut bytes = Vec::with_capacity(file.size() as usize);
     file.read_to_end(&mut bytes).map_err(|e| Error::io(name, e))?;
     Ok(bytes)
@@ -178,9 +192,11 @@ impl Augment {
         let (w, h) = image.dimensions();
         let short = w.min(h) as f32;
         let max_side = self.size as f32 / self.min_crop_fraction.clamp(0.05, 1.0);
-        let side = if max_side > self.size as f32 { rng.random_range(self.size as f32..=max_side) } else { self.size as f32 };
+        let side =
+            if max_side > self.size as f32 { rng.random_range(self.size as f32..=max_side) } else { self.size as f32 };
         let scale = side / short;
-        let (rw, rh) = (((w as f32 * scale).round() as u32).max(self.size), ((h as f32 * scale).round() as u32).max(self.size));
+        let (rw, rh) =
+            (((w as f32 * scale).round() as u32).max(self.size), ((h as f32 * scale).round() as u32).max(self.size));
         let resized = image::imageops::resize(image, rw, rh, image::imageops::FilterType::Triangle);
         let (x, y) = if self.min_crop_fraction >= 1.0 {
             ((rw - self.size) / 2, (rh - self.size) / 2)
@@ -297,7 +313,13 @@ impl Loader {
         std::thread::spawn(move || {
             for step in config.start_step.. {
                 let indices = step_indices(dataset.len(), config.batch_size, config.seed, step);
-                let batch = load_batch(&dataset, &augment, &indices, config.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15), &config);
+                let batch = load_batch(
+                    &dataset,
+                    &augment,
+                    &indices,
+                    config.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    &config,
+                );
                 if sender.send(batch).is_err() {
                     return; // the training loop is done
                 }
@@ -329,7 +351,13 @@ pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
-fn load_batch(dataset: &ImageDataset, augment: &Augment, indices: &[usize], seed: u64, config: &LoaderConfig) -> Result<Batch> {
+fn load_batch(
+    dataset: &ImageDataset,
+    augment: &Augment,
+    indices: &[usize],
+    seed: u64,
+    config: &LoaderConfig,
+) -> Result<Batch> {
     let workers = config.workers.clamp(1, indices.len().max(1));
     let chunk = indices.len().div_ceil(workers);
     let results: Vec<Result<RgbImage>> = std::thread::scope(|scope| {
@@ -406,8 +434,13 @@ mod tests {
         let in_zip = names.iter().position(|n| n.ends_with("textures.pk3:textures/brick/wall.png")).unwrap();
         assert_eq!(data.load(in_zip).unwrap().dimensions(), (20, 20));
 
-        let config = |bad_images| LoaderConfig { batch_size: 4, seed: 1, start_step: 0, workers: 2, prefetch: 2, bad_images };
-        let loader = Loader::new(data.clone(), Augment { size: 16, min_crop_fraction: 0.8, hflip: true }, config(BadImages::Skip));
+        let config =
+            |bad_images| LoaderConfig { batch_size: 4, seed: 1, start_step: 0, workers: 2, prefetch: 2, bad_images };
+        let loader = Loader::new(
+            data.clone(),
+            Augment { size: 16, min_crop_fraction: 0.8, hflip: true },
+            config(BadImages::Skip),
+        );
         let batch = loader.next_batch().unwrap();
         assert_eq!((batch.images.len(), batch.skipped.len()), (3, 1));
         assert!(batch.images.iter().all(|i| i.dimensions() == (16, 16)));
@@ -438,7 +471,8 @@ mod tests {
         let data = ImageDataset::scan(&[dir.path().to_path_buf()]).unwrap();
         let augment = Augment { size: 24, min_crop_fraction: 0.8, hflip: true };
         let run = |workers, start_step| {
-            let config = LoaderConfig { batch_size: 2, seed: 9, start_step, workers, prefetch: 1, bad_images: BadImages::Fail };
+            let config =
+                LoaderConfig { batch_size: 2, seed: 9, start_step, workers, prefetch: 1, bad_images: BadImages::Fail };
             let loader = Loader::new(data.clone(), augment, config);
             (0..5 - start_step).map(|_| loader.next_batch().unwrap()).map(|b| (b.indices, b.images)).collect::<Vec<_>>()
         };

@@ -33,7 +33,11 @@ pub fn read_rgb_sized(path: impl AsRef<Path>, size: u32, resize: bool) -> Result
     }
     Err(Error::Image {
         path: path.into(),
-        message: format!("image is {}x{}; the model takes {size}x{size} (resize it, or pass --resize)", image.width(), image.height()),
+        message: format!(
+            "image is {}x{}; the model takes {size}x{size} (resize it, or pass --resize)",
+            image.width(),
+            image.height()
+        ),
     })
 }
 
@@ -124,7 +128,8 @@ mod tests {
 
     #[test]
     fn pixels_survive_the_round_trip() {
-        let image = RgbImage::from_fn(5, 3, |x, y| image::Rgb([(x * 50) as u8, (y * 80) as u8, 255 - (x * y * 10) as u8]));
+        let image =
+            RgbImage::from_fn(5, 3, |x, y| image::Rgb([(x * 50) as u8, (y * 80) as u8, 255 - (x * y * 10) as u8]));
         let tensor = images_to_tensor::<Flex>(std::slice::from_ref(&image), &Default::default()).unwrap();
         assert_eq!(tensor.dims(), [1, 3, 3, 5]);
         assert_eq!(tensor_to_images(tensor)[0], image);

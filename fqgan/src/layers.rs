@@ -8,13 +8,21 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, Tensor};
 
 /// PyTorch's default init for Linear/Conv weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-fn uniform_fan_in<B: Backend, const D: usize>(shape: [usize; D], fan_in: usize, device: &B::Device) -> Param<Tensor<B, D>> {
+fn uniform_fan_in<B: Backend, const D: usize>(
+    shape: [usize; D],
+    fan_in: usize,
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
     let bound = 1.0 / (fan_in as f64).sqrt();
     Param::from_tensor(Tensor::random(shape, Distribution::Uniform(-bound, bound), device))
 }
 
 /// A tensor parameter drawn from N(0, std^2), as PyTorch initialises embeddings and tables.
-pub fn normal_param<B: Backend, const D: usize>(shape: [usize; D], std: f64, device: &B::Device) -> Param<Tensor<B, D>> {
+pub fn normal_param<B: Backend, const D: usize>(
+    shape: [usize; D],
+    std: f64,
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
     Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, std), device))
 }
 

@@ -28,7 +28,8 @@ pub fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
         let plane = |image: &RgbImage| image.pixels().map(|p| f64::from(p[channel])).collect::<Vec<_>>();
         let (x, y) = (plane(a), plane(b));
         let product = |p: &[f64], q: &[f64]| p.iter().zip(q).map(|(u, v)| u * v).collect::<Vec<_>>();
-        let [mx, my, xx, yy, xy] = [&x, &y, &product(&x, &x), &product(&y, &y), &product(&x, &y)].map(|p| blur(p, w, h, &window));
+        let [mx, my, xx, yy, xy] =
+            [&x, &y, &product(&x, &x), &product(&y, &y), &product(&x, &y)].map(|p| blur(p, w, h, &window));
         let mut sum = 0.0;
         for i in 0..mx.len() {
             let (vx, vy, cov) = (xx[i] - mx[i] * mx[i], yy[i] - my[i] * my[i], xy[i] - mx[i] * my[i]);
@@ -41,7 +42,8 @@ pub fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
 }
 
 fn gaussian(radius: usize, sigma: f64) -> Vec<f64> {
-    let raw: Vec<f64> = (0..=2 * radius).map(|i| (-((i as f64 - radius as f64).powi(2)) / (2.0 * sigma * sigma)).exp()).collect();
+    let raw: Vec<f64> =
+        (0..=2 * radius).map(|i| (-((i as f64 - radius as f64).powi(2)) / (2.0 * sigma * sigma)).exp()).collect();
     let sum: f64 = raw.iter().sum();
     raw.into_iter().map(|v| v / sum).collect()
 }
@@ -50,9 +52,18 @@ fn gaussian(radius: usize, sigma: f64) -> Vec<f64> {
 fn blur(plane: &[f64], w: usize, h: usize, window: &[f64]) -> Vec<f64> {
     let n = window.len();
     let (ow, oh) = (w + 1 - n, h + 1 - n);
-    let rows: Vec<f64> =
-        (0..h).flat_map(|y| (0..ow).map(move |x| window.iter().enumerate().map(|(i, k)| k * plane[y * w + x + i]).sum::<f64>())).collect();
-    (0..oh).flat_map(|y| (0..ow).map(|x| window.iter().enumerate().map(|(i, k)| k * rows[(y + i) * ow + x]).sum::<f64>()).collect::<Vec<_>>()).collect()
+    let rows: Vec<f64> = (0..h)
+        .flat_map(|y| {
+            (0..ow).map(move |x| window.iter().enumerate().map(|(i, k)| k * plane[y * w + x + i]).sum::<f64>())
+        })
+        .collect();
+    (0..oh)
+        .flat_map(|y| {
+            (0..ow)
+                .map(|x| window.iter().enumerate().map(|(i, k)| k * rows[(y + i) * ow + x]).sum::<f64>())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -60,7 +71,9 @@ mod tests {
     use super::*;
 
     fn textured(w: u32, h: u32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| image::Rgb([((x * 37 + y * 11) % 251) as u8, ((x * x + y * 3) % 241) as u8, ((x ^ y) * 5 % 256) as u8]))
+        RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([((x * 37 + y * 11) % 251) as u8, ((x * x + y * 3) % 241) as u8, ((x ^ y) * 5 % 256) as u8])
+        })
     }
 
     #[test]

@@ -33,7 +33,9 @@ impl TileLayout {
             return Err(Error::Input(format!("image size {width}x{height} exceeds {MAX_PIXELS} pixels")));
         }
         if tile < 2 || overlap >= tile / 2 {
-            return Err(Error::Input(format!("tile {tile} with overlap {overlap}: need tile >= 2 and overlap < tile / 2")));
+            return Err(Error::Input(format!(
+                "tile {tile} with overlap {overlap}: need tile >= 2 and overlap < tile / 2"
+            )));
         }
         Ok(Self { width, height, tile, overlap })
     }

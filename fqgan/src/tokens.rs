@@ -83,7 +83,8 @@ impl TokenFile {
 
     /// Bits that bit-packing alone would spend on the token ids.
     pub fn packed_token_bits(&self) -> u64 {
-        let per_tile: u64 = self.codebook_sizes.iter().map(|&n| u64::from(bits_for(n))).sum::<u64>() * u64::from(self.grid).pow(2);
+        let per_tile: u64 =
+            self.codebook_sizes.iter().map(|&n| u64::from(bits_for(n))).sum::<u64>() * u64::from(self.grid).pow(2);
         per_tile * self.layout.count() as u64
     }
 
@@ -104,7 +105,10 @@ impl TokenFile {
         let l = &self.layout;
         TileLayout::new(l.width, l.height, l.tile, l.overlap).map_err(|e| Error::tokens(source, e.to_string()))?;
         if l.tile > MAX_TILE || self.grid == 0 || l.tile % self.grid != 0 {
-            return fail(format!("tile {} / grid {}: tile must be <= {MAX_TILE} and a multiple of the grid", l.tile, self.grid));
+            return fail(format!(
+                "tile {} / grid {}: tile must be <= {MAX_TILE} and a multiple of the grid",
+                l.tile, self.grid
+            ));
         }
         if self.codebook_sizes.is_empty() || self.k() > MAX_CODEBOOKS {
             return fail(format!("k = {}: must be 1..={MAX_CODEBOOKS}", self.k()));
@@ -113,7 +117,12 @@ impl TokenFile {
             return fail(format!("codebook size {n}: must be 2..={MAX_CODEBOOK_SIZE}"));
         }
         if self.tokens.len() != l.count() * self.tokens_per_tile() {
-            return fail(format!("{} token ids for {} tiles of {} ids", self.tokens.len(), l.count(), self.tokens_per_tile()));
+            return fail(format!(
+                "{} token ids for {} tiles of {} ids",
+                self.tokens.len(),
+                l.count(),
+                self.tokens_per_tile()
+            ));
         }
         if let Some(alpha) = &self.alpha {
             if alpha.len() != l.width as usize * l.height as usize {
@@ -124,7 +133,10 @@ impl TokenFile {
         for (at, &id) in self.tokens.iter().enumerate() {
             let codebook = at / plane % self.k();
             if id >= self.codebook_sizes[codebook] {
-                return fail(format!("token {at} is id {id}, beyond sub-codebook {codebook}'s size {}", self.codebook_sizes[codebook]));
+                return fail(format!(
+                    "token {at} is id {id}, beyond sub-codebook {codebook}'s size {}",
+                    self.codebook_sizes[codebook]
+                ));
             }
         }
         Ok(())
@@ -172,7 +184,9 @@ impl TokenFile {
 
     fn token_payload(&self) -> Vec<u8> {
         match self.coding {
-            Coding::Packed => (0..self.k()).flat_map(|c| bitpack::pack(&self.codebook_run(c), bits_for(self.codebook_sizes[c]))).collect(),
+            Coding::Packed => (0..self.k())
+                .flat_map(|c| bitpack::pack(&self.codebook_run(c), bits_for(self.codebook_sizes[c])))
+                .collect(),
             Coding::Entropy => {
                 let mut encoder = RangeEncoder::default();
                 for (c, &n) in self.codebook_sizes.iter().enumerate() {
@@ -207,7 +221,10 @@ impl TokenFile {
     pub fn read(path: &Path) -> Result<Self> {
         let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         if len > MAX_FILE_LEN {
-            return Err(Error::tokens(path, format!("{len} bytes is larger than any .fqt file ({MAX_FILE_LEN} at most)")));
+            return Err(Error::tokens(
+                path,
+                format!("{len} bytes is larger than any .fqt file ({MAX_FILE_LEN} at most)"),
+            ));
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::from_bytes(&bytes, path)
@@ -220,16 +237,24 @@ impl TokenFile {
             return Err(fail(format!("truncated: {} bytes, a .fqt file has at least {MIN_FILE_LEN}", bytes.len())));
         }
         if bytes[..4] != MAGIC {
-            return Err(fail(format!("not a .fqt file (starts with {:02x?}, expected {:02x?} \"FQTK\")", &bytes[..4], MAGIC)));
+            return Err(fail(format!(
+                "not a .fqt file (starts with {:02x?}, expected {:02x?} \"FQTK\")",
+                &bytes[..4],
+                MAGIC
+            )));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
         if version != VERSION {
-            return Err(fail(format!("format version {version} is not supported (this build reads version {VERSION})")));
+            return Err(fail(format!(
+                "format version {version} is not supported (this build reads version {VERSION})"
+            )));
         }
         let (body, stored) = bytes.split_at(bytes.len() - 4);
         let (stored, computed) = (u32::from_le_bytes(stored.try_into().expect("4 bytes")), crc32fast::hash(body));
         if stored != computed {
-            return Err(fail(format!("checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt or truncated")));
+            return Err(fail(format!(
+                "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt or truncated"
+            )));
         }
         Self::parse_body(body, source)
     }
@@ -267,7 +292,9 @@ impl TokenFile {
             )));
         }
         if tile > MAX_TILE || grid == 0 || tile % grid != 0 {
-            return Err(fail(format!("tile {tile} / token grid {grid}: tile must be <= {MAX_TILE} and a multiple of the grid")));
+            return Err(fail(format!(
+                "tile {tile} / token grid {grid}: tile must be <= {MAX_TILE} and a multiple of the grid"
+            )));
         }
         if !(1..=MAX_CODEBOOKS).contains(&k) {
             return Err(fail(format!("k = {k}: must be 1..={MAX_CODEBOOKS}")));
@@ -285,7 +312,11 @@ impl TokenFile {
         // checked against the payload bytes before its buffer is allocated.
         let runs = layout.count() as u64 * u64::from(grid).pow(2);
         if runs * k as u64 > MAX_TOKENS {
-            return Err(fail(format!("{} token ids ({} tiles of {k} {grid}x{grid} grids) exceed the limit of {MAX_TOKENS}", runs * k as u64, layout.count())));
+            return Err(fail(format!(
+                "{} token ids ({} tiles of {k} {grid}x{grid} grids) exceed the limit of {MAX_TOKENS}",
+                runs * k as u64,
+                layout.count()
+            )));
         }
         let token_len = r.u32("token payload length")? as usize;
         let token_payload = r.take(token_len, "token payload")?;
@@ -293,7 +324,9 @@ impl TokenFile {
             Coding::Packed => {
                 let expected: u64 = codebook_sizes.iter().map(|&n| packed_len(runs, bits_for(n))).sum();
                 if token_len as u64 != expected {
-                    return Err(fail(format!("token payload is {token_len} bytes; {runs} ids per sub-codebook pack into {expected}")));
+                    return Err(fail(format!(
+                        "token payload is {token_len} bytes; {runs} ids per sub-codebook pack into {expected}"
+                    )));
                 }
                 let mut at = 0;
                 codebook_sizes
@@ -328,7 +361,10 @@ impl TokenFile {
             _ => {
                 let pixels = u64::from(width) * u64::from(height);
                 check_decisions(pixels * alpha::DECISIONS_PER_VALUE, alpha_len, "alpha payload", source)?;
-                Some(alpha::decode(alpha_payload, width as usize, height as usize).map_err(|e| fail(format!("alpha payload: {e}")))?)
+                Some(
+                    alpha::decode(alpha_payload, width as usize, height as usize)
+                        .map_err(|e| fail(format!("alpha payload: {e}")))?,
+                )
             }
         };
         if r.pos != body.len() {
@@ -372,7 +408,10 @@ impl<'a> Reader<'a> {
     fn take(&mut self, len: usize, field: &str) -> Result<&'a [u8]> {
         let rest = self.bytes.len() - self.pos;
         if len > rest {
-            return Err(Error::tokens(self.source, format!("truncated: {field} needs {len} bytes at offset {}, {rest} remain", self.pos)));
+            return Err(Error::tokens(
+                self.source,
+                format!("truncated: {field} needs {len} bytes at offset {}, {rest} remain", self.pos),
+            ));
         }
         self.pos += len;
         Ok(&self.bytes[self.pos - len..self.pos])

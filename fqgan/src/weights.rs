@@ -69,14 +69,16 @@ impl TensorFile {
 
     /// A tensor as f32 values with its shape; errors name the key and file.
     pub fn get(&self, key: &str) -> Result<&TensorData> {
-        self.tensors
-            .get(key)
-            .ok_or_else(|| Error::weights(&self.source, format!("has no tensor named '{key}'")))
+        self.tensors.get(key).ok_or_else(|| Error::weights(&self.source, format!("has no tensor named '{key}'")))
     }
 
     /// The tensors whose keys start with `prefix`, with it removed (one part of a checkpoint).
     pub fn part(&self, prefix: &str) -> TensorFile {
-        let tensors = self.tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect();
+        let tensors = self
+            .tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
+            .collect();
         TensorFile { source: self.source.clone(), tensors, metadata: HashMap::new() }
     }
 
@@ -111,7 +113,11 @@ fn tensor_data(view: &TensorView<'_>) -> std::result::Result<TensorData, String>
 
 /// Writes tensors and metadata as safetensors, atomically: a temporary file in the same
 /// folder, flushed and synced, then renamed over `path`.
-pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, TensorData>, metadata: HashMap<String, String>) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, TensorData>,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(name, data)| {
@@ -181,7 +187,12 @@ pub struct LoadRules<'a> {
 
 /// Loads every parameter of `module` from `file`, checking shapes. Missing keys and unused
 /// keys (other than those `rules` allow) are errors that list the first few names.
-pub fn load_module<B: Backend, M: Module<B>>(module: M, file: &TensorFile, keys: &KeyMap, rules: &LoadRules<'_>) -> Result<M> {
+pub fn load_module<B: Backend, M: Module<B>>(
+    module: M,
+    file: &TensorFile,
+    keys: &KeyMap,
+    rules: &LoadRules<'_>,
+) -> Result<M> {
     struct Load<'a> {
         path: Vec<String>,
         keys: &'a KeyMap,
@@ -208,7 +219,11 @@ pub fn load_module<B: Backend, M: Module<B>>(module: M, file: &TensorFile, keys:
             };
             self.used.insert(key.clone());
             if data.shape.as_slice() != current.dims().as_slice() {
-                self.errors.push(format!("'{key}' has shape {:?}, the model expects {:?}", data.shape.as_slice(), current.dims()));
+                self.errors.push(format!(
+                    "'{key}' has shape {:?}, the model expects {:?}",
+                    data.shape.as_slice(),
+                    current.dims()
+                ));
                 return Param::from_mapped_value(id, current, mapper);
             }
             let mut loaded = Tensor::from_data(data.clone().convert::<f32>(), &current.device());
@@ -220,11 +235,8 @@ pub fn load_module<B: Backend, M: Module<B>>(module: M, file: &TensorFile, keys:
     }
     let mut load = Load { path: Vec::new(), keys, file, rules, used: HashSet::new(), errors: Vec::new() };
     let module = module.map(&mut load);
-    let mut unused: Vec<&String> = file
-        .tensors
-        .keys()
-        .filter(|k| !load.used.contains(*k) && !(rules.ignorable)(k))
-        .collect();
+    let mut unused: Vec<&String> =
+        file.tensors.keys().filter(|k| !load.used.contains(*k) && !(rules.ignorable)(k)).collect();
     unused.sort();
     let mut errors = load.errors;
     if !unused.is_empty() {
@@ -239,9 +251,6 @@ pub fn load_module<B: Backend, M: Module<B>>(module: M, file: &TensorFile, keys:
     } else {
         let total = errors.len();
         let shown: Vec<_> = errors.into_iter().take(5).collect();
-        Err(Error::weights(
-            &file.source,
-            format!("does not fit this model ({total} problem(s)): {}", shown.join("; ")),
-        ))
+        Err(Error::weights(&file.source, format!("does not fit this model ({total} problem(s)): {}", shown.join("; "))))
     }
 }

@@ -42,7 +42,11 @@ pub fn plan(inputs: &[PathBuf], out: &Path, extension: &str, wanted: &[&str]) ->
             found.sort();
             for file in found {
                 let relative = file.strip_prefix(input).expect("found under input").to_path_buf();
-                jobs.push(Job { output: out.join(&relative).with_extension(extension), name: relative.display().to_string(), input: file });
+                jobs.push(Job {
+                    output: out.join(&relative).with_extension(extension),
+                    name: relative.display().to_string(),
+                    input: file,
+                });
             }
         } else if input.exists() {
             let file_name = input.file_name().with_context(|| format!("{} has no file name", input.display()))?;
@@ -129,7 +133,9 @@ pub fn compress_one<B: Backend>(
 ) -> Result<(Row, Option<DynamicImage>)> {
     let original_bytes = std::fs::metadata(&job.input).with_context(|| job.input.display().to_string())?.len();
     let overlap = settings.overlap.unwrap_or_else(|| codec.default_overlap());
-    let file = codec.compress(&image, overlap, settings.coding).with_context(|| format!("compressing {}", job.input.display()))?;
+    let file = codec
+        .compress(&image, overlap, settings.coding)
+        .with_context(|| format!("compressing {}", job.input.display()))?;
     if let Some(parent) = job.output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }

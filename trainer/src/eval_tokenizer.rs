@@ -77,40 +77,23 @@ impl BackendTask for EvalTokenizerArgs {
     type Output = Result<EvalReport>;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<EvalReport> {
-        let json_path = self
-            .json
-            .clone()
-            .or_else(|| self.out.as_ref().map(|d| d.join("eval.json")));
-        let markdown_path = self
-            .markdown
-            .clone()
-            .or_else(|| self.out.as_ref().map(|d| d.join("eval.md")));
+        let json_path = self.json.clone().or_else(|| self.out.as_ref().map(|d| d.join("eval.json")));
+        let markdown_path = self.markdown.clone().or_else(|| self.out.as_ref().map(|d| d.join("eval.md")));
         if json_path.is_none() && markdown_path.is_none() {
             bail!("give --out DIR, or --json FILE and/or --markdown FILE, for the report");
         }
         let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let lpips = self
-            .lpips
-            .as_ref()
-            .map(|p| Lpips::<B>::load(p, &LpipsConfig::vgg16(), &device))
-            .transpose()?;
+        let lpips = self.lpips.as_ref().map(|p| Lpips::<B>::load(p, &LpipsConfig::vgg16(), &device)).transpose()?;
         let dataset = ImageDataset::scan(&self.data)?;
         let config = model.config().clone();
         let size = config.image_size as u32;
 
-        let bar = if self.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(dataset.len() as u64)
-        };
+        let bar = if self.quiet { ProgressBar::hidden() } else { ProgressBar::new(dataset.len() as u64) };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
-            )
-            .expect("valid template"),
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}")
+                .expect("valid template"),
         );
-        let mut histograms: Vec<Vec<u64>> =
-            config.codebooks.iter().map(|c| vec![0; c.size]).collect();
+        let mut histograms: Vec<Vec<u64>> = config.codebooks.iter().map(|c| vec![0; c.size]).collect();
         let (mut psnr_sum, mut ssim_sum, mut lpips_sum) = (0.0, 0.0, 0.0);
         let indices: Vec<usize> = (0..dataset.len()).collect();
         for chunk in indices.chunks(self.batch_size as usize) {
@@ -121,12 +104,7 @@ impl BackendTask for EvalTokenizerArgs {
             let input = images_to_tensor::<B>(&images, &device)?;
             let codes = model.encode(input.clone())?;
             let [b, k, h, w] = codes.dims();
-            let values: Vec<i64> = codes
-                .clone()
-                .into_data()
-                .convert::<i64>()
-                .to_vec()
-                .expect("i64 after convert");
+            let values: Vec<i64> = codes.clone().into_data().convert::<i64>().to_vec().expect("i64 after convert");
             for (j, histogram) in histograms.iter_mut().enumerate() {
                 for image in 0..b {
                     let start = (image * k + j) * h * w;
@@ -137,11 +115,7 @@ impl BackendTask for EvalTokenizerArgs {
             }
             let decoded = model.decode(codes)?;
             if let Some(lpips) = &lpips {
-                lpips_sum += lpips
-                    .forward(decoded.clone(), input)
-                    .sum()
-                    .into_scalar()
-                    .elem::<f64>();
+                lpips_sum += lpips.forward(decoded.clone(), input).sum().into_scalar().elem::<f64>();
             }
             for (original, recon) in images.iter().zip(tensor_to_images(decoded)) {
                 psnr_sum += psnr(original, &recon);
@@ -149,11 +123,7 @@ impl BackendTask for EvalTokenizerArgs {
             }
             bar.inc(chunk.len() as u64);
             let n = bar.position() as f64;
-            bar.set_message(format!(
-                "PSNR {:.2} dB  SSIM {:.4}",
-                psnr_sum / n,
-                ssim_sum / n
-            ));
+            bar.set_message(format!("PSNR {:.2} dB  SSIM {:.4}", psnr_sum / n, ssim_sum / n));
         }
         bar.finish_and_clear();
 
@@ -213,15 +183,9 @@ fn codebook_report(name: &str, histogram: &[u64]) -> CodebookReport {
 /// The report as two Markdown tables: image quality, then one row per sub-codebook.
 pub fn markdown(report: &EvalReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| model | images | size | PSNR (dB) | SSIM | LPIPS | bits/pixel |"
-    );
+    let _ = writeln!(out, "| model | images | size | PSNR (dB) | SSIM | LPIPS | bits/pixel |");
     let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    let lpips = report
-        .lpips
-        .map(|v| format!("{v:.4}"))
-        .unwrap_or_else(|| "-".into());
+    let lpips = report.lpips.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
     let _ = writeln!(
         out,
         "| {} | {} | {s}x{s} | {:.2} | {:.4} | {lpips} | {:.4} |",
@@ -233,21 +197,11 @@ pub fn markdown(report: &EvalReport) -> String {
         s = report.image_size
     );
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "| sub-codebook | size | codes used | usage | perplexity |"
-    );
+    let _ = writeln!(out, "| sub-codebook | size | codes used | usage | perplexity |");
     let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
     for c in &report.codebooks {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.1}% | {:.1} |",
-            c.name,
-            c.size,
-            c.used,
-            c.usage * 100.0,
-            c.perplexity
-        );
+        let _ =
+            writeln!(out, "| {} | {} | {} | {:.1}% | {:.1} |", c.name, c.size, c.used, c.usage * 100.0, c.perplexity);
     }
     out
 }

@@ -72,7 +72,12 @@ impl Generated {
 }
 
 /// One generated and decoded image per label.
-pub fn generate_images<B: Backend>(far: &Far<B>, tokenizer: &Tokenizer<B>, labels: &[i64], options: &GenerateOptions) -> Result<Generated> {
+pub fn generate_images<B: Backend>(
+    far: &Far<B>,
+    tokenizer: &Tokenizer<B>,
+    labels: &[i64],
+    options: &GenerateOptions,
+) -> Result<Generated> {
     far.config().check_tokenizer(tokenizer.config())?;
     let (batch, k, grid) = (labels.len(), far.config().k(), tokenizer.config().grid_size());
     let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(labels.to_vec(), [batch]), &far.device());

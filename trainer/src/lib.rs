@@ -66,12 +66,7 @@ impl TokenizerArg {
 
 /// A config from a preset name or a JSON file; `None` when neither is given.
 pub fn read_config(preset: Option<&str>, file: Option<&Path>) -> Result<Option<TokenizerConfig>> {
-    read_either(
-        preset,
-        file,
-        TokenizerConfig::preset,
-        TokenizerConfig::from_json,
-    )
+    read_either(preset, file, TokenizerConfig::preset, TokenizerConfig::from_json)
 }
 
 /// Which FAR generator to load.
@@ -90,10 +85,7 @@ pub struct FarArg {
 }
 
 impl FarArg {
-    pub fn load<B: fqgan::burn::tensor::backend::Backend>(
-        &self,
-        device: &B::Device,
-    ) -> Result<Far<B>> {
+    pub fn load<B: fqgan::burn::tensor::backend::Backend>(&self, device: &B::Device) -> Result<Far<B>> {
         let config = read_far_config(self.far_preset.as_deref(), self.far_config.as_deref())?;
         Far::load(&self.far, config.as_ref(), device)
             .with_context(|| format!("loading FAR generator {}", self.far.display()))
@@ -114,8 +106,7 @@ fn read_either<C>(
     Ok(match (preset, file) {
         (Some(name), _) => Some(from_preset(name)?),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             Some(from_json(&text).with_context(|| format!("in {}", path.display()))?)
         }
         (None, None) => None,

@@ -12,11 +12,7 @@ use fqgan::{Far, FarConfig, Tokenizer, TokenizerConfig};
 use fqgan_trainer::{read_config, read_far_config, DeviceArg};
 
 #[derive(Parser)]
-#[command(
-    name = "fqgan-trainer",
-    version,
-    about = "Create, import, verify and train FQGAN models"
-)]
+#[command(name = "fqgan-trainer", version, about = "Create, import, verify and train FQGAN models")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -136,41 +132,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::VerifyGolden { cases, device } => {
             let failed = device.device.run(VerifyGolden { cases })??;
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Init { new, device } => {
-            let config = read_config(new.preset.as_deref(), new.config.as_deref())?
-                .expect("clap requires one");
+            let config = read_config(new.preset.as_deref(), new.config.as_deref())?.expect("clap requires one");
             device.device.run(Init { config, new })??;
             Ok(ExitCode::SUCCESS)
         }
         Command::InitFar { new, device } => {
-            let config = read_far_config(new.preset.as_deref(), new.config.as_deref())?
-                .expect("clap requires one");
+            let config = read_far_config(new.preset.as_deref(), new.config.as_deref())?.expect("clap requires one");
             device.device.run(InitFar { config, new })??;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import {
-            weights,
-            preset,
-            config,
-            inference,
-            output,
-        } => {
-            let config =
-                read_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
-            let purpose = if inference {
-                LoadPurpose::Inference
-            } else {
-                LoadPurpose::Training
-            };
+        Command::Import { weights, preset, config, inference, output } => {
+            let config = read_config(preset.as_deref(), config.as_deref())?.expect("clap requires one");
+            let purpose = if inference { LoadPurpose::Inference } else { LoadPurpose::Training };
             let device = Default::default();
-            let model =
-                Tokenizer::<fqgan::device::Cpu>::load(&weights, Some(&config), purpose, &device)?;
+            let model = Tokenizer::<fqgan::device::Cpu>::load(&weights, Some(&config), purpose, &device)?;
             model.save(&output)?;
             println!(
                 "wrote {} ({} sub-codebooks, {} feature heads)",
@@ -210,10 +188,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Err(_) if fqgan::far::config::FAR_PRESETS.contains(&name.as_str()) => {
                     FarConfig::preset(&name)?.to_json()
                 }
-                Err(err) => bail!(
-                    "{err}; FAR presets: {}",
-                    fqgan::far::config::FAR_PRESETS.join(", ")
-                ),
+                Err(err) => bail!("{err}; FAR presets: {}", fqgan::far::config::FAR_PRESETS.join(", ")),
             };
             println!("{json}");
             Ok(ExitCode::SUCCESS)
@@ -221,11 +196,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Presets { name: None } => {
             for name in fqgan::config::TOKENIZER_PRESETS {
                 let c = TokenizerConfig::preset(name)?;
-                let codebooks: Vec<_> = c
-                    .codebooks
-                    .iter()
-                    .map(|cb| format!("{}:{}x{}", cb.name, cb.size, cb.dim))
-                    .collect();
+                let codebooks: Vec<_> =
+                    c.codebooks.iter().map(|cb| format!("{}:{}x{}", cb.name, cb.size, cb.dim)).collect();
                 println!(
                     "{name:<18} image {:>3}  downsample {:>2}  ch {:>3}  codebooks {}",
                     c.image_size,
@@ -257,8 +229,8 @@ impl BackendTask for VerifyGolden {
         let mut failed = 0;
         for case in &self.cases {
             println!("== {}", case.display());
-            let report = fqgan::verify::verify_case::<B>(case, &device)
-                .with_context(|| format!("case {}", case.display()))?;
+            let report =
+                fqgan::verify::verify_case::<B>(case, &device).with_context(|| format!("case {}", case.display()))?;
             println!("{report}");
             failed += report.failed();
         }
@@ -306,11 +278,7 @@ impl BackendTask for Init {
         self.new.prepare::<B>(&device)?;
         let model = Tokenizer::<B>::new(&self.config, &device)?;
         model.save(&self.new.output)?;
-        println!(
-            "wrote {} (random weights, seed {})",
-            self.new.output.display(),
-            self.new.seed
-        );
+        println!("wrote {} (random weights, seed {})", self.new.output.display(), self.new.seed);
         Ok(())
     }
 }
@@ -327,11 +295,7 @@ impl BackendTask for InitFar {
         self.new.prepare::<B>(&device)?;
         let model = Far::<B>::new(&self.config, &device)?;
         model.save(&self.new.output)?;
-        println!(
-            "wrote {} (random FAR weights, seed {})",
-            self.new.output.display(),
-            self.new.seed
-        );
+        println!("wrote {} (random FAR weights, seed {})", self.new.output.display(), self.new.seed);
         Ok(())
     }
 }

@@ -28,7 +28,11 @@ impl RunDir {
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".safetensors")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".safetensors"))
+            })
             .collect();
         found.sort();
         found
@@ -50,14 +54,21 @@ impl RunDir {
     /// `metrics.jsonl`, opened for appending (a resumed run continues the same file).
     pub fn metrics(&self) -> Result<File> {
         let path = self.path.join("metrics.jsonl");
-        std::fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("opening {}", path.display()))
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))
     }
 }
 
 /// A step counter bar (hidden when `quiet`) starting at `position`.
 pub fn progress_bar(len: u64, position: u64, quiet: bool) -> ProgressBar {
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(len) };
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}")
+            .expect("valid template"),
+    );
     bar.set_position(position);
     bar
 }

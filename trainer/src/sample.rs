@@ -42,8 +42,11 @@ impl BackendTask for SampleArgs {
         let far = self.far.load::<B>(&device)?;
         let tokenizer = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
         let num_classes = far.config().num_classes;
-        let classes: Vec<usize> =
-            if self.classes.is_empty() { (0..num_classes.min(self.max_classes)).collect() } else { self.classes.clone() };
+        let classes: Vec<usize> = if self.classes.is_empty() {
+            (0..num_classes.min(self.max_classes)).collect()
+        } else {
+            self.classes.clone()
+        };
         if let Some(bad) = classes.iter().find(|&&c| c >= num_classes) {
             bail!("--classes: {bad} is not a class of this generator (it has {num_classes}: 0..{})", num_classes - 1);
         }

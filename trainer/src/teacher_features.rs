@@ -44,10 +44,7 @@ impl BackendTask for TeacherFeaturesArgs {
     type Output = Result<()>;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        let config = self
-            .teacher_config
-            .clone()
-            .unwrap_or_else(|| default_teacher_config(&self.teacher_weights));
+        let config = self.teacher_config.clone().unwrap_or_else(|| default_teacher_config(&self.teacher_weights));
         let teacher = load_teacher::<B>(self.teacher, &self.teacher_weights, &config, &device)?;
         let dataset = ImageDataset::scan(&self.data)?;
         let mut features = TeacherFeatures::new(teacher.hidden_size());
@@ -60,32 +57,15 @@ impl BackendTask for TeacherFeaturesArgs {
         for chunk in indices.chunks(self.batch_size as usize) {
             let images = chunk
                 .iter()
-                .map(|&i| {
-                    dataset
-                        .load(i)
-                        .map(|image| center_crop(&image, self.image_size))
-                })
+                .map(|&i| dataset.load(i).map(|image| center_crop(&image, self.image_size)))
                 .collect::<fqgan::Result<Vec<_>>>()?;
-            let ids: Vec<&str> = chunk
-                .iter()
-                .map(|&i| dataset.items[i].id.as_str())
-                .collect();
-            features.insert_batch(
-                &ids,
-                teacher.cls_feature(images_to_tensor::<B>(&images, &device)?),
-            )?;
+            let ids: Vec<&str> = chunk.iter().map(|&i| dataset.items[i].id.as_str()).collect();
+            features.insert_batch(&ids, teacher.cls_feature(images_to_tensor::<B>(&images, &device)?))?;
             bar.inc(chunk.len() as u64);
         }
         bar.finish();
-        features
-            .save(&self.output)
-            .with_context(|| format!("writing {}", self.output.display()))?;
-        println!(
-            "wrote {} ({} images, {} wide)",
-            self.output.display(),
-            features.len(),
-            features.width()
-        );
+        features.save(&self.output).with_context(|| format!("writing {}", self.output.display()))?;
+        println!("wrote {} ({} images, {} wide)", self.output.display(), features.len(), features.width());
         Ok(())
     }
 }

@@ -98,14 +98,21 @@ fn new_model<B: AutodiffBackend>(args: &TrainFarArgs, codes: &Codes, device: &B:
     } else if let Some(path) = &args.config {
         Far::<B>::new(&crate::read_far_config(None, Some(path))?.expect("a file"), device)?
     } else {
-        let name = args.preset.clone().unwrap_or(if codes.k() == 3 { "small-triple" } else { "small-dual" }.to_string());
+        let name =
+            args.preset.clone().unwrap_or(if codes.k() == 3 { "small-triple" } else { "small-dual" }.to_string());
         let preset = FarConfig::preset(&name)?;
-        let config =
-            FarConfig { vocab_sizes: codes.vocab_sizes.clone(), num_classes: codes.classes.len(), block_size: codes.tokens, ..preset };
+        let config = FarConfig {
+            vocab_sizes: codes.vocab_sizes.clone(),
+            num_classes: codes.classes.len(),
+            block_size: codes.tokens,
+            ..preset
+        };
         config.validate().with_context(|| format!("preset {name} fitted to the codes"))?;
         Far::<B>::new(&config, device)?
     };
-    codes.check_far(model.config()).with_context(|| format!("the model does not fit the codes {}", args.codes.display()))?;
+    codes
+        .check_far(model.config())
+        .with_context(|| format!("the model does not fit the codes {}", args.codes.display()))?;
     Ok(model)
 }
 
@@ -117,7 +124,9 @@ fn train<B: AutodiffBackend>(args: TrainFarArgs, device: B::Device) -> Result<()
     let codes = Codes::load(&args.codes)?;
     let val = args.val_codes.as_ref().map(|p| Codes::load(p)).transpose()?;
     if let (Some(val), Some(path)) = (&val, &args.val_codes) {
-        codes.check_compatible(val).with_context(|| format!("--val-codes {} against --codes {}", path.display(), args.codes.display()))?;
+        codes
+            .check_compatible(val)
+            .with_context(|| format!("--val-codes {} against --codes {}", path.display(), args.codes.display()))?;
     }
     B::seed(&device, args.seed);
     let model = new_model::<B>(&args, &codes, &device)?;
@@ -156,8 +165,15 @@ fn train<B: AutodiffBackend>(args: TrainFarArgs, device: B::Device) -> Result<()
     let mut metrics = run.metrics()?;
     let train_baseline = unigram_loss(&codes, &codes);
     let val_baseline = val.as_ref().map(|v| unigram_loss(&codes, v));
-    println!("unigram baseline train loss {train_baseline:.4}{}", val_baseline.map(|v| format!(", val loss {v:.4}")).unwrap_or_default());
-    writeln!(metrics, "{}", json!({"step": training.step, "unigram_train_loss": train_baseline, "unigram_val_loss": val_baseline}))?;
+    println!(
+        "unigram baseline train loss {train_baseline:.4}{}",
+        val_baseline.map(|v| format!(", val loss {v:.4}")).unwrap_or_default()
+    );
+    writeln!(
+        metrics,
+        "{}",
+        json!({"step": training.step, "unigram_train_loss": train_baseline, "unigram_val_loss": val_baseline})
+    )?;
 
     let bar = progress_bar(args.steps, training.step, args.quiet);
     let tokens_per_step = (args.batch_size * codes.tokens) as f64;

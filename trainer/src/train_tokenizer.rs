@@ -15,8 +15,8 @@ use fqgan::device::BackendTask;
 use fqgan::image::{image_grid, images_to_tensor, save_rgb, tensor_to_images};
 use fqgan::loss::gan::{DiscLoss, GenLoss};
 use fqgan::loss::lpips::{Lpips, LpipsConfig};
-use fqgan::train::optim::AdamWConfig;
 use fqgan::teachers::{Teacher, TeacherFeatures};
+use fqgan::train::optim::AdamWConfig;
 use fqgan::train::semantic::TeacherSource;
 use fqgan::train::tokenizer::{MicroBatch, ObjectiveConfig, Reconstruction, TokenizerTraining};
 use fqgan::{Tokenizer, TokenizerConfig};
@@ -181,7 +181,8 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
             Tokenizer::<B>::load(path, config.as_ref(), fqgan::tokenizer::LoadPurpose::Training, &device)?
         }
         None => {
-            let config = crate::read_config(args.preset.as_deref(), args.config.as_deref())?.unwrap_or(TokenizerConfig::preset("small-dual-ds8")?);
+            let config = crate::read_config(args.preset.as_deref(), args.config.as_deref())?
+                .unwrap_or(TokenizerConfig::preset("small-dual-ds8")?);
             Tokenizer::<B>::new(&config, &device)?
         }
     };
@@ -207,12 +208,19 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         },
         ..Default::default()
     };
-    let optim = AdamWConfig { lr: args.lr, max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm), ..AdamWConfig::tokenizer() };
+    let optim = AdamWConfig {
+        lr: args.lr,
+        max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
+        ..AdamWConfig::tokenizer()
+    };
     let lpips = args.lpips.as_ref().map(|p| Lpips::load(p, &LpipsConfig::vgg16(), &device)).transpose()?;
     let teachers = teachers::<B>(&args, &device)?;
     let supervised = fqgan::train::semantic::supervised_codebooks(model.config());
     if teachers.is_empty() && !supervised.is_empty() {
-        println!("no teacher given: the feature-prediction heads of {} are not trained (see --teacher)", supervised.join(", "));
+        println!(
+            "no teacher given: the feature-prediction heads of {} are not trained (see --teacher)",
+            supervised.join(", ")
+        );
     }
     let precomputed = !args.teacher_features.is_empty();
     let mut training = TokenizerTraining::new(model, objective, optim, lpips, &device).with_teachers(teachers)?;
@@ -229,7 +237,10 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
     let dataset = ImageDataset::scan(&args.data)?;
     let size = training.model.config().image_size as u32;
     let samples: Vec<usize> = (0..dataset.len().min(8)).collect();
-    let sample_images = samples.iter().map(|&i| dataset.load(i).map(|img| center_crop(&img, size))).collect::<fqgan::Result<Vec<_>>>()?;
+    let sample_images = samples
+        .iter()
+        .map(|&i| dataset.load(i).map(|img| center_crop(&img, size)))
+        .collect::<fqgan::Result<Vec<_>>>()?;
     let ids: Vec<String> = dataset.items.iter().map(|item| item.id.clone()).collect();
     let micro_batches = args.grad_accum as usize;
     let loader = Loader::new(
@@ -309,14 +320,26 @@ fn teachers<B: Backend>(args: &TrainTokenizerArgs, device: &B::Device) -> Result
         return args
             .teacher_features
             .iter()
-            .map(|path| Ok(TeacherSource::Precomputed(TeacherFeatures::read(path).with_context(|| format!("--teacher-features {}", path.display()))?)))
+            .map(|path| {
+                Ok(TeacherSource::Precomputed(
+                    TeacherFeatures::read(path).with_context(|| format!("--teacher-features {}", path.display()))?,
+                ))
+            })
             .collect();
     }
     if args.teacher.len() != args.teacher_weights.len() {
-        bail!("{} --teacher but {} --teacher-weights; give one weights file per teacher", args.teacher.len(), args.teacher_weights.len());
+        bail!(
+            "{} --teacher but {} --teacher-weights; give one weights file per teacher",
+            args.teacher.len(),
+            args.teacher_weights.len()
+        );
     }
     if !args.teacher_config.is_empty() && args.teacher_config.len() != args.teacher.len() {
-        bail!("{} --teacher-config for {} teachers; give one per teacher or none", args.teacher_config.len(), args.teacher.len());
+        bail!(
+            "{} --teacher-config for {} teachers; give one per teacher or none",
+            args.teacher_config.len(),
+            args.teacher.len()
+        );
     }
     let mut teachers = Vec::new();
     for (i, (kind, weights)) in args.teacher.iter().zip(&args.teacher_weights).enumerate() {
@@ -332,8 +355,14 @@ pub fn default_teacher_config(weights: &Path) -> PathBuf {
 }
 
 /// Loads a frozen teacher and checks it is of the `kind` asked for.
-pub fn load_teacher<B: Backend>(kind: TeacherKind, weights: &Path, config: &Path, device: &B::Device) -> Result<Teacher<B>> {
-    let teacher = Teacher::<B>::load(config, weights, device).with_context(|| format!("loading teacher {}", weights.display()))?;
+pub fn load_teacher<B: Backend>(
+    kind: TeacherKind,
+    weights: &Path,
+    config: &Path,
+    device: &B::Device,
+) -> Result<Teacher<B>> {
+    let teacher = Teacher::<B>::load(config, weights, device)
+        .with_context(|| format!("loading teacher {}", weights.display()))?;
     let loaded = match teacher {
         Teacher::Clip(_) => TeacherKind::Clip,
         Teacher::Dinov2(_) => TeacherKind::Dinov2,
@@ -345,7 +374,11 @@ pub fn load_teacher<B: Backend>(kind: TeacherKind, weights: &Path, config: &Path
 }
 
 /// Rows: inputs, reconstructions, then one row per sub-codebook decoded alone.
-pub fn reconstruction_grid<B: Backend>(model: &Tokenizer<B>, images: &[fqgan::image::RgbImage], device: &B::Device) -> Result<fqgan::image::RgbImage> {
+pub fn reconstruction_grid<B: Backend>(
+    model: &Tokenizer<B>,
+    images: &[fqgan::image::RgbImage],
+    device: &B::Device,
+) -> Result<fqgan::image::RgbImage> {
     let codes = model.encode(images_to_tensor::<B>(images, device)?)?;
     let mut rows = vec![images.to_vec(), tensor_to_images(model.decode(codes.clone())?)];
     for i in 0..model.config().k() {

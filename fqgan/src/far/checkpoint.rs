@@ -17,10 +17,8 @@ pub const FAR_FORMAT: &str = "fqgan.far.v1";
 /// Module paths that differ from official keys: the numbered per-sub-token modules and the
 /// head's parts, which the official model keeps at the top level.
 pub fn far_key_map(config: &FarConfig) -> KeyMap {
-    let mut renames = vec![
-        ("head.blocks.".to_string(), "ar_head.".to_string()),
-        ("head.norm.".to_string(), "norm.".to_string()),
-    ];
+    let mut renames =
+        vec![("head.blocks.".to_string(), "ar_head.".to_string()), ("head.norm.".to_string(), "norm.".to_string())];
     for j in 0..config.k() {
         renames.push((format!("tok_embeddings.{j}."), format!("tok_embeddings_{}.", j + 1)));
         renames.push((format!("head.output.{j}."), format!("output_{}.", j + 1)));

@@ -112,12 +112,7 @@ impl FarConfig {
             // For training on a CPU in minutes.
             "tiny-dual" => small(64, 2, 2),
             "tiny-triple" => small(64, 2, 3),
-            _ => {
-                return Err(Error::Config(format!(
-                    "unknown FAR preset '{name}' (known: {})",
-                    FAR_PRESETS.join(", ")
-                )))
-            }
+            _ => return Err(Error::Config(format!("unknown FAR preset '{name}' (known: {})", FAR_PRESETS.join(", ")))),
         };
         config.validate()?;
         Ok(config)
@@ -278,12 +273,16 @@ impl FarConfig {
         };
         if let Some(model_type) = value.get("model_type").and_then(|m| m.as_str()) {
             if model_type != "c2i" {
-                return Err(Error::Config(format!("golden config: `model_type` '{model_type}' is not supported (only c2i)")));
+                return Err(Error::Config(format!(
+                    "golden config: `model_type` '{model_type}' is not supported (only c2i)"
+                )));
             }
         }
         let drop_path = value.get("drop_path_rate").and_then(|x| x.as_f64()).unwrap_or(0.0);
         if drop_path != 0.0 {
-            return Err(Error::Config(format!("golden config: `drop_path_rate` {drop_path} is not supported (only 0)")));
+            return Err(Error::Config(format!(
+                "golden config: `drop_path_rate` {drop_path} is not supported (only 0)"
+            )));
         }
         let k = usize_of("num_codebooks")?;
         let config = Self {

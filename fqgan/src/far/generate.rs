@@ -54,7 +54,12 @@ pub struct LogitsRecord<B: Backend> {
 
 /// Generates the tokens of `labels.len()` images: `[B, k, block_size]`, starting with
 /// `prefix` `[B, k, P]` when given.
-pub fn generate<B: Backend>(model: &Far<B>, labels: Tensor<B, 1, Int>, prefix: Option<Tensor<B, 3, Int>>, options: &GenerateOptions) -> Result<Tensor<B, 3, Int>> {
+pub fn generate<B: Backend>(
+    model: &Far<B>,
+    labels: Tensor<B, 1, Int>,
+    prefix: Option<Tensor<B, 3, Int>>,
+    options: &GenerateOptions,
+) -> Result<Tensor<B, 3, Int>> {
     generate_observed(model, labels, prefix, options, &mut |_| {})
 }
 
@@ -140,7 +145,9 @@ fn run<B: Backend>(
         }
         h = match options.decoding {
             Decoding::KvCache => model.decode_one_token(rows.double(token), &mut caches),
-            Decoding::Recompute => recompute_hidden(model, row_labels.clone(), Some(rows.double(Tensor::cat(tokens.clone(), 2)))),
+            Decoding::Recompute => {
+                recompute_hidden(model, row_labels.clone(), Some(rows.double(Tensor::cat(tokens.clone(), 2))))
+            }
         };
     }
     Ok(Some(Tensor::cat(tokens, 2)))
@@ -169,7 +176,11 @@ impl Rows {
 }
 
 /// The last hidden state of the backbone over `[class, tokens...]`, without caches.
-fn recompute_hidden<B: Backend>(model: &Far<B>, labels: Tensor<B, 1, Int>, tokens: Option<Tensor<B, 3, Int>>) -> Tensor<B, 3> {
+fn recompute_hidden<B: Backend>(
+    model: &Far<B>,
+    labels: Tensor<B, 1, Int>,
+    tokens: Option<Tensor<B, 3, Int>>,
+) -> Tensor<B, 3> {
     let mut input = model.embed_labels(labels);
     if let Some(tokens) = tokens {
         input = Tensor::cat(vec![input, model.embed_tokens(tokens)], 1);
@@ -217,7 +228,10 @@ fn sample_token<B: Backend>(
 /// `[labels; null class]`: the row layout of classifier-free guidance.
 pub fn with_null_class<B: Backend>(model: &Far<B>, labels: Tensor<B, 1, Int>) -> Result<Tensor<B, 1, Int>> {
     let null = model.config().null_class().ok_or_else(|| {
-        Error::Input("classifier-free guidance needs the null class, but class_dropout_prob is 0: set every cfg_scale to 1".into())
+        Error::Input(
+            "classifier-free guidance needs the null class, but class_dropout_prob is 0: set every cfg_scale to 1"
+                .into(),
+        )
     })?;
     let batch = labels.dims()[0];
     let nulls = Tensor::full([batch], null as i64, &labels.device());

@@ -36,7 +36,13 @@ impl<B: Backend> FactorizedHead<B> {
     /// Teacher forcing over all positions at once. `h` `[B, N, dim]` is the backbone output;
     /// `slot_inputs` are the k-1 embeddings `emb_j(target_j)` `[B, N, dim]`; `freqs` holds
     /// rows `0..k` of the rotary table. Returns k logits `[B, N, vocab_j]`.
-    pub fn forward(&self, h: Tensor<B, 3>, slot_inputs: Vec<Tensor<B, 3>>, freqs: Tensor<B, 3>, trace: &mut Trace<B>) -> Vec<Tensor<B, 3>> {
+    pub fn forward(
+        &self,
+        h: Tensor<B, 3>,
+        slot_inputs: Vec<Tensor<B, 3>>,
+        freqs: Tensor<B, 3>,
+        trace: &mut Trace<B>,
+    ) -> Vec<Tensor<B, 3>> {
         let [b, n, dim] = h.dims();
         let k = slot_inputs.len() + 1;
         let slots: Vec<Tensor<B, 3>> = std::iter::once(h).chain(slot_inputs).collect();
@@ -57,7 +63,13 @@ impl<B: Backend> FactorizedHead<B> {
     /// Logits of sub-token `last + 1` from the slots `x` `[B, S, dim]` that end at slot
     /// `last`, with their rotary rows `freqs`. With caches the earlier slots come from them
     /// (S = 1 when decoding); without, `x` must hold slots `0..=last`. Returns `[B, vocab]`.
-    pub fn logits(&self, x: Tensor<B, 3>, last: usize, freqs: Tensor<B, 3>, mut caches: Option<&mut [KvCache<B>]>) -> Tensor<B, 2> {
+    pub fn logits(
+        &self,
+        x: Tensor<B, 3>,
+        last: usize,
+        freqs: Tensor<B, 3>,
+        mut caches: Option<&mut [KvCache<B>]>,
+    ) -> Tensor<B, 2> {
         let [b, s, dim] = x.dims();
         let mut out = x;
         for (i, block) in self.blocks.iter().enumerate() {

@@ -53,7 +53,13 @@ impl<B: Backend> Far<B> {
             tok_dropout: DropoutConfig::new(config.token_dropout_p).init(),
             layers: (0..config.n_layer).map(|_| TransformerBlock::new(config, device)).collect(),
             head: FactorizedHead::new(config, device),
-            freqs_cis: freqs_cis_2d(config.grid_size(), config.head_dim(), config.rope_base, config.cls_token_num, device),
+            freqs_cis: freqs_cis_2d(
+                config.grid_size(),
+                config.head_dim(),
+                config.rope_base,
+                config.cls_token_num,
+                device,
+            ),
             config: config.clone(),
         })
     }
@@ -74,7 +80,12 @@ impl<B: Backend> Far<B> {
     /// Teacher-forced logits: k tensors `[B, N, vocab_j]`, where position n predicts token n
     /// from the class and tokens `0..n` (and, in the head, from sub-tokens `1..j` of token n).
     /// `tokens` is `[B, k, N]` with N <= block_size, `labels` `[B]`.
-    pub fn forward(&self, tokens: Tensor<B, 3, Int>, labels: Tensor<B, 1, Int>, trace: &mut Trace<B>) -> Result<Vec<Tensor<B, 3>>> {
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 3, Int>,
+        labels: Tensor<B, 1, Int>,
+        trace: &mut Trace<B>,
+    ) -> Result<Vec<Tensor<B, 3>>> {
         let [b, k, n] = tokens.dims();
         self.check_tokens(&tokens)?;
         self.check_labels(&labels)?;
@@ -121,7 +132,13 @@ impl<B: Backend> Far<B> {
 
     /// Runs the backbone on `x` `[B, S, dim]` at positions `start..start + S`, appending to
     /// `caches` (one per layer) when given.
-    pub fn backbone(&self, x: Tensor<B, 3>, start: usize, mut caches: Option<&mut [KvCache<B>]>, trace: &mut Trace<B>) -> Tensor<B, 3> {
+    pub fn backbone(
+        &self,
+        x: Tensor<B, 3>,
+        start: usize,
+        mut caches: Option<&mut [KvCache<B>]>,
+        trace: &mut Trace<B>,
+    ) -> Tensor<B, 3> {
         let s = x.dims()[1];
         let freqs = self.freqs_cis.clone().narrow(0, start, s);
         let mut h = self.tok_dropout.forward(x);
@@ -144,7 +161,12 @@ impl<B: Backend> Far<B> {
 
     /// Fills `caches` with the class prefix and the given `prefix` tokens `[B, k, P]` (none
     /// when `None`); returns the last hidden state `[B, 1, dim]`, which predicts token P.
-    pub fn prefill(&self, labels: Tensor<B, 1, Int>, prefix: Option<Tensor<B, 3, Int>>, caches: &mut [KvCache<B>]) -> Result<Tensor<B, 3>> {
+    pub fn prefill(
+        &self,
+        labels: Tensor<B, 1, Int>,
+        prefix: Option<Tensor<B, 3, Int>>,
+        caches: &mut [KvCache<B>],
+    ) -> Result<Tensor<B, 3>> {
         self.check_labels(&labels)?;
         let mut input = self.embed_labels(labels);
         if let Some(prefix) = prefix {
@@ -201,7 +223,10 @@ impl<B: Backend> Far<B> {
         for (j, &vocab) in self.config.vocab_sizes.iter().enumerate() {
             let (min, max) = int_range(sub_token(tokens, j));
             if min < 0 || max >= vocab as i64 {
-                return Err(Error::Input(format!("sub-token {} ids span {min}..={max}; valid ids are 0..{vocab}", j + 1)));
+                return Err(Error::Input(format!(
+                    "sub-token {} ids span {min}..={max}; valid ids are 0..{vocab}",
+                    j + 1
+                )));
             }
         }
         Ok(())

@@ -10,19 +10,25 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 /// The rotary table, `[cls_token_num + grid^2, head_dim / 2, 2]` with `[..., 0] = cos`.
-pub fn freqs_cis_2d<B: Backend>(grid: usize, head_dim: usize, base: f64, cls_token_num: usize, device: &B::Device) -> Tensor<B, 3> {
+pub fn freqs_cis_2d<B: Backend>(
+    grid: usize,
+    head_dim: usize,
+    base: f64,
+    cls_token_num: usize,
+    device: &B::Device,
+) -> Tensor<B, 3> {
     let half = head_dim / 2;
     let quarter = half / 2;
     // Computed in f32 like the official table, so positions agree to the last bit where possible.
-    let freqs: Vec<f32> = (0..quarter)
-        .map(|i| 1.0 / (base as f32).powf((2 * i) as f32 / half as f32))
-        .collect();
+    let freqs: Vec<f32> = (0..quarter).map(|i| 1.0 / (base as f32).powf((2 * i) as f32 / half as f32)).collect();
     let rows = cls_token_num + grid * grid;
     let mut values = vec![0.0f32; rows * half * 2];
     for r in 0..grid {
         for c in 0..grid {
             let row = cls_token_num + r * grid + c;
-            for (pair, angle) in freqs.iter().map(|f| r as f32 * f).chain(freqs.iter().map(|f| c as f32 * f)).enumerate() {
+            for (pair, angle) in
+                freqs.iter().map(|f| r as f32 * f).chain(freqs.iter().map(|f| c as f32 * f)).enumerate()
+            {
                 let at = (row * half + pair) * 2;
                 values[at] = angle.cos();
                 values[at + 1] = angle.sin();

@@ -44,7 +44,8 @@ pub struct PatchDiscriminator<B: Backend> {
 impl<B: Backend> PatchDiscriminator<B> {
     pub fn new(config: &DiscriminatorConfig, device: &B::Device) -> Self {
         let width = |n: usize| config.ndf * (1 << n).min(8);
-        let mut layers = vec![DiscLayer { conv: Conv2d::new(config.in_channels, config.ndf, 4, 2, 1, device), norm: None }];
+        let mut layers =
+            vec![DiscLayer { conv: Conv2d::new(config.in_channels, config.ndf, 4, 2, 1, device), norm: None }];
         for n in 1..=config.n_layers {
             let stride = if n < config.n_layers { 2 } else { 1 };
             layers.push(DiscLayer {

@@ -28,15 +28,35 @@ impl LpipsConfig {
         let c = Some;
         Self {
             vgg_cfg: vec![
-                c(64), c(64), m, c(128), c(128), m, c(256), c(256), c(256), m, c(512), c(512), c(512), m, c(512),
-                c(512), c(512), m,
+                c(64),
+                c(64),
+                m,
+                c(128),
+                c(128),
+                m,
+                c(256),
+                c(256),
+                c(256),
+                m,
+                c(512),
+                c(512),
+                c(512),
+                m,
+                c(512),
+                c(512),
+                c(512),
+                m,
             ],
         }
     }
 
     /// Conv layers per block (a block ends at a pool) with their channel counts.
     fn blocks(&self) -> Vec<Vec<usize>> {
-        self.vgg_cfg.split(|entry| entry.is_none()).filter(|b| !b.is_empty()).map(|b| b.iter().flatten().copied().collect()).collect()
+        self.vgg_cfg
+            .split(|entry| entry.is_none())
+            .filter(|b| !b.is_empty())
+            .map(|b| b.iter().flatten().copied().collect())
+            .collect()
     }
 }
 
@@ -70,9 +90,15 @@ impl<B: Backend> Lpips<B> {
                     .collect()
             })
             .collect();
-        let lins = config.blocks().iter().map(|b| Conv2d::new(*b.last().unwrap(), 1, 1, 1, 0, device).without_bias()).collect();
+        let lins = config
+            .blocks()
+            .iter()
+            .map(|b| Conv2d::new(*b.last().unwrap(), 1, 1, 1, 0, device).without_bias())
+            .collect();
         Self {
-            shift: Param::from_tensor(Tensor::<B, 1>::from_floats([-0.030, -0.088, -0.188], device).reshape([1, 3, 1, 1])),
+            shift: Param::from_tensor(
+                Tensor::<B, 1>::from_floats([-0.030, -0.088, -0.188], device).reshape([1, 3, 1, 1]),
+            ),
             scale: Param::from_tensor(Tensor::<B, 1>::from_floats([0.458, 0.448, 0.450], device).reshape([1, 3, 1, 1])),
             blocks,
             lins,

@@ -65,13 +65,19 @@ impl ClipVisionConfig {
 
     fn validate(&self, source: &Path) -> Result<()> {
         let problem = if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            Some(format!("`hidden_size` {} is not a multiple of `num_attention_heads` {}", self.hidden_size, self.num_attention_heads))
+            Some(format!(
+                "`hidden_size` {} is not a multiple of `num_attention_heads` {}",
+                self.hidden_size, self.num_attention_heads
+            ))
         } else if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
             Some(format!("`image_size` {} is not a multiple of `patch_size` {}", self.image_size, self.patch_size))
         } else if self.image_size != TEACHER_INPUT_SIZE {
             // HF 4.41 CLIP cannot interpolate its position table, and the official ScalingLayer
             // always feeds 224x224 images.
-            Some(format!("`image_size` is {}, but the CLIP teacher sees {TEACHER_INPUT_SIZE}x{TEACHER_INPUT_SIZE} images", self.image_size))
+            Some(format!(
+                "`image_size` is {}, but the CLIP teacher sees {TEACHER_INPUT_SIZE}x{TEACHER_INPUT_SIZE} images",
+                self.image_size
+            ))
         } else {
             None
         };
@@ -102,7 +108,8 @@ pub struct ClipVisionEmbeddings<B: Backend> {
 impl<B: Backend> ClipVisionEmbeddings<B> {
     fn new(config: &ClipVisionConfig, device: &B::Device) -> Self {
         let width = config.hidden_size;
-        let mut patch_embedding = Conv2d::new(config.num_channels, width, config.patch_size, config.patch_size, 0, device);
+        let mut patch_embedding =
+            Conv2d::new(config.num_channels, width, config.patch_size, config.patch_size, 0, device);
         // CLIP's patch embedding has no bias.
         patch_embedding.bias = None;
         Self {
@@ -225,7 +232,9 @@ impl<B: Backend> ClipVisionModel<B> {
             vision_model: ClipVisionTransformer {
                 embeddings: ClipVisionEmbeddings::new(config, device),
                 pre_layrnorm: LayerNorm::new(config.hidden_size, config.layer_norm_eps, device),
-                encoder: ClipEncoder { layers: (0..config.num_hidden_layers).map(|_| ClipEncoderLayer::new(config, device)).collect() },
+                encoder: ClipEncoder {
+                    layers: (0..config.num_hidden_layers).map(|_| ClipEncoderLayer::new(config, device)).collect(),
+                },
             },
             config: config.clone(),
         }

@@ -65,7 +65,10 @@ impl Dinov2Config {
         let problem = if config.use_swiglu_ffn {
             Some("`use_swiglu_ffn` is true (DINOv2-giant); only the plain MLP is supported".to_string())
         } else if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
-            Some(format!("`hidden_size` {} is not a multiple of `num_attention_heads` {}", config.hidden_size, config.num_attention_heads))
+            Some(format!(
+                "`hidden_size` {} is not a multiple of `num_attention_heads` {}",
+                config.hidden_size, config.num_attention_heads
+            ))
         } else if config.patch_size == 0 || config.image_size % config.patch_size != 0 {
             Some(format!("`image_size` {} is not a multiple of `patch_size` {}", config.image_size, config.patch_size))
         } else {
@@ -103,7 +106,9 @@ impl<B: Backend> Dinov2Embeddings<B> {
         let (width, patch) = (config.hidden_size, config.patch_size);
         Self {
             cls_token: normal_param([1, 1, width], 0.02, device),
-            patch_embeddings: Dinov2PatchEmbeddings { projection: Conv2d::new(config.num_channels, width, patch, patch, 0, device) },
+            patch_embeddings: Dinov2PatchEmbeddings {
+                projection: Conv2d::new(config.num_channels, width, patch, patch, 0, device),
+            },
             position_embeddings: normal_param([1, config.table_side().pow(2) + 1, width], 0.02, device),
             patch_size: patch,
         }
@@ -239,7 +244,12 @@ impl<B: Backend> Dinov2Layer<B> {
         Self {
             norm1: LayerNorm::new(width, eps, device),
             attention: Dinov2Attention {
-                attention: Dinov2SelfAttention { query: qkv(), key: qkv(), value: qkv(), heads: config.num_attention_heads },
+                attention: Dinov2SelfAttention {
+                    query: qkv(),
+                    key: qkv(),
+                    value: qkv(),
+                    heads: config.num_attention_heads,
+                },
                 output: Dinov2SelfOutput { dense: Linear::new(width, width, true, device) },
             },
             layer_scale1: layer_scale(),
@@ -288,7 +298,9 @@ impl<B: Backend> Dinov2Model<B> {
     pub fn new(config: &Dinov2Config, device: &B::Device) -> Self {
         Self {
             embeddings: Dinov2Embeddings::new(config, device),
-            encoder: Dinov2Encoder { layer: (0..config.num_hidden_layers).map(|_| Dinov2Layer::new(config, device)).collect() },
+            encoder: Dinov2Encoder {
+                layer: (0..config.num_hidden_layers).map(|_| Dinov2Layer::new(config, device)).collect(),
+            },
             layernorm: LayerNorm::new(config.hidden_size, config.layer_norm_eps, device),
             config: config.clone(),
         }

@@ -63,18 +63,22 @@ impl TeacherFeatures {
     pub fn batch<B: Backend>(&self, ids: &[&str], device: &B::Device) -> Result<Tensor<B, 2>> {
         let mut values = Vec::with_capacity(ids.len() * self.width);
         for id in ids {
-            let row = self
-                .by_id
-                .get(*id)
-                .ok_or_else(|| Error::Input(format!("{}: no teacher feature for image '{id}'", self.source.display())))?;
+            let row = self.by_id.get(*id).ok_or_else(|| {
+                Error::Input(format!("{}: no teacher feature for image '{id}'", self.source.display()))
+            })?;
             values.extend_from_slice(row);
         }
         Ok(Tensor::from_data(TensorData::new(values, [ids.len(), self.width]), device))
     }
 
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let tensors = self.by_id.iter().map(|(id, row)| (id.clone(), TensorData::new(row.clone(), [self.width]))).collect();
-        write_safetensors(path.as_ref(), &tensors, HashMap::from([(FORMAT_KEY.to_string(), FEATURES_FORMAT.to_string())]))
+        let tensors =
+            self.by_id.iter().map(|(id, row)| (id.clone(), TensorData::new(row.clone(), [self.width]))).collect();
+        write_safetensors(
+            path.as_ref(),
+            &tensors,
+            HashMap::from([(FORMAT_KEY.to_string(), FEATURES_FORMAT.to_string())]),
+        )
     }
 
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
@@ -82,7 +86,10 @@ impl TeacherFeatures {
         let source = file.source.clone();
         let format = file.metadata.get(FORMAT_KEY).map(String::as_str);
         if format != Some(FEATURES_FORMAT) {
-            return Err(Error::weights(&source, format!("`__metadata__.format` is {format:?}, expected \"{FEATURES_FORMAT}\"")));
+            return Err(Error::weights(
+                &source,
+                format!("`__metadata__.format` is {format:?}, expected \"{FEATURES_FORMAT}\""),
+            ));
         }
         let mut width = None;
         let mut by_id = BTreeMap::new();
@@ -92,7 +99,10 @@ impl TeacherFeatures {
                 [w] if data.dtype == DType::F32 && width.is_none_or(|expected| expected == *w) => *w,
                 _ => {
                     let expected = width.map_or("[width]".to_string(), |w| format!("[{w}]"));
-                    return Err(Error::weights(&source, format!("feature '{id}' is {:?} {shape:?}, expected f32 {expected}", data.dtype)));
+                    return Err(Error::weights(
+                        &source,
+                        format!("feature '{id}' is {:?} {shape:?}, expected f32 {expected}", data.dtype),
+                    ));
                 }
             };
             width = Some(row_width);
@@ -131,7 +141,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("clip.safetensors");
         sample().save(&path).unwrap();
-        let err = TeacherFeatures::read(&path).unwrap().batch::<Cpu>(&["bird.png"], &Default::default()).unwrap_err().to_string();
+        let err = TeacherFeatures::read(&path)
+            .unwrap()
+            .batch::<Cpu>(&["bird.png"], &Default::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("clip.safetensors") && err.contains("bird.png"), "{err}");
     }
 

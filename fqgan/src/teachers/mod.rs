@@ -99,7 +99,11 @@ pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
 
 /// Loads HF weights into a freshly built teacher and freezes it: teachers are never trained,
 /// so under `Autodiff` they must not collect gradients.
-pub(crate) fn load_frozen<B: Backend, M: Module<B>>(model: M, file: &TensorFile, ignorable: &dyn Fn(&str) -> bool) -> Result<M> {
+pub(crate) fn load_frozen<B: Backend, M: Module<B>>(
+    model: M,
+    file: &TensorFile,
+    ignorable: &dyn Fn(&str) -> bool,
+) -> Result<M> {
     let rules = LoadRules { optional: &|_| false, ignorable };
     Ok(load_module(model, file, &KeyMap::default(), &rules)?.no_grad())
 }

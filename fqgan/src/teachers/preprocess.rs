@@ -16,10 +16,8 @@ pub struct ScalingLayer {
 impl ScalingLayer {
     /// The OpenAI CLIP statistics (`openai_mean` / `openai_std`), the official literals verbatim.
     #[allow(clippy::excessive_precision)]
-    pub const OPENAI_CLIP: Self = Self {
-        mean: [0.48145466, 0.4578275, 0.40821073],
-        std: [0.26862954, 0.26130258, 0.27577711],
-    };
+    pub const OPENAI_CLIP: Self =
+        Self { mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711] };
     /// The ImageNet statistics DINOv2 was trained with (`dinov2_mean` / `dinov2_std`).
     pub const IMAGENET: Self = Self { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 

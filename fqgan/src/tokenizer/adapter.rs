@@ -35,12 +35,8 @@ impl<B: Backend> MultiheadAttention<B> {
         let [b, n, width] = x.dims();
         let head_dim = width / self.heads;
         let qkv = burn::tensor::module::linear(x, self.in_proj_weight.val().transpose(), Some(self.in_proj_bias.val()));
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * width, width)
-                .reshape([b, n, self.heads, head_dim])
-                .swap_dims(1, 2)
-        };
+        let split =
+            |i: usize| qkv.clone().narrow(2, i * width, width).reshape([b, n, self.heads, head_dim]).swap_dims(1, 2);
         let (q, k, v) = (split(0), split(1), split(2));
         let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
         let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, n, width]);
@@ -70,7 +66,10 @@ impl<B: Backend> ResidualAttentionBlock<B> {
             ln_1: LayerNorm::new(width, ln_eps, device),
             attn: MultiheadAttention::new(width, heads, device),
             ln_2: LayerNorm::new(width, ln_eps, device),
-            mlp: Mlp { c_fc: Linear::new(width, hidden, true, device), c_proj: Linear::new(hidden, width, true, device) },
+            mlp: Mlp {
+                c_fc: Linear::new(width, hidden, true, device),
+                c_proj: Linear::new(hidden, width, true, device),
+            },
         }
     }
 

@@ -63,16 +63,31 @@ pub fn tokenizer_key_map(config: &TokenizerConfig) -> KeyMap {
 impl<B: Backend> Tokenizer<B> {
     /// Loads a tokenizer file. The config comes from the file's metadata, or from `config`
     /// when given (required for converted official checkpoints, which carry none).
-    pub fn load(path: impl AsRef<Path>, config: Option<&TokenizerConfig>, purpose: LoadPurpose, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        path: impl AsRef<Path>,
+        config: Option<&TokenizerConfig>,
+        purpose: LoadPurpose,
+        device: &B::Device,
+    ) -> Result<Self> {
         Self::from_tensor_file(&TensorFile::read(path)?, config, purpose, device)
     }
 
     /// As [`Tokenizer::load`], from a safetensors buffer (for engines that pack assets).
-    pub fn load_from_bytes(bytes: &[u8], config: Option<&TokenizerConfig>, purpose: LoadPurpose, device: &B::Device) -> Result<Self> {
+    pub fn load_from_bytes(
+        bytes: &[u8],
+        config: Option<&TokenizerConfig>,
+        purpose: LoadPurpose,
+        device: &B::Device,
+    ) -> Result<Self> {
         Self::from_tensor_file(&TensorFile::from_bytes(bytes, "<memory>")?, config, purpose, device)
     }
 
-    pub fn from_tensor_file(file: &TensorFile, config: Option<&TokenizerConfig>, purpose: LoadPurpose, device: &B::Device) -> Result<Self> {
+    pub fn from_tensor_file(
+        file: &TensorFile,
+        config: Option<&TokenizerConfig>,
+        purpose: LoadPurpose,
+        device: &B::Device,
+    ) -> Result<Self> {
         let mut config = match (config, file.metadata.get(CONFIG_KEY)) {
             (Some(config), _) => config.clone(),
             (None, Some(json)) => TokenizerConfig::from_json(json)
@@ -95,7 +110,8 @@ impl<B: Backend> Tokenizer<B> {
         }
         let model = Tokenizer::new(&config, device)?;
         let optional = |key: &str| key.ends_with(".codebook_used");
-        let ignorable = |key: &str| purpose == LoadPurpose::Inference && feat_modules.iter().any(|m| key.starts_with(m));
+        let ignorable =
+            |key: &str| purpose == LoadPurpose::Inference && feat_modules.iter().any(|m| key.starts_with(m));
         load_module(model, file, &tokenizer_key_map(&config), &LoadRules { optional: &optional, ignorable: &ignorable })
     }
 

@@ -55,7 +55,11 @@ impl<B: Backend> Tokenizer<B> {
         let dim_total = config.quant_channels();
         Ok(Self {
             encoder: Encoder::new(config, device),
-            quant_conv: config.codebooks.iter().map(|c| Conv2d::new(config.z_channels, c.dim, 1, 1, 0, device)).collect(),
+            quant_conv: config
+                .codebooks
+                .iter()
+                .map(|c| Conv2d::new(config.z_channels, c.dim, 1, 1, 0, device))
+                .collect(),
             quantize: config.codebooks.iter().map(|c| VectorQuantizer::new(config, c, device)).collect(),
             post_quant_conv: Conv2d::new(dim_total, config.z_channels, 1, 1, 0, device),
             decoder: Decoder::new(config, device),
@@ -100,7 +104,8 @@ impl<B: Backend> Tokenizer<B> {
         let names = self.codebook_names();
         let branches = self.encoder.forward(images, &names, trace);
         let features: Vec<_> = branches.into_iter().zip(&self.quant_conv).map(|(h, conv)| conv.forward(h)).collect();
-        let quantized: Vec<_> = features.iter().zip(&self.quantize).map(|(h, q)| q.forward(h.clone(), training)).collect();
+        let quantized: Vec<_> =
+            features.iter().zip(&self.quantize).map(|(h, q)| q.forward(h.clone(), training)).collect();
         let quants: Vec<_> = quantized.iter().map(|q| q.quant.clone()).collect();
         let mut heads = self.feat_pred.iter();
         let feat_pred = self
@@ -108,7 +113,9 @@ impl<B: Backend> Tokenizer<B> {
             .codebooks
             .iter()
             .zip(&quants)
-            .map(|(c, q)| c.feat_pred.as_ref().map(|_| heads.next().expect("one head per feat_pred").forward(q.clone())))
+            .map(|(c, q)| {
+                c.feat_pred.as_ref().map(|_| heads.next().expect("one head per feat_pred").forward(q.clone()))
+            })
             .collect();
         let disentangle_loss = disentangle_loss(&quants, self.config.disentangle_ratio);
         let reconstruction = self.decode_quant(quants, trace);
@@ -143,11 +150,8 @@ impl<B: Backend> Tokenizer<B> {
             return Err(Error::Input(format!("sub-codebook {bad} does not exist (k = {})", self.config.k())));
         }
         let quants = self.lookup(indices)?;
-        let quants = quants
-            .into_iter()
-            .enumerate()
-            .map(|(i, q)| if which.contains(&i) { q } else { q.zeros_like() })
-            .collect();
+        let quants =
+            quants.into_iter().enumerate().map(|(i, q)| if which.contains(&i) { q } else { q.zeros_like() }).collect();
         Ok(self.decode_quant(quants, &mut Trace::off()))
     }
 
@@ -155,7 +159,10 @@ impl<B: Backend> Tokenizer<B> {
     pub fn lookup(&self, indices: Tensor<B, 4, Int>) -> Result<Vec<Tensor<B, 4>>> {
         let [b, k, h, w] = indices.dims();
         if k != self.config.k() {
-            return Err(Error::Input(format!("token grid has {k} sub-codebooks; this tokenizer has {}", self.config.k())));
+            return Err(Error::Input(format!(
+                "token grid has {k} sub-codebooks; this tokenizer has {}",
+                self.config.k()
+            )));
         }
         let mut quants = Vec::with_capacity(k);
         for (i, quantizer) in self.quantize.iter().enumerate() {

@@ -88,7 +88,6 @@ impl<B: Backend> VectorQuantizer<B> {
         nearest_code(z, codebook, DISTANCE_BLOCK_ELEMENTS)
     }
 
-
     /// Quantises z [B, dim, h, w]. `training` adds the losses and updates the usage window.
     pub fn forward(&self, z: Tensor<B, 4>, training: bool) -> Quantized<B> {
         let [b, c, h, w] = z.dims();

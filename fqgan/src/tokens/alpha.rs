@@ -23,7 +23,13 @@ impl Models {
 
 fn predict(plane: &[u8], width: usize, at: usize) -> (u8, usize) {
     let (x, y) = (at % width, at / width);
-    let left = if x > 0 { plane[at - 1] } else if y > 0 { plane[at - width] } else { 255 };
+    let left = if x > 0 {
+        plane[at - 1]
+    } else if y > 0 {
+        plane[at - width]
+    } else {
+        255
+    };
     let up = if y > 0 { plane[at - width] } else { left };
     let up_left = if x > 0 && y > 0 { plane[at - width - 1] } else { up };
     let prediction = if up_left >= left.max(up) {

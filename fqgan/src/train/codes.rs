@@ -54,7 +54,11 @@ impl Codes {
     }
 
     /// A batch `[B, k, tokens]` of the given (image, view) rows and their labels `[B]`.
-    pub fn batch<B: Backend>(&self, rows: &[(usize, usize)], device: &B::Device) -> (Tensor<B, 3, Int>, Tensor<B, 1, Int>) {
+    pub fn batch<B: Backend>(
+        &self,
+        rows: &[(usize, usize)],
+        device: &B::Device,
+    ) -> (Tensor<B, 3, Int>, Tensor<B, 1, Int>) {
         let ids: Vec<i32> = rows.iter().flat_map(|&(image, view)| self.row(image, view).iter().copied()).collect();
         let labels: Vec<i32> = rows.iter().map(|&(image, _)| self.labels[image] as i32).collect();
         (
@@ -84,15 +88,18 @@ impl Codes {
         let file = TensorFile::read(path)?;
         let bad = |message: String| Error::weights(path, message);
         if file.metadata.get("format").map(String::as_str) != Some(CODES_FORMAT) {
-            return Err(bad(format!("not a codes file (metadata 'format' is not '{CODES_FORMAT}'; make one with extract-codes)")));
+            return Err(bad(format!(
+                "not a codes file (metadata 'format' is not '{CODES_FORMAT}'; make one with extract-codes)"
+            )));
         }
         let json_meta = |key: &str| -> Result<serde_json::Value> {
             let text = file.metadata.get(key).ok_or_else(|| bad(format!("metadata has no '{key}'")))?;
             serde_json::from_str(text).map_err(|e| bad(format!("metadata '{key}': {e}")))
         };
-        let classes: Vec<String> = serde_json::from_value(json_meta("classes")?).map_err(|e| bad(format!("metadata 'classes': {e}")))?;
-        let vocab_sizes: Vec<usize> =
-            serde_json::from_value(json_meta("vocab_sizes")?).map_err(|e| bad(format!("metadata 'vocab_sizes': {e}")))?;
+        let classes: Vec<String> =
+            serde_json::from_value(json_meta("classes")?).map_err(|e| bad(format!("metadata 'classes': {e}")))?;
+        let vocab_sizes: Vec<usize> = serde_json::from_value(json_meta("vocab_sizes")?)
+            .map_err(|e| bad(format!("metadata 'vocab_sizes': {e}")))?;
         let text = |key: &str| file.metadata.get(key).cloned().unwrap_or_default();
 
         let codes = file.get("codes")?;
@@ -113,7 +120,11 @@ impl Codes {
         for (i, &id) in ids.iter().enumerate() {
             let j = (i / tokens) % k;
             if id < 0 || id as usize >= vocab_sizes[j] {
-                return Err(bad(format!("sub-token {} id {id} is outside its vocabulary 0..{}", j + 1, vocab_sizes[j])));
+                return Err(bad(format!(
+                    "sub-token {} id {id} is outside its vocabulary 0..{}",
+                    j + 1,
+                    vocab_sizes[j]
+                )));
             }
         }
         if images == 0 || views == 0 || tokens == 0 {
@@ -158,7 +169,9 @@ impl Codes {
 
     /// Whether `other` (validation codes) comes from the same tokenizer and classes.
     pub fn check_compatible(&self, other: &Codes) -> Result<()> {
-        if other.vocab_sizes != self.vocab_sizes || other.tokens != self.tokens || other.tokenizer_fingerprint != self.tokenizer_fingerprint
+        if other.vocab_sizes != self.vocab_sizes
+            || other.tokens != self.tokens
+            || other.tokenizer_fingerprint != self.tokenizer_fingerprint
         {
             return Err(Error::Input(format!(
                 "the codes were made with different tokenizers (fingerprints {} and {})",
@@ -166,7 +179,10 @@ impl Codes {
             )));
         }
         if other.classes != self.classes {
-            return Err(Error::Input(format!("the codes have different classes: {:?} and {:?}", self.classes, other.classes)));
+            return Err(Error::Input(format!(
+                "the codes have different classes: {:?} and {:?}",
+                self.classes, other.classes
+            )));
         }
         Ok(())
     }
@@ -222,7 +238,8 @@ mod tests {
         // Sub-token 2: ids 1,1,1,1 -> counts [0,4] + 1 over 6.
         let train = codes(vec![0, 0, 1, 1, 1, 0, 1, 1], vec![0, 1]);
         let eval = codes(vec![0, 2, 1, 0], vec![1]);
-        let expected = (-(4.0f64 / 8.0).ln() - (1.0f64 / 8.0).ln()) / 2.0 / 2.0 + (-(5.0f64 / 6.0).ln() - (1.0f64 / 6.0).ln()) / 2.0 / 2.0;
+        let expected = (-(4.0f64 / 8.0).ln() - (1.0f64 / 8.0).ln()) / 2.0 / 2.0
+            + (-(5.0f64 / 6.0).ln() - (1.0f64 / 6.0).ln()) / 2.0 / 2.0;
         assert!((unigram_loss(&train, &eval) - expected).abs() < 1e-12);
     }
 

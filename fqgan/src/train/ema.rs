@@ -13,14 +13,8 @@ pub struct Ema<M> {
 
 impl<M> Ema<M> {
     /// Starts as an exact copy of `model` (the official `update_ema(ema, model, decay=0)`).
-    pub fn new<B: AutodiffBackend, A: AutodiffModule<B, InnerModule = M>>(
-        model: &A,
-        decay: f64,
-    ) -> Self {
-        Self {
-            decay,
-            model: model.valid(),
-        }
+    pub fn new<B: AutodiffBackend, A: AutodiffModule<B, InnerModule = M>>(model: &A, decay: f64) -> Self {
+        Self { decay, model: model.valid() }
     }
 
     /// Moves every float parameter towards `model`'s. Parameters pair up by visiting order,
@@ -31,10 +25,7 @@ impl<M> Ema<M> {
     {
         let mut collect = Collect::<B> { values: Vec::new() };
         model.visit(&mut collect);
-        let mut blend = Blend {
-            decay: self.decay,
-            values: collect.values.into_iter(),
-        };
+        let mut blend = Blend { decay: self.decay, values: collect.values.into_iter() };
         self.model = self.model.clone().map(&mut blend);
     }
 }
@@ -57,12 +48,8 @@ struct Blend<I: Iterator> {
 impl<B: Backend, I: Iterator<Item = Tensor<B, 1>>> ModuleMapper<B> for Blend<I> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, value, mapper) = param.consume();
-        let current = self
-            .values
-            .next()
-            .expect("the EMA copy has the model's parameters");
-        let blended =
-            value.clone() * self.decay + current.reshape(value.dims()) * (1.0 - self.decay);
+        let current = self.values.next().expect("the EMA copy has the model's parameters");
+        let blended = value.clone() * self.decay + current.reshape(value.dims()) * (1.0 - self.decay);
         Param::from_mapped_value(id, blended, mapper)
     }
 }

@@ -61,7 +61,10 @@ impl<B: AutodiffBackend> FarTraining<B> {
     /// each with one seeded random view (official `CustomDataset` picks one crop per visit).
     pub fn batch_rows(codes: &Codes, batch_size: usize, seed: u64, step: u64) -> Vec<(usize, usize)> {
         let mut rng = StdRng::seed_from_u64(step_seed(seed, step, 1));
-        step_indices(codes.images(), batch_size, seed, step).into_iter().map(|image| (image, rng.random_range(0..codes.views))).collect()
+        step_indices(codes.images(), batch_size, seed, step)
+            .into_iter()
+            .map(|image| (image, rng.random_range(0..codes.views)))
+            .collect()
     }
 
     /// One update on the next batch of `codes`.
@@ -82,8 +85,10 @@ impl<B: AutodiffBackend> FarTraining<B> {
             }
         }
         let (tokens, _) = codes.batch::<B>(&rows, &device);
-        let labels =
-            burn::tensor::Tensor::from_data(TensorData::new(labels.iter().map(|&l| l as i32).collect::<Vec<_>>(), [labels.len()]), &device);
+        let labels = burn::tensor::Tensor::from_data(
+            TensorData::new(labels.iter().map(|&l| l as i32).collect::<Vec<_>>(), [labels.len()]),
+            &device,
+        );
         // The dropout masks draw from the backend's generator: reseed it for this step.
         B::seed(&device, step_seed(self.seed, self.step, 3));
         let logits = self.model.forward(tokens.clone(), labels, &mut Trace::off())?;
@@ -94,8 +99,13 @@ impl<B: AutodiffBackend> FarTraining<B> {
         }
         let (model, stats) = self.optim.step(self.model.clone(), loss.backward());
         self.model = model;
-        let metrics =
-            FarStepMetrics { step: self.step, loss: value, grad_norm: stats.grad_norm, lr: self.optim.config.lr, dropped_labels: dropped };
+        let metrics = FarStepMetrics {
+            step: self.step,
+            loss: value,
+            grad_norm: stats.grad_norm,
+            lr: self.optim.config.lr,
+            dropped_labels: dropped,
+        };
         self.step += 1;
         Ok(metrics)
     }
@@ -122,7 +132,10 @@ impl<B: AutodiffBackend> FarTraining<B> {
     pub fn load_checkpoint(&mut self, path: &Path, device: &B::Device) -> Result<()> {
         let file = TensorFile::read(path)?;
         if file.metadata.get("format").map(String::as_str) != Some(FAR_TRAINING_FORMAT) {
-            return Err(Error::weights(path, format!("not a FAR training checkpoint (format is not '{FAR_TRAINING_FORMAT}')")));
+            return Err(Error::weights(
+                path,
+                format!("not a FAR training checkpoint (format is not '{FAR_TRAINING_FORMAT}')"),
+            ));
         }
         let config = FarConfig::from_json(file.metadata.get("config").map(String::as_str).unwrap_or_default())
             .map_err(|e| Error::weights(path, format!("checkpoint config: {e}")))?;

@@ -30,7 +30,15 @@ pub struct AdamWConfig {
 impl AdamWConfig {
     /// The official tokenizer recipe: lr 2e-4, betas (0.9, 0.95), no weight decay, clip 1.0.
     pub fn tokenizer() -> Self {
-        Self { lr: 2e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, decay_matrices_only: false, max_grad_norm: Some(1.0) }
+        Self {
+            lr: 2e-4,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decay_matrices_only: false,
+            max_grad_norm: Some(1.0),
+        }
     }
 
     /// The official FAR recipe: lr 1e-4 (for batch 256), betas (0.9, 0.95), weight decay
@@ -95,7 +103,13 @@ impl<B: AutodiffBackend> AdamW<B> {
     }
 
     /// Restores moments written by [`AdamW::state_tensors`] with the same prefix.
-    pub fn load_state(&mut self, tensors: &HashMap<String, TensorData>, prefix: &str, steps: u64, device: &B::Device) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        tensors: &HashMap<String, TensorData>,
+        prefix: &str,
+        steps: u64,
+        device: &B::Device,
+    ) -> Result<()> {
         self.state.clear();
         self.steps = steps;
         for (key, data) in tensors {
@@ -154,10 +168,11 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         let shape = value.dims();
         let flat = value.inner().reshape([-1]);
         let grad = grad.reshape([-1]) * self.scale;
-        let moments = self.optimizer.state.entry(self.path.join(".")).or_insert_with(|| Moments {
-            m: flat.zeros_like(),
-            v: flat.zeros_like(),
-        });
+        let moments = self
+            .optimizer
+            .state
+            .entry(self.path.join("."))
+            .or_insert_with(|| Moments { m: flat.zeros_like(), v: flat.zeros_like() });
         moments.m = moments.m.clone() * c.beta1 + grad.clone() * (1.0 - c.beta1);
         moments.v = moments.v.clone() * c.beta2 + grad.powi_scalar(2) * (1.0 - c.beta2);
         let m_hat = moments.m.clone() / (1.0 - c.beta1.powi(t));
@@ -197,7 +212,15 @@ mod tests {
         // Adam's first step is lr * g / (|g| + eps) = ~lr * sign(g), whatever the clipping.
         let model = pair();
         let loss = model.a.val().sum() * 3.0 - model.b.val().sum();
-        let config = AdamWConfig { lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, decay_matrices_only: false, max_grad_norm: Some(1.0) };
+        let config = AdamWConfig {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decay_matrices_only: false,
+            max_grad_norm: Some(1.0),
+        };
         let mut optim = AdamW::new(config);
         let (model, stats) = optim.step(model, loss.backward());
         assert!((stats.grad_norm - (9.0f64 * 2.0 + 2.0).sqrt()).abs() < 1e-5);

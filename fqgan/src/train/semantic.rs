@@ -49,25 +49,14 @@ impl<B: Backend> TeacherSource<B> {
 /// Names of the sub-codebooks with a feature-prediction head, in config order: the order in
 /// which teachers are assigned to them.
 pub fn supervised_codebooks(config: &TokenizerConfig) -> Vec<&str> {
-    config
-        .codebooks
-        .iter()
-        .filter(|c| c.feat_pred.is_some())
-        .map(|c| c.name.as_str())
-        .collect()
+    config.codebooks.iter().filter(|c| c.feat_pred.is_some()).map(|c| c.name.as_str()).collect()
 }
 
 /// Checks that there is no teacher (no semantic term) or one per supervised sub-codebook, and
 /// that each teacher's width equals its head's.
-pub fn check_teachers<B: Backend>(
-    config: &TokenizerConfig,
-    teachers: &[TeacherSource<B>],
-) -> Result<()> {
-    let heads: Vec<_> = config
-        .codebooks
-        .iter()
-        .filter_map(|c| c.feat_pred.as_ref().map(|fp| (c.name.as_str(), fp.width)))
-        .collect();
+pub fn check_teachers<B: Backend>(config: &TokenizerConfig, teachers: &[TeacherSource<B>]) -> Result<()> {
+    let heads: Vec<_> =
+        config.codebooks.iter().filter_map(|c| c.feat_pred.as_ref().map(|fp| (c.name.as_str(), fp.width))).collect();
     if !teachers.is_empty() && teachers.len() != heads.len() {
         let names: Vec<&str> = heads.iter().map(|(name, _)| *name).collect();
         return Err(Error::Config(format!(

@@ -141,7 +141,13 @@ fn scalar<B: Backend>(t: &Tensor<B, 1>) -> f64 {
 }
 
 impl<B: AutodiffBackend> TokenizerTraining<B> {
-    pub fn new(model: Tokenizer<B>, objective: ObjectiveConfig, optim: AdamWConfig, lpips: Option<Lpips<B>>, device: &B::Device) -> Self {
+    pub fn new(
+        model: Tokenizer<B>,
+        objective: ObjectiveConfig,
+        optim: AdamWConfig,
+        lpips: Option<Lpips<B>>,
+        device: &B::Device,
+    ) -> Self {
         let discriminator = PatchDiscriminator::new(&objective.discriminator, device);
         Self {
             model,
@@ -228,7 +234,11 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
     }
 
     /// The generator's eq. 8 loss on one micro-batch, its terms, and the reconstruction.
-    fn generator_loss(&self, batch: &MicroBatch<B>, adversarial: bool) -> Result<(Tensor<B, 1>, StepMetrics, Tensor<B, 4>)> {
+    fn generator_loss(
+        &self,
+        batch: &MicroBatch<B>,
+        adversarial: bool,
+    ) -> Result<(Tensor<B, 1>, StepMetrics, Tensor<B, 4>)> {
         let o = &self.objective;
         let images = batch.images.clone();
         let out = self.model.forward(images.clone(), true, &mut Trace::off())?;
@@ -330,7 +340,10 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
         if let Some(ema) = &mut self.ema {
             let weights = part("ema.");
             if weights.tensors.is_empty() {
-                return Err(Error::weights(path, "checkpoint has no EMA weights (it was written by a run without EMA)"));
+                return Err(Error::weights(
+                    path,
+                    "checkpoint has no EMA weights (it was written by a run without EMA)",
+                ));
             }
             ema.model = load_module(ema.model.clone(), &weights, &tokenizer_key_map(&config), &strict)?;
         }

@@ -22,13 +22,11 @@ pub(super) fn verify_far<B: Backend>(
     let weights = TensorFile::read(dir.join("weights.safetensors"))?;
     let model = Far::<B>::from_tensor_file(&weights, Some(&config), device)?;
     let k = config.k();
-    let ints =
-        |name: &str| -> Result<TensorData> { Ok(checker.io.get(name)?.clone().convert::<i64>()) };
+    let ints = |name: &str| -> Result<TensorData> { Ok(checker.io.get(name)?.clone().convert::<i64>()) };
 
     // Teacher forcing, with official sub-token tensors idx_1..idx_k stacked to [B, k, N].
-    let idx: Vec<Tensor<B, 2, Int>> = (1..=k)
-        .map(|j| Ok(Tensor::from_data(ints(&format!("idx_{j}"))?, device)))
-        .collect::<Result<_>>()?;
+    let idx: Vec<Tensor<B, 2, Int>> =
+        (1..=k).map(|j| Ok(Tensor::from_data(ints(&format!("idx_{j}"))?, device))).collect::<Result<_>>()?;
     let tokens: Tensor<B, 3, Int> = Tensor::stack(idx, 1);
     let labels = Tensor::<B, 1, Int>::from_data(ints("cond_idx")?, device);
     let mut trace = Trace::on();
@@ -43,18 +41,13 @@ pub(super) fn verify_far<B: Backend>(
     checker.float("loss", model.loss(&logits, tokens));
 
     // Generation with the golden case's sampling parameters (top_k 1, so deterministic).
-    let generation = golden
-        .get("generation")
-        .ok_or_else(|| Error::Config("golden config has no `generation`".into()))?;
+    let generation =
+        golden.get("generation").ok_or_else(|| Error::Config("golden config has no `generation`".into()))?;
     let list = |name: &str| -> Result<Vec<f64>> {
         let values: Vec<f64> = generation
             .get(name)
             .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "golden config: `generation.{name}` is missing or not a list"
-                ))
-            })?;
+            .ok_or_else(|| Error::Config(format!("golden config: `generation.{name}` is missing or not a list")))?;
         if values.len() != k {
             return Err(Error::Config(format!(
                 "golden config: `generation.{name}` has {} entries, k = {k}",
@@ -63,12 +56,7 @@ pub(super) fn verify_far<B: Backend>(
         }
         Ok(values)
     };
-    let (cfg, temperature, top_k, top_p) = (
-        list("cfg_scale")?,
-        list("temperature")?,
-        list("top_k")?,
-        list("top_p")?,
-    );
+    let (cfg, temperature, top_k, top_p) = (list("cfg_scale")?, list("temperature")?, list("top_k")?, list("top_p")?);
     let sampling: Vec<SubTokenSampling> = (0..k)
         .map(|j| SubTokenSampling {
             cfg_scale: cfg[j],
@@ -78,73 +66,35 @@ pub(super) fn verify_far<B: Backend>(
         })
         .collect();
     let gen_labels = Tensor::<B, 1, Int>::from_data(ints("gen_labels")?, device);
-    let options = GenerateOptions {
-        sampling: sampling.clone(),
-        ..GenerateOptions::uniform(k, SubTokenSampling::default(), 0)
-    };
+    let options =
+        GenerateOptions { sampling: sampling.clone(), ..GenerateOptions::uniform(k, SubTokenSampling::default(), 0) };
     let mut records: Vec<LogitsRecord<B>> = Vec::new();
-    let generated = generate_observed(&model, gen_labels.clone(), None, &options, &mut |r| {
-        records.push(r)
-    })?;
+    let generated = generate_observed(&model, gen_labels.clone(), None, &options, &mut |r| records.push(r))?;
     let [b, _, n] = generated.dims();
     for j in 0..k {
-        checker.int(
-            &format!("gen_tokens_{}", j + 1),
-            generated.clone().narrow(1, j, 1).reshape([b, n]),
-        );
+        checker.int(&format!("gen_tokens_{}", j + 1), generated.clone().narrow(1, j, 1).reshape([b, n]));
         let of_sub_token = |pick: fn(&LogitsRecord<B>) -> Tensor<B, 2>| {
-            Tensor::stack::<3>(
-                records
-                    .iter()
-                    .filter(|r| r.sub_token == j)
-                    .map(pick)
-                    .collect(),
-                0,
-            )
+            Tensor::stack::<3>(records.iter().filter(|r| r.sub_token == j).map(pick).collect(), 0)
         };
-        checker.float(
-            &format!("gen_raw_logits_{}", j + 1),
-            of_sub_token(|r| r.raw.clone()),
-        );
-        checker.float(
-            &format!("gen_cfg_logits_{}", j + 1),
-            of_sub_token(|r| r.guided.clone()),
-        );
+        checker.float(&format!("gen_raw_logits_{}", j + 1), of_sub_token(|r| r.raw.clone()));
+        checker.float(&format!("gen_cfg_logits_{}", j + 1), of_sub_token(|r| r.guided.clone()));
     }
 
     // The top_k=0 run's first position, feeding back the sub-tokens torch drew.
     let guided = sampling.iter().any(|s| s.cfg_scale != 1.0);
-    let row_labels = if guided {
-        with_null_class(&model, gen_labels)?
-    } else {
-        gen_labels
-    };
+    let row_labels = if guided { with_null_class(&model, gen_labels)? } else { gen_labels };
     let rows = row_labels.dims()[0];
     let mut caches = model.new_caches(rows);
     let mut slot = model.prefill(row_labels, None, &mut caches)?;
     let mut head_caches = model.head.new_caches(&config, rows, device);
     for j in 0..k {
         let raw = model.head_logits(slot, j, Some(&mut head_caches));
-        let guided_logits = if guided {
-            guide(raw.clone(), sampling[j].cfg_scale)
-        } else {
-            raw.clone()
-        };
+        let guided_logits = if guided { guide(raw.clone(), sampling[j].cfg_scale) } else { raw.clone() };
         checker.float(&format!("gen_topk0_step0_raw_logits_{}", j + 1), raw);
-        checker.float(
-            &format!("gen_topk0_step0_cfg_logits_{}", j + 1),
-            guided_logits,
-        );
-        let drawn = Tensor::<B, 1, Int>::from_data(
-            ints(&format!("gen_topk0_step0_token_{}", j + 1))?,
-            device,
-        )
-        .reshape([b, 1]);
-        let drawn = if guided {
-            Tensor::cat(vec![drawn.clone(), drawn], 0)
-        } else {
-            drawn
-        };
+        checker.float(&format!("gen_topk0_step0_cfg_logits_{}", j + 1), guided_logits);
+        let drawn =
+            Tensor::<B, 1, Int>::from_data(ints(&format!("gen_topk0_step0_token_{}", j + 1))?, device).reshape([b, 1]);
+        let drawn = if guided { Tensor::cat(vec![drawn.clone(), drawn], 0) } else { drawn };
         slot = if j + 1 < k {
             model.slot_embedding(j + 1, drawn)
         } else {

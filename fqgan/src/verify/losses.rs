@@ -29,11 +29,7 @@ pub(super) fn verify_losses<B: Backend>(
         .iter()
         .map(|entry| entry.as_u64().map(|c| c as usize))
         .collect();
-    let lpips = Lpips::<B>::load(
-        dir.join("weights_lpips.safetensors"),
-        &LpipsConfig { vgg_cfg },
-        device,
-    )?;
+    let lpips = Lpips::<B>::load(dir.join("weights_lpips.safetensors"), &LpipsConfig { vgg_cfg }, device)?;
     let count = |path: &[&str]| -> Result<usize> {
         field(path)?
             .as_u64()
@@ -45,31 +41,16 @@ pub(super) fn verify_losses<B: Backend>(
         ndf: count(&["discriminator", "ndf"])?,
         n_layers: count(&["discriminator", "n_layers"])?,
     };
-    let disc = PatchDiscriminator::<B>::load(
-        dir.join("weights_discriminator.safetensors"),
-        &disc_config,
-        device,
-    )?;
+    let disc = PatchDiscriminator::<B>::load(dir.join("weights_discriminator.safetensors"), &disc_config, device)?;
 
     let image = |name: &str| -> Result<Tensor<B, 4>> {
-        Ok(Tensor::from_data(
-            checker.io.get(name)?.clone().convert::<f32>(),
-            device,
-        ))
+        Ok(Tensor::from_data(checker.io.get(name)?.clone().convert::<f32>(), device))
     };
     let (x0, x1) = (image("x0")?, image("x1")?);
-    for (k, features) in lpips
-        .features(lpips.scale_input(x0.clone()))
-        .into_iter()
-        .enumerate()
-    {
+    for (k, features) in lpips.features(lpips.scale_input(x0.clone())).into_iter().enumerate() {
         checker.float(&format!("act_vgg_slice{}_in0", k + 1), features);
     }
-    for (k, map) in lpips
-        .lin_maps(x0.clone(), x1.clone())
-        .into_iter()
-        .enumerate()
-    {
+    for (k, map) in lpips.lin_maps(x0.clone(), x1.clone()).into_iter().enumerate() {
         checker.float(&format!("act_lin{k}"), map);
     }
     checker.float("lpips", lpips.forward(x0.clone(), x1.clone()));
@@ -78,18 +59,9 @@ pub(super) fn verify_losses<B: Backend>(
     let fake = disc.forward(x1, false);
     checker.float("disc_logits_real", real.clone());
     checker.float("disc_logits_fake", fake.clone());
-    checker.float(
-        "d_loss_hinge",
-        DiscLoss::Hinge.apply(real.clone(), fake.clone()),
-    );
-    checker.float(
-        "d_loss_vanilla",
-        DiscLoss::Vanilla.apply(real.clone(), fake.clone()),
-    );
-    checker.float(
-        "d_loss_non_saturating",
-        DiscLoss::NonSaturating.apply(real, fake.clone()),
-    );
+    checker.float("d_loss_hinge", DiscLoss::Hinge.apply(real.clone(), fake.clone()));
+    checker.float("d_loss_vanilla", DiscLoss::Vanilla.apply(real.clone(), fake.clone()));
+    checker.float("d_loss_non_saturating", DiscLoss::NonSaturating.apply(real, fake.clone()));
     checker.float("g_loss_hinge", GenLoss::Hinge.apply(fake.clone()));
     checker.float("g_loss_non_saturating", GenLoss::NonSaturating.apply(fake));
     Ok(())

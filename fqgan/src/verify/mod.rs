@@ -78,18 +78,11 @@ impl fmt::Display for CaseReport {
 pub fn verify_case<B: Backend>(dir: &Path, device: &B::Device) -> Result<CaseReport> {
     let config_path = dir.join("config.json");
     let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-    let config: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
-    let family = config
-        .get("family")
-        .and_then(|f| f.as_str())
-        .unwrap_or("<none>")
-        .to_string();
+    let config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
+    let family = config.get("family").and_then(|f| f.as_str()).unwrap_or("<none>").to_string();
     let io = TensorFile::read(dir.join("io.safetensors"))?;
-    let mut checker = Checker {
-        io: &io,
-        checks: Vec::new(),
-    };
+    let mut checker = Checker { io: &io, checks: Vec::new() };
     match family.as_str() {
         "tokenizer" => tokenizer::verify_tokenizer::<B>(dir, &config, &mut checker, device)?,
         "loss" => losses::verify_losses::<B>(dir, &config, &mut checker, device)?,
@@ -102,38 +95,18 @@ pub fn verify_case<B: Backend>(dir: &Path, device: &B::Device) -> Result<CaseRep
             )))
         }
     }
-    let checked: std::collections::HashSet<_> =
-        checker.checks.iter().map(|c| c.name.clone()).collect();
-    let mut skipped: Vec<String> = io
-        .tensors
-        .keys()
-        .filter(|k| !checked.contains(*k) && !is_input(k))
-        .cloned()
-        .collect();
+    let checked: std::collections::HashSet<_> = checker.checks.iter().map(|c| c.name.clone()).collect();
+    let mut skipped: Vec<String> =
+        io.tensors.keys().filter(|k| !checked.contains(*k) && !is_input(k)).cloned().collect();
     skipped.sort();
-    Ok(CaseReport {
-        case: dir.to_path_buf(),
-        family,
-        checks: checker.checks,
-        skipped,
-    })
+    Ok(CaseReport { case: dir.to_path_buf(), family, checks: checker.checks, skipped })
 }
 
 /// Tensors in `io.safetensors` that are inputs, not expectations.
 fn is_input(name: &str) -> bool {
     // The top_k=0 run's tokens were drawn by torch's RNG: they are fed back, not reproduced.
-    [
-        "input",
-        "x0",
-        "x1",
-        "images",
-        "semantic_feat_clip",
-        "semantic_feat_dino",
-        "cond_idx",
-        "input_pos",
-        "gen_labels",
-    ]
-    .contains(&name)
+    ["input", "x0", "x1", "images", "semantic_feat_clip", "semantic_feat_dino", "cond_idx", "input_pos", "gen_labels"]
+        .contains(&name)
         || name.starts_with("idx_")
         || name.starts_with("gen_topk0_step0_token_")
 }
@@ -161,20 +134,10 @@ impl Checker<'_> {
     }
 
     fn compare(&mut self, name: &str, ours: TensorData, expected: &TensorData, exact: bool) {
-        let mut check = TensorCheck {
-            name: name.into(),
-            error: 0.0,
-            exact,
-            passed: false,
-            note: None,
-        };
+        let mut check = TensorCheck { name: name.into(), error: 0.0, exact, passed: false, note: None };
         // Scalars are stored with shape [1]; our scalar losses are [1] too.
         if ours.shape.num_elements() != expected.shape.num_elements() {
-            check.note = Some(format!(
-                "shape {:?} vs expected {:?}",
-                ours.shape.as_slice(),
-                expected.shape.as_slice()
-            ));
+            check.note = Some(format!("shape {:?} vs expected {:?}", ours.shape.as_slice(), expected.shape.as_slice()));
             self.checks.push(check);
             return;
         }
@@ -186,11 +149,13 @@ impl Checker<'_> {
         } else {
             let a: Vec<f32> = ours.convert::<f32>().to_vec().expect("floats");
             let b: Vec<f32> = expected.clone().convert::<f32>().to_vec().expect("floats");
-            let error = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs() as f64)
-                .fold(0.0, |m, e| if e.is_nan() { f64::NAN } else { m.max(e) });
+            let error = a.iter().zip(&b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, |m, e| {
+                if e.is_nan() {
+                    f64::NAN
+                } else {
+                    m.max(e)
+                }
+            });
             check.error = error;
             check.passed = error <= FLOAT_TOLERANCE;
         }

@@ -20,26 +20,17 @@ pub(super) fn verify_teachers<B: Backend>(
     device: &B::Device,
 ) -> Result<()> {
     let file_of = |tower: &str, field: &str| -> Result<PathBuf> {
-        golden
-            .get(tower)
-            .and_then(|t| t.get(field))
-            .and_then(|f| f.as_str())
-            .map(|f| dir.join(f))
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "{}: `{tower}.{field}` is missing or not a string",
-                    dir.join("config.json").display()
-                ))
-            })
+        golden.get(tower).and_then(|t| t.get(field)).and_then(|f| f.as_str()).map(|f| dir.join(f)).ok_or_else(|| {
+            Error::Config(format!(
+                "{}: `{tower}.{field}` is missing or not a string",
+                dir.join("config.json").display()
+            ))
+        })
     };
     let input = |name: &str| -> Result<Tensor<B, 3>> {
-        Ok(Tensor::from_data(
-            checker.io.get(name)?.clone().convert::<f32>(),
-            device,
-        ))
+        Ok(Tensor::from_data(checker.io.get(name)?.clone().convert::<f32>(), device))
     };
-    let images =
-        Tensor::<B, 4>::from_data(checker.io.get("images")?.clone().convert::<f32>(), device);
+    let images = Tensor::<B, 4>::from_data(checker.io.get("images")?.clone().convert::<f32>(), device);
     let clip_head = input("semantic_feat_clip")?;
     let dino_head = input("semantic_feat_dino")?;
     // The official towers take the class token (token 0) of the feature-prediction head.
@@ -48,11 +39,8 @@ pub(super) fn verify_teachers<B: Backend>(
         head.narrow(1, 0, 1).reshape([b, width])
     };
 
-    let clip = ClipVisionModel::<B>::load(
-        &file_of("clip", "hf_config_file")?,
-        &file_of("clip", "weights_file")?,
-        device,
-    )?;
+    let clip =
+        ClipVisionModel::<B>::load(&file_of("clip", "hf_config_file")?, &file_of("clip", "weights_file")?, device)?;
     let pixel_values = ScalingLayer::OPENAI_CLIP.forward(images.clone());
     checker.float("clip_pixel_values_0", pixel_values.clone().narrow(0, 0, 1));
     let out = clip.forward(pixel_values);
@@ -62,15 +50,11 @@ pub(super) fn verify_teachers<B: Backend>(
     checker.float("clip_cls", clip_cls.clone());
     checker.float("clip_infonce", info_nce(class_token(clip_head), clip_cls)?);
 
-    let dino = Dinov2Model::<B>::load(
-        &file_of("dinov2", "hf_config_file")?,
-        &file_of("dinov2", "weights_file")?,
-        device,
-    )?;
+    let dino =
+        Dinov2Model::<B>::load(&file_of("dinov2", "hf_config_file")?, &file_of("dinov2", "weights_file")?, device)?;
     checker.float(
         "dino_pos_embed_interp",
-        dino.embeddings
-            .interpolate_pos_encoding(TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE),
+        dino.embeddings.interpolate_pos_encoding(TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE),
     );
     let out = dino.forward(ScalingLayer::IMAGENET.forward(images.clone()));
     checker.float("dino_embeddings_out", out.embeddings);

@@ -19,8 +19,7 @@ pub(super) fn verify_tokenizer<B: Backend>(
 ) -> Result<()> {
     let config = TokenizerConfig::from_golden_json(golden)?;
     let weights = TensorFile::read(dir.join("weights.safetensors"))?;
-    let model =
-        Tokenizer::<B>::from_tensor_file(&weights, Some(&config), LoadPurpose::Training, device)?;
+    let model = Tokenizer::<B>::from_tensor_file(&weights, Some(&config), LoadPurpose::Training, device)?;
     let input = checker.io.get("input")?.clone();
     let input = Tensor::<B, 4>::from_data(input.convert::<f32>(), device);
     let names: Vec<&str> = config.codebooks.iter().map(|c| c.name.as_str()).collect();
@@ -49,10 +48,7 @@ pub(super) fn verify_tokenizer<B: Backend>(
         let losses = losses.expect("training forward has losses");
         checker.float(&format!("train_vq_loss_{name}"), losses.vq.clone());
         checker.float(&format!("train_commit_loss_{name}"), losses.commit.clone());
-        checker.float(
-            &format!("train_entropy_loss_{name}"),
-            losses.entropy.clone(),
-        );
+        checker.float(&format!("train_entropy_loss_{name}"), losses.entropy.clone());
         let usage = Tensor::<B, 1>::from_floats([losses.usage as f32], device);
         checker.float(&format!("train_codebook_usage_{name}"), usage);
     }

@@ -106,9 +106,7 @@ enum Command {
         device: DeviceArg,
     },
     /// Print a .fqt file's header, section sizes, bits per pixel and model fingerprint.
-    Inspect {
-        file: PathBuf,
-    },
+    Inspect { file: PathBuf },
     /// Compress one image to .fqt and decode it again: writes the decoded image, the .fqt
     /// next to it, and a report (printed, and as JSON with --report).
     Roundtrip {
@@ -140,15 +138,21 @@ struct CompressArgs {
 
 impl CompressArgs {
     fn settings(self, metrics: bool) -> CompressSettings {
-        CompressSettings { overlap: self.overlap, coding: if self.packed { Coding::Packed } else { Coding::Entropy }, metrics }
+        CompressSettings {
+            overlap: self.overlap,
+            coding: if self.packed { Coding::Packed } else { Coding::Entropy },
+            metrics,
+        }
     }
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Reconstruct { input, output, codebooks, resize, tokenizer, device } => {
-            device.device.run(Reconstruct { input, output, codebooks, resize, tokenizer }).map_err(Into::into).and_then(|r| r)
-        }
+        Command::Reconstruct { input, output, codebooks, resize, tokenizer, device } => device
+            .device
+            .run(Reconstruct { input, output, codebooks, resize, tokenizer })
+            .map_err(Into::into)
+            .and_then(|r| r),
         Command::Generate { labels, output, sampling, columns, far, tokenizer, device } => {
             let task = Generate { labels, output, sampling, columns, far, tokenizer };
             device.device.run(task).map_err(Into::into).and_then(|r| r)
@@ -226,7 +230,11 @@ impl BackendTask for Reconstruct {
         println!("bits/pixel   {:.4} ({} bytes of indices)", config.bits_per_pixel(), (bits / 8.0).ceil());
         println!("decoded with {}", which.iter().map(|&i| names[i]).collect::<Vec<_>>().join(", "));
         println!("psnr         {:.2} dB", fqgan::metrics::psnr(&image, &recon));
-        println!("time         encode {:.0} ms, decode {:.0} ms", encoded.as_secs_f64() * 1e3, decode_time.as_secs_f64() * 1e3);
+        println!(
+            "time         encode {:.0} ms, decode {:.0} ms",
+            encoded.as_secs_f64() * 1e3,
+            decode_time.as_secs_f64() * 1e3
+        );
         println!("wrote        {}", self.output.display());
         Ok(())
     }
@@ -253,7 +261,12 @@ impl BackendTask for Generate {
 
         let grid = tokenizer.config().grid_size();
         println!("labels       {:?}", self.labels);
-        println!("tokens       {} x {} x {grid}x{grid}, seed {}", self.labels.len(), far.config().k(), self.sampling.seed);
+        println!(
+            "tokens       {} x {} x {grid}x{grid}, seed {}",
+            self.labels.len(),
+            far.config().k(),
+            self.sampling.seed
+        );
         println!(
             "time         generate {:.0} ms ({:.1} tokens/s), decode {:.0} ms",
             generated.generate_time.as_secs_f64() * 1e3,
@@ -283,7 +296,12 @@ impl BackendTask for Compress {
         let start = Instant::now();
         let rows = assets::compress_all(&codec, &jobs, self.settings);
         print!("{}", summary::table(&rows));
-        println!("model {} ({}), {:.1} s", codec.fingerprint(), self.tokenizer.model.display(), start.elapsed().as_secs_f64());
+        println!(
+            "model {} ({}), {:.1} s",
+            codec.fingerprint(),
+            self.tokenizer.model.display(),
+            start.elapsed().as_secs_f64()
+        );
         if let Some(path) = &self.report {
             let json = serde_json::to_string_pretty(&rows).expect("rows serialise");
             fqgan::weights::write_atomic(path, json.as_bytes())?;
@@ -306,9 +324,14 @@ impl BackendTask for Decompress {
     type Output = Result<()>;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        let single_image = self.output.extension().is_some_and(|e| e != "fqt") && self.inputs.len() == 1 && self.inputs[0].is_file();
+        let single_image =
+            self.output.extension().is_some_and(|e| e != "fqt") && self.inputs.len() == 1 && self.inputs[0].is_file();
         let jobs = if single_image {
-            vec![Job { input: self.inputs[0].clone(), output: self.output.clone(), name: self.inputs[0].display().to_string() }]
+            vec![Job {
+                input: self.inputs[0].clone(),
+                output: self.output.clone(),
+                name: self.inputs[0].display().to_string(),
+            }]
         } else {
             assets::plan(&self.inputs, &self.output, "png", &["fqt"])?
         };
@@ -316,7 +339,12 @@ impl BackendTask for Decompress {
         let failures = assets::decompress_all(&AssetCodec::new(&model), &jobs);
         println!("decoded {} of {} files", jobs.len() - failures.len(), jobs.len());
         if !failures.is_empty() {
-            bail!("{} of {} files failed: {}", failures.len(), jobs.len(), failures.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "));
+            bail!(
+                "{} of {} files failed: {}",
+                failures.len(),
+                jobs.len(),
+                failures.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            );
         }
         Ok(())
     }
@@ -331,10 +359,30 @@ fn inspect(path: &std::path::Path) -> Result<()> {
     println!("file          {} ({} bytes)", path.display(), sizes.total);
     println!("format        .fqt version {}", fqgan::tokens::VERSION);
     println!("model         {}", file.fingerprint);
-    println!("image         {}x{} {}", l.width, l.height, if file.alpha.is_some() { "RGBA (alpha lossless)" } else { "RGB" });
-    println!("tiles         {}x{} = {} tiles of {} px, overlap {} px, {}x{} tokens each", l.tiles_x(), l.tiles_y(), l.count(), l.tile, l.overlap, file.grid, file.grid);
+    println!(
+        "image         {}x{} {}",
+        l.width,
+        l.height,
+        if file.alpha.is_some() { "RGBA (alpha lossless)" } else { "RGB" }
+    );
+    println!(
+        "tiles         {}x{} = {} tiles of {} px, overlap {} px, {}x{} tokens each",
+        l.tiles_x(),
+        l.tiles_y(),
+        l.count(),
+        l.tile,
+        l.overlap,
+        file.grid,
+        file.grid
+    );
     println!("codebooks     k = {}, sizes {:?}", file.k(), file.codebook_sizes);
-    println!("coding        {}", match file.coding { Coding::Packed => "bit-packed", Coding::Entropy => "entropy coded (adaptive range coder)" });
+    println!(
+        "coding        {}",
+        match file.coding {
+            Coding::Packed => "bit-packed",
+            Coding::Entropy => "entropy coded (adaptive range coder)",
+        }
+    );
     let packed = file.packed_token_bits().div_ceil(8);
     println!(
         "sections      header {} B, tokens {} B ({} ids; bit-packed {} B, {:.1}%), alpha {} B, checksum 4 B",
