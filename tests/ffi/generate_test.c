@@ -14,51 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fqgan.h"
-
-static int failures = 0;
-
-#define EXPECT(call, expected, needle) expect((call), (expected), (needle), #call, __LINE__)
-
-static void expect(fqgan_status got, fqgan_status expected, const char *needle, const char *call, int line) {
-    const char *message = fqgan_last_error();
-    if (got != expected || strstr(message, needle) == NULL) {
-        fprintf(stderr, "line %d: %s\n  status %d (expected %d), message \"%s\" (expected to contain \"%s\")\n", line,
-                call, got, expected, message, needle);
-        failures++;
-    }
-}
-
-static void check(int condition, const char *what, int line) {
-    if (!condition) {
-        fprintf(stderr, "line %d: %s\n", line, what);
-        failures++;
-    }
-}
-#define CHECK(condition) check((condition), #condition, __LINE__)
-
-static unsigned char *read_file(const char *path, size_t *size) {
-    FILE *file = fopen(path, "rb");
-    if (!file) return NULL;
-    fseek(file, 0, SEEK_END);
-    *size = (size_t)ftell(file);
-    fseek(file, 0, SEEK_SET);
-    unsigned char *data = malloc(*size);
-    if (data && fread(data, 1, *size, file) != *size) {
-        free(data);
-        data = NULL;
-    }
-    fclose(file);
-    return data;
-}
-
-static void write_file(const char *dir, const char *name, const void *data, size_t size) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *file = fopen(path, "wb");
-    CHECK(file != NULL && fwrite(data, 1, size, file) == size);
-    if (file) fclose(file);
-}
+#include "check.h"
 
 /* Progress state passed through user_data: counts calls, cancels after `cancel_at` if non-zero. */
 struct progress {
