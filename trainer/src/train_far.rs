@@ -49,7 +49,6 @@ pub struct TrainFarArgs {
     #[arg(long, default_value_t = 1000)]
     pub steps: u64,
     /// Images per step, each under one of its views picked at random.
-    /// Images per step, each under one of its views picked at random.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Learning rate (constant). The official 1e-4 is for batch 256 and FAR-B; small models
