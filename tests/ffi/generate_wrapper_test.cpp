@@ -10,33 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "fqgan.hpp"
-
-static int failures = 0;
-
-#define CHECK(condition)                                                            \
-    do {                                                                            \
-        if (!(condition)) {                                                         \
-            std::cerr << "line " << __LINE__ << ": " << #condition << " failed\n"; \
-            failures++;                                                             \
-        }                                                                           \
-    } while (0)
-
-template <class Body>
-static void expect_error(int line, fqgan_status status, const std::string &needle, Body body) {
-    try {
-        body();
-        std::cerr << "line " << line << ": no exception\n";
-        failures++;
-    } catch (const fqgan::Error &e) {
-        if (e.status() != status || std::string(e.what()).find(needle) == std::string::npos) {
-            std::cerr << "line " << line << ": status " << e.status() << " \"" << e.what() << "\", expected " << status
-                      << " with \"" << needle << "\"\n";
-            failures++;
-        }
-    }
-}
-#define EXPECT_ERROR(status, needle, body) expect_error(__LINE__, status, needle, [&] { body; })
+#include "check.hpp"
 
 int main(int argc, char **argv) {
     if (argc != 4) {
