@@ -111,6 +111,7 @@ impl BackendTask for Load<'_> {
 
 /// Loads a tokenizer onto `device`; a CUDA device without a driver is an error, not a panic.
 pub(crate) fn load(source: Source<'_>, device: DeviceChoice) -> Result<Box<dyn Engine>> {
+    fqgan_core::threads::configure(None)?;
     device.run(Load(source))?
 }
 
@@ -130,5 +131,6 @@ impl BackendTask for LoadGenerator<'_> {
 
 /// Loads a FAR generator onto `device`, as [`load`] does a tokenizer.
 pub(crate) fn load_generator(source: Source<'_>, device: DeviceChoice) -> Result<Box<dyn GeneratorEngine>> {
+    fqgan_core::threads::configure(None)?;
     device.run(LoadGenerator(source))?
 }

@@ -8,8 +8,8 @@
 //! - every pointer, size and enum value from C is checked before use ([`args`]);
 //! - outputs go to caller-owned buffers with a "required size" query.
 //!
-//! Sections of the header follow the modules: version, errors, tokenizer, generator, `.fqt`
-//! token files.
+//! Sections of the header follow the modules: version, errors, threads, tokenizer, generator,
+//! `.fqt` token files.
 
 mod args;
 mod engine;
@@ -33,6 +33,11 @@ pub use tokenizer::{CodebookInfo, Image, PixelFormat, Tokenizer, TokenizerInfo, 
 /// layout or enum value; compare it with `fqgan_abi_version()` at start-up.
 pub const FQGAN_ABI_VERSION: u32 = 1;
 
+/// Additions that keep the ABI compatible (new functions, new trailing struct fields), counted
+/// from 0 within one `FQGAN_ABI_VERSION`; compare it with `fqgan_abi_minor_version()` before
+/// calling a function added later. 1: `fqgan_set_num_threads`, `fqgan_get_num_threads`.
+pub const FQGAN_ABI_MINOR_VERSION: u32 = 1;
+
 /// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
 #[no_mangle]
 pub extern "C" fn fqgan_version() -> *const c_char {
@@ -52,4 +57,34 @@ pub extern "C" fn fqgan_abi_version() -> u32 {
 #[no_mangle]
 pub extern "C" fn fqgan_last_error() -> *const c_char {
     status::last_error_ptr()
+}
+
+/// The `FQGAN_ABI_MINOR_VERSION` the library was built with: functions added in a minor
+/// version above this one are missing.
+#[no_mangle]
+pub extern "C" fn fqgan_abi_minor_version() -> u32 {
+    FQGAN_ABI_MINOR_VERSION
+}
+
+/// Sets how many threads the CPU devices ("cpu", "ndarray") compute with, for the whole
+/// process (one pool, shared by every handle). Call it once, before the first model loads:
+/// the pool starts then and cannot be resized. 0 means the default: the `FQGAN_NUM_THREADS`
+/// environment variable, else one thread per logical CPU.
+///
+/// Fails with `FQGAN_STATUS_INVALID_ARGUMENT` for more than 1024 threads, or when the pool
+/// already runs with another count.
+#[no_mangle]
+pub extern "C" fn fqgan_set_num_threads(threads: u32) -> Status {
+    status::guard(|| {
+        let wanted = (threads != 0).then_some(threads as usize);
+        fqgan_core::threads::configure(wanted)?;
+        Ok(())
+    })
+}
+
+/// The number of threads the CPU devices compute with (starting the pool with the default
+/// count when nothing has set it).
+#[no_mangle]
+pub extern "C" fn fqgan_get_num_threads() -> u32 {
+    fqgan_core::threads::configure(None).unwrap_or_else(|_| fqgan_core::threads::current()) as u32
 }

@@ -1,11 +1,38 @@
 //! The basic layers, with parameters stored exactly as PyTorch stores them (`weight` [out, in],
 //! `bias`), so that module paths are official checkpoint keys and loading needs no transposes.
 
-use burn::module::{Module, Param, RunningState};
+use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{conv2d, linear};
+use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, Shape, Tensor};
+
+/// A parameter whose random initial value is drawn only when first read: loading a file
+/// replaces it without ever drawing (random init used to cost more than reading the weights).
+/// Models built for training read every parameter at once ([`materialize`]), so the values
+/// do not depend on which parameter a forward happens to touch first.
+pub fn lazy_param<B: Backend, const D: usize>(
+    shape: [usize; D],
+    device: &B::Device,
+    init: impl Fn(&B::Device) -> Tensor<B, D> + Send + Sync + 'static,
+) -> Param<Tensor<B, D>> {
+    Param::uninitialized(
+        ParamId::new(),
+        move |device, require_grad| init(device).set_require_grad(require_grad),
+        device.clone(),
+        true,
+        Shape::new(shape),
+    )
+}
+
+/// A lazily drawn parameter from `distribution`.
+pub fn random_param<B: Backend, const D: usize>(
+    shape: [usize; D],
+    distribution: Distribution,
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
+    lazy_param(shape, device, move |device| Tensor::random(shape, distribution, device))
+}
 
 /// PyTorch's default init for Linear/Conv weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 fn uniform_fan_in<B: Backend, const D: usize>(
@@ -14,7 +41,7 @@ fn uniform_fan_in<B: Backend, const D: usize>(
     device: &B::Device,
 ) -> Param<Tensor<B, D>> {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    Param::from_tensor(Tensor::random(shape, Distribution::Uniform(-bound, bound), device))
+    random_param(shape, Distribution::Uniform(-bound, bound), device)
 }
 
 /// A tensor parameter drawn from N(0, std^2), as PyTorch initialises embeddings and tables.
@@ -23,7 +50,18 @@ pub fn normal_param<B: Backend, const D: usize>(
     std: f64,
     device: &B::Device,
 ) -> Param<Tensor<B, D>> {
-    Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, std), device))
+    random_param(shape, Distribution::Normal(0.0, std), device)
+}
+
+/// Draws every lazily initialised parameter of `module` now, in module order.
+pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
+    struct Touch;
+    impl<B: Backend> ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
 }
 
 #[derive(Module, Debug)]
@@ -42,8 +80,31 @@ impl<B: Backend> Linear<B> {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        linear(x, self.weight.val().transpose(), self.bias.as_ref().map(|b| b.val()))
+        linear_rows(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
     }
+}
+
+/// `x @ weight^T + bias` for a PyTorch-layout `weight` [out, in], over the last dimension of x.
+///
+/// The rows of x are flattened into one matrix so that the transposed weight stays a strided
+/// view that gemm reads in place: burn's `linear` reshapes the weight to x's rank, and on
+/// Flex reshaping a transposed view copies the whole matrix, once per call.
+pub fn linear_rows<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, D> {
+    let dims = x.dims();
+    let d_in = dims[D - 1];
+    let d_out = weight.dims()[0];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let mut out = x.reshape([rows, d_in]).matmul(weight.transpose());
+    if let Some(bias) = bias {
+        out = out + bias.unsqueeze::<2>();
+    }
+    let mut out_dims = dims;
+    out_dims[D - 1] = d_out;
+    out.reshape(out_dims)
 }
 
 #[derive(Module, Debug)]

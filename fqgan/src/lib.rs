@@ -21,6 +21,7 @@ pub mod layers;
 pub mod loss;
 pub mod metrics;
 pub mod teachers;
+pub mod threads;
 pub mod tiling;
 pub mod tokenizer;
 pub mod tokens;

@@ -45,10 +45,15 @@ pub struct TensorFile {
 }
 
 impl TensorFile {
+    /// Reads a safetensors file through a memory map: the tensors are copied once, from the
+    /// page cache into their own buffers, and the file is never read into one large buffer.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&bytes, path)
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the map is read-only and dropped before this returns; a file truncated by
+        // another process meanwhile is the one hazard, the same as for any mapped reader.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&map, path)
     }
 
     /// Parses a safetensors buffer; `source` names it in errors.
@@ -210,27 +215,26 @@ pub fn load_module<B: Backend, M: Module<B>>(
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
             let key = self.keys.file_key(&self.path.join("."));
-            let (id, current, mapper) = param.consume();
+            // Shape and device only: a parameter not drawn yet stays undrawn (see `lazy_param`).
+            let expected = param.lazy_shape();
             let Some(data) = self.file.tensors.get(&key) else {
                 if !(self.rules.optional)(&key) {
                     self.errors.push(format!("missing '{key}'"));
                 }
-                return Param::from_mapped_value(id, current, mapper);
+                return param;
             };
             self.used.insert(key.clone());
-            if data.shape.as_slice() != current.dims().as_slice() {
+            if data.shape.as_slice() != expected.as_slice() {
                 self.errors.push(format!(
                     "'{key}' has shape {:?}, the model expects {:?}",
                     data.shape.as_slice(),
-                    current.dims()
+                    expected.as_slice()
                 ));
-                return Param::from_mapped_value(id, current, mapper);
+                return param;
             }
-            let mut loaded = Tensor::from_data(data.clone().convert::<f32>(), &current.device());
-            if current.is_require_grad() {
-                loaded = loaded.require_grad();
-            }
-            Param::from_mapped_value(id, loaded, mapper)
+            let loaded = Tensor::from_data(data.clone().convert::<f32>(), &param.lazy_device());
+            let id = param.id;
+            param.transform_for_load(loaded, id)
         }
     }
     let mut load = Load { path: Vec::new(), keys, file, rules, used: HashSet::new(), errors: Vec::new() };

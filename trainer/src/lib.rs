@@ -13,23 +13,40 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use fqgan::device::BackendTask;
 use fqgan::tokenizer::LoadPurpose;
 use fqgan::{DeviceChoice, Far, FarConfig, Tokenizer, TokenizerConfig};
 
 pub mod assets;
 pub mod summary;
 
-/// `--device`, common to every command.
+/// `--device` and `--threads`, common to every command that computes.
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArg {
     /// Where to compute: `cpu` (pure-Rust Flex backend), `ndarray` (alternative CPU backend),
     /// `cuda` or `cuda:N` (NVIDIA GPU N; needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceChoice,
+    /// CPU threads for the CPU backends (default: the FQGAN_NUM_THREADS environment variable,
+    /// else one per logical CPU).
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
+}
+
+impl DeviceArg {
+    /// Sets up the CPU thread pool, then runs `task` on the chosen device.
+    pub fn run<T: BackendTask>(&self, task: T) -> Result<T::Output> {
+        fqgan::threads::configure(self.threads)?;
+        Ok(self.device.run(task)?)
+    }
 }
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse().map_err(|e: fqgan::Error| e.to_string())
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    fqgan::threads::parse(s).map_err(|e| e.to_string())
 }
 
 /// Which tokenizer to load.

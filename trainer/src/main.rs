@@ -131,17 +131,17 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::VerifyGolden { cases, device } => {
-            let failed = device.device.run(VerifyGolden { cases })??;
+            let failed = device.run(VerifyGolden { cases })??;
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Init { new, device } => {
             let config = read_config(new.preset.as_deref(), new.config.as_deref())?.expect("clap requires one");
-            device.device.run(Init { config, new })??;
+            device.run(Init { config, new })??;
             Ok(ExitCode::SUCCESS)
         }
         Command::InitFar { new, device } => {
             let config = read_far_config(new.preset.as_deref(), new.config.as_deref())?.expect("clap requires one");
-            device.device.run(InitFar { config, new })??;
+            device.run(InitFar { config, new })??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Import { weights, preset, config, inference, output } => {
@@ -159,27 +159,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::TrainTokenizer { args, device } => {
-            device.device.run(args)??;
+            device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }
         Command::ExtractCodes { args, device } => {
-            device.device.run(args)??;
+            device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }
         Command::TrainFar { args, device } => {
-            device.device.run(args)??;
+            device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sample { args, device } => {
-            device.device.run(args)??;
+            device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }
         Command::EvalTokenizer { args, device } => {
-            device.device.run(args)??;
+            device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }
         Command::TeacherFeatures { args, device } => {
-            device.device.run(args)??;
+            device.run(args)??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Presets { name: Some(name) } => {

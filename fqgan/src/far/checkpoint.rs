@@ -51,7 +51,7 @@ impl<B: Backend> Far<B> {
                 ))
             }
         };
-        let model = Far::new(&config, device)?;
+        let model = Far::unloaded(&config, device)?;
         // A checkpoint saved after sampling may hold the official KV-cache buffers.
         let ignorable = |key: &str| key.contains(".kv_cache.") || key == "freqs_cis" || key == "causal_mask";
         load_module(model, file, &far_key_map(&config), &LoadRules { optional: &|_| false, ignorable: &ignorable })

@@ -17,7 +17,7 @@ use super::head::FactorizedHead;
 use super::kv_cache::KvCache;
 use super::rope::freqs_cis_2d;
 use crate::error::{Error, Result};
-use crate::layers::Linear;
+use crate::layers::{materialize, Linear};
 use crate::tokenizer::Trace;
 
 /// Official `LabelEmbedder`: one row per class plus the null class used for guidance.
@@ -44,6 +44,13 @@ pub struct Far<B: Backend> {
 impl<B: Backend> Far<B> {
     /// A randomly initialised model (PyTorch's default init distributions).
     pub fn new(config: &FarConfig, device: &B::Device) -> Result<Self> {
+        let model = Self::unloaded(config, device)?;
+        materialize(&model);
+        Ok(model)
+    }
+
+    /// The model with its parameters not drawn yet: loading a file fills them directly.
+    pub(crate) fn unloaded(config: &FarConfig, device: &B::Device) -> Result<Self> {
         config.validate()?;
         let embedding = |rows: usize| EmbeddingConfig::new(rows, config.dim).init(device);
         Ok(Self {

@@ -226,7 +226,8 @@ pub struct ClipVisionModel<B: Backend> {
 }
 
 impl<B: Backend> ClipVisionModel<B> {
-    /// A randomly initialised model (weights are normally loaded over it).
+    /// A randomly initialised model, its parameters drawn when first read: loading weights over
+    /// it never draws them.
     pub fn new(config: &ClipVisionConfig, device: &B::Device) -> Self {
         Self {
             vision_model: ClipVisionTransformer {

@@ -294,7 +294,8 @@ pub struct Dinov2Model<B: Backend> {
 }
 
 impl<B: Backend> Dinov2Model<B> {
-    /// A randomly initialised model (weights are normally loaded over it).
+    /// A randomly initialised model, its parameters drawn when first read: loading weights over
+    /// it never draws them.
     pub fn new(config: &Dinov2Config, device: &B::Device) -> Self {
         Self {
             embeddings: Dinov2Embeddings::new(config, device),

@@ -4,9 +4,9 @@
 use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Distribution, Tensor};
 
-use crate::layers::{normal_param, LayerNorm, Linear};
+use crate::layers::{linear_rows, normal_param, random_param, LayerNorm, Linear};
 
 /// `nn.MultiheadAttention` (batch-first here) with the packed `in_proj_weight` = [q; k; v].
 #[derive(Module, Debug)]
@@ -21,9 +21,8 @@ impl<B: Backend> MultiheadAttention<B> {
     pub fn new(width: usize, heads: usize, device: &B::Device) -> Self {
         // xavier_uniform on the packed weight, zero bias: PyTorch's own init.
         let bound = (6.0 / (4 * width) as f64).sqrt();
-        let weight = Tensor::random([3 * width, width], burn::tensor::Distribution::Uniform(-bound, bound), device);
         Self {
-            in_proj_weight: Param::from_tensor(weight),
+            in_proj_weight: random_param([3 * width, width], Distribution::Uniform(-bound, bound), device),
             in_proj_bias: Param::from_tensor(Tensor::zeros([3 * width], device)),
             out_proj: Linear::new(width, width, true, device),
             heads,
@@ -34,7 +33,7 @@ impl<B: Backend> MultiheadAttention<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, n, width] = x.dims();
         let head_dim = width / self.heads;
-        let qkv = burn::tensor::module::linear(x, self.in_proj_weight.val().transpose(), Some(self.in_proj_bias.val()));
+        let qkv = linear_rows(x, self.in_proj_weight.val(), Some(self.in_proj_bias.val()));
         let split =
             |i: usize| qkv.clone().narrow(2, i * width, width).reshape([b, n, self.heads, head_dim]).swap_dims(1, 2);
         let (q, k, v) = (split(0), split(1), split(2));

@@ -108,7 +108,7 @@ impl<B: Backend> Tokenizer<B> {
                 codebook.feat_pred = None;
             }
         }
-        let model = Tokenizer::new(&config, device)?;
+        let model = Tokenizer::unloaded(&config, device)?;
         let optional = |key: &str| key.ends_with(".codebook_used");
         let ignorable =
             |key: &str| purpose == LoadPurpose::Inference && feat_modules.iter().any(|m| key.starts_with(m));

@@ -12,7 +12,7 @@ use super::quantizer::{Quantized, VectorQuantizer, VqLosses};
 use super::trace::Trace;
 use crate::config::TokenizerConfig;
 use crate::error::{Error, Result};
-use crate::layers::Conv2d;
+use crate::layers::{materialize, Conv2d};
 use crate::loss::disentangle::disentangle_loss;
 
 #[derive(Module, Debug)]
@@ -51,6 +51,13 @@ impl<B: Backend> TokenizerOutput<B> {
 impl<B: Backend> Tokenizer<B> {
     /// A randomly initialised model (PyTorch's default init distributions).
     pub fn new(config: &TokenizerConfig, device: &B::Device) -> Result<Self> {
+        let model = Self::unloaded(config, device)?;
+        materialize(&model);
+        Ok(model)
+    }
+
+    /// The model with its parameters not drawn yet: loading a file fills them directly.
+    pub(crate) fn unloaded(config: &TokenizerConfig, device: &B::Device) -> Result<Self> {
         config.validate()?;
         let dim_total = config.quant_channels();
         Ok(Self {

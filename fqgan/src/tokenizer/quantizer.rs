@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 
 use crate::config::{CodebookConfig, TokenizerConfig};
+use crate::layers::lazy_param;
 
 /// Upper bound on the elements of one block of the (rows x codebook) distance matrix.
 /// 2^22 f32 = 16 MiB, whatever the batch or codebook size.
@@ -54,12 +55,17 @@ pub struct Quantized<B: Backend> {
 impl<B: Backend> VectorQuantizer<B> {
     pub fn new(tokenizer: &TokenizerConfig, codebook: &CodebookConfig, device: &B::Device) -> Self {
         let bound = 1.0 / codebook.size as f64;
-        let mut weight = Tensor::random([codebook.size, codebook.dim], Distribution::Uniform(-bound, bound), device);
-        if codebook.l2_norm {
-            weight = l2_normalize(weight);
-        }
+        let (shape, l2_norm) = ([codebook.size, codebook.dim], codebook.l2_norm);
+        let weight = lazy_param(shape, device, move |device| {
+            let weight = Tensor::random(shape, Distribution::Uniform(-bound, bound), device);
+            if l2_norm {
+                l2_normalize(weight)
+            } else {
+                weight
+            }
+        });
         Self {
-            embedding: Embedding { weight: Param::from_tensor(weight) },
+            embedding: Embedding { weight },
             codebook_used: RunningState::new(Tensor::zeros([tokenizer.usage_window], device)),
             l2_norm: codebook.l2_norm,
             beta: tokenizer.commit_beta,

@@ -148,31 +148,25 @@ impl CompressArgs {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Reconstruct { input, output, codebooks, resize, tokenizer, device } => device
-            .device
-            .run(Reconstruct { input, output, codebooks, resize, tokenizer })
-            .map_err(Into::into)
-            .and_then(|r| r),
+        Command::Reconstruct { input, output, codebooks, resize, tokenizer, device } => {
+            device.run(Reconstruct { input, output, codebooks, resize, tokenizer }).and_then(|r| r)
+        }
         Command::Generate { labels, output, sampling, columns, far, tokenizer, device } => {
             let task = Generate { labels, output, sampling, columns, far, tokenizer };
-            device.device.run(task).map_err(Into::into).and_then(|r| r)
+            device.run(task).and_then(|r| r)
         }
         Command::Info { tokenizer } => tokenizer
             .load::<fqgan::device::Cpu>(LoadPurpose::Training, &Default::default())
             .map(|model| println!("{}", model.config().to_json())),
         Command::Compress { inputs, output, compress, no_metrics, report, tokenizer, device } => device
-            .device
             .run(Compress { inputs, output, settings: compress.settings(!no_metrics), report, tokenizer })
-            .map_err(Into::into)
             .and_then(|r| r),
         Command::Decompress { inputs, output, tokenizer, device } => {
-            device.device.run(Decompress { inputs, output, tokenizer }).map_err(Into::into).and_then(|r| r)
+            device.run(Decompress { inputs, output, tokenizer }).and_then(|r| r)
         }
         Command::Inspect { file } => inspect(&file),
         Command::Roundtrip { input, output, compress, report, tokenizer, device } => device
-            .device
             .run(Roundtrip { input, output, settings: compress.settings(true), report, tokenizer })
-            .map_err(Into::into)
             .and_then(|r| r),
     };
     match result {

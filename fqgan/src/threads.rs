@@ -1,0 +1,98 @@
+//! How many CPU threads the CPU backends use.
+//!
+//! burn-flex (and its gemm) run their parallel loops on rayon's process-wide pool. That pool
+//! is built once, on first use; [`configure`] builds it first with the count asked for, so it
+//! must run before any tensor work (the CLI does it while parsing flags, the C library in
+//! `fqgan_set_num_threads`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::error::{Error, Result};
+
+/// The environment variable that sets the thread count when no explicit count is given.
+pub const THREADS_ENV: &str = "FQGAN_NUM_THREADS";
+
+/// The most threads one process may ask for: far above any CPU, low enough that a typo
+/// (`--threads 1000000`) is an error instead of a million OS threads.
+pub const MAX_THREADS: usize = 1024;
+
+/// The count the pool was built with by [`configure`]; 0 until then.
+static CONFIGURED: AtomicUsize = AtomicUsize::new(0);
+
+/// The thread count from `FQGAN_NUM_THREADS`, if it is set (an error names a bad value).
+pub fn from_env() -> Result<Option<usize>> {
+    match std::env::var(THREADS_ENV) {
+        Ok(value) if !value.trim().is_empty() => parse(value.trim()).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Parses a thread count: an integer in `1..=MAX_THREADS`.
+pub fn parse(value: &str) -> Result<usize> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(Error::Input(format!("thread count '{value}' must be an integer from 1 to {MAX_THREADS}"))),
+    }
+}
+
+/// Builds the process-wide pool with `threads` workers (`None`: `FQGAN_NUM_THREADS`, else one
+/// per logical CPU) and returns the count in use. Calling it again with the same count, or
+/// with `None` once configured, is fine; asking for another count once the pool runs is an
+/// error, since rayon cannot resize it.
+pub fn configure(threads: Option<usize>) -> Result<usize> {
+    let wanted = match threads {
+        Some(n) => Some(parse(&n.to_string())?),
+        None => from_env()?,
+    };
+    let current = CONFIGURED.load(Ordering::SeqCst);
+    if current != 0 {
+        return match wanted {
+            Some(n) if n != current => Err(Error::Input(format!(
+                "the CPU thread pool already runs {current} threads; set the count before the first model call"
+            ))),
+            _ => Ok(current),
+        };
+    }
+    let n = wanted.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let built = rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("fqgan-cpu-{i}")).build_global();
+    match built {
+        Ok(()) => {
+            CONFIGURED.store(n, Ordering::SeqCst);
+            Ok(n)
+        }
+        // Someone (rayon's lazy default, or another library) built it first.
+        Err(_) => {
+            let running = rayon::current_num_threads();
+            CONFIGURED.store(running, Ordering::SeqCst);
+            match wanted {
+                Some(n) if n != running => Err(Error::Input(format!(
+                    "the CPU thread pool already runs {running} threads; set the count before the first model call"
+                ))),
+                _ => Ok(running),
+            }
+        }
+    }
+}
+
+/// The number of threads the CPU backends use now (the pool's size; building it with the
+/// default count if nothing has).
+pub fn current() -> usize {
+    match CONFIGURED.load(Ordering::SeqCst) {
+        0 => rayon::current_num_threads(),
+        n => n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_outside_the_range_are_errors_that_name_the_value() {
+        assert_eq!(parse("4").unwrap(), 4);
+        for bad in ["0", "-1", "two", "1025", ""] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+}
