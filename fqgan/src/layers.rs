@@ -4,8 +4,10 @@
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{Distribution, Shape, Tensor};
+
+use crate::flex_kernels::{self, group_norm, ConvGeometry};
 
 /// A parameter whose random initial value is drawn only when first read: loading a file
 /// replaces it without ever drawing (random init used to cost more than reading the weights).
@@ -134,8 +136,32 @@ impl<B: Backend> Conv2d<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
+        self.forward_padded(x, [self.padding; 2])
+    }
+
+    /// The convolution over `x` zero-padded by `before` rows/columns at the top/left and
+    /// `after` at the bottom/right (instead of the layer's own symmetric padding).
+    pub fn forward_padded(&self, x: Tensor<B, 4>, [before, after]: [usize; 2]) -> Tensor<B, 4> {
+        let [_, _, h, w] = x.dims();
+        let [_, _, kh, kw] = self.weight.dims();
+        let out = |size: usize, kernel: usize| (size + before + after).saturating_sub(kernel) / self.stride + 1;
+        let geometry = ConvGeometry {
+            stride: self.stride,
+            pad_top: before,
+            pad_left: before,
+            out_h: out(h, kh),
+            out_w: out(w, kw),
+        };
+        let bias = self.bias.as_ref().map(|b| b.val());
+        match flex_kernels::conv2d(x, &self.weight.val(), bias.as_ref(), geometry) {
+            Ok(out) => out,
+            Err(x) => {
+                let x = if before == after { x } else { x.pad((before, after, before, after), PadMode::Constant(0.0)) };
+                let padding = if before == after { before } else { 0 };
+                let options = ConvOptions::new([self.stride; 2], [padding; 2], [1, 1], 1);
+                conv2d(x, self.weight.val(), bias, options)
+            }
+        }
     }
 }
 
@@ -159,6 +185,21 @@ impl<B: Backend> GroupNorm<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match group_norm(x, &self.weight.val(), &self.bias.val(), self.groups, self.eps, false) {
+            Ok(normed) => normed,
+            Err(x) => self.forward_generic(x),
+        }
+    }
+
+    /// `swish(self.forward(x))`, in one pass on the CPU backend.
+    pub fn forward_swish(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match group_norm(x, &self.weight.val(), &self.bias.val(), self.groups, self.eps, true) {
+            Ok(normed) => normed,
+            Err(x) => swish(self.forward_generic(x)),
+        }
+    }
+
+    fn forward_generic(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, c, h, w] = x.dims();
         let grouped = x.reshape([b, self.groups, (c / self.groups) * h * w]);
         let mean = grouped.clone().mean_dim(2);

@@ -16,6 +16,7 @@ pub mod device;
 pub mod error;
 pub mod far;
 pub mod fingerprint;
+mod flex_kernels;
 pub mod image;
 pub mod layers;
 pub mod loss;

@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::TokenizerConfig;
-use crate::layers::{swish, Conv2d, GroupNorm};
+use crate::layers::{Conv2d, GroupNorm};
 
 pub(crate) fn normalize<B: Backend>(config: &TokenizerConfig, channels: usize, device: &B::Device) -> GroupNorm<B> {
     GroupNorm::new(config.norm_groups, channels, config.norm_eps, device)
@@ -35,8 +35,8 @@ impl<B: Backend> ResnetBlock<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(swish(self.norm1.forward(x.clone())));
-        let h = self.conv2.forward(swish(self.norm2.forward(h)));
+        let h = self.conv1.forward(self.norm1.forward_swish(x.clone()));
+        let h = self.conv2.forward(self.norm2.forward_swish(h));
         let shortcut = match &self.nin_shortcut {
             Some(conv) => conv.forward(x),
             None => x,
@@ -86,8 +86,7 @@ impl<B: Backend> Downsample<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let padded = x.pad((0, 1, 0, 1), burn::tensor::ops::PadMode::Constant(0.0));
-        self.conv.forward(padded)
+        self.conv.forward_padded(x, [0, 1])
     }
 }
 

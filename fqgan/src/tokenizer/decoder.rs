@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use super::blocks::{normalize, AttnBlock, ResnetBlock, Upsample};
 use super::trace::Trace;
 use crate::config::TokenizerConfig;
-use crate::layers::{swish, Conv2d, GroupNorm};
+use crate::layers::{Conv2d, GroupNorm};
 
 /// num_res_blocks + 1 ResnetBlocks (AttnBlocks only at the lowest level), then an Upsample on
 /// every level but the last. `conv_blocks.0` is the lowest resolution.
@@ -81,6 +81,6 @@ impl<B: Backend> Decoder<B> {
             }
             trace.record(|| format!("act_dec_level{i}"), &h);
         }
-        self.conv_out.forward(swish(self.norm_out.forward(h)))
+        self.conv_out.forward(self.norm_out.forward_swish(h))
     }
 }

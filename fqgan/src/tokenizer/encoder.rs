@@ -9,7 +9,7 @@ use super::adapter::FactorizedAdapter;
 use super::blocks::{normalize, AttnBlock, Downsample, ResnetBlock};
 use super::trace::Trace;
 use crate::config::TokenizerConfig;
-use crate::layers::{swish, Conv2d, GroupNorm};
+use crate::layers::{Conv2d, GroupNorm};
 
 /// One resolution level: ResnetBlocks (each followed by an AttnBlock at the lowest
 /// resolution only), then a Downsample on every level but the last.
@@ -101,7 +101,7 @@ impl<B: Backend> Encoder<B> {
             .map(|(head, name)| {
                 let adapted = head.adapter.forward(h.clone());
                 trace.record(|| format!("act_enc_adapter_{name}"), &adapted);
-                let out = head.conv_out.forward(swish(head.norm_out.forward(adapted)));
+                let out = head.conv_out.forward(head.norm_out.forward_swish(adapted));
                 trace.record(|| format!("act_enc_out_{name}"), &out);
                 out
             })
