@@ -62,6 +62,11 @@
 // layout or enum value; compare it with `fqgan_abi_version()` at start-up.
 #define FQGAN_ABI_VERSION 1
 
+// Additions that keep the ABI compatible (new functions, new trailing struct fields), counted
+// from 0 within one `FQGAN_ABI_VERSION`; compare it with `fqgan_abi_minor_version()` before
+// calling a function added later. 1: `fqgan_set_num_threads`, `fqgan_get_num_threads`.
+#define FQGAN_ABI_MINOR_VERSION 1
+
 // The most sub-codebooks a `.fqt` file holds: the length of `fqgan_fqt_info.codebook_sizes`.
 #define FQGAN_FQT_MAX_CODEBOOKS 16
 
@@ -334,6 +339,23 @@ uint32_t fqgan_abi_version(void);
 // fault; "" after a successful call. Never NULL. Valid until the next `fqgan_` call on this
 // thread: copy it to keep it.
 const char *fqgan_last_error(void);
+
+// The `FQGAN_ABI_MINOR_VERSION` the library was built with: functions added in a minor
+// version above this one are missing.
+uint32_t fqgan_abi_minor_version(void);
+
+// Sets how many threads the CPU devices ("cpu", "ndarray") compute with, for the whole
+// process (one pool, shared by every handle). Call it once, before the first model loads:
+// the pool starts then and cannot be resized. 0 means the default: the `FQGAN_NUM_THREADS`
+// environment variable, else one thread per logical CPU.
+//
+// Fails with `FQGAN_STATUS_INVALID_ARGUMENT` for more than 1024 threads, or when the pool
+// already runs with another count.
+fqgan_status fqgan_set_num_threads(uint32_t threads);
+
+// The number of threads the CPU devices compute with (starting the pool with the default
+// count when nothing has set it).
+uint32_t fqgan_get_num_threads(void);
 
 // The parameters `fqgan_tokenizer_load_*` use when given NULL: the CPU device.
 struct fqgan_tokenizer_params fqgan_tokenizer_params_default(void);

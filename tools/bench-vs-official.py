@@ -64,7 +64,7 @@ class Official:
     def small_ds8(self, **kwargs):
         """VQ_8 built from the official classes at small-dual-ds8's widths: ch 32, ch_mult
         [1, 1, 2, 2], z 32, adapters 64 wide with 2 layers and 4 heads over an 8x8 grid,
-        codebooks 1024 x 4. The official file fixes ch, the adapter sizes and the 256-pixel
+        codebooks 1024 x 8. The official file fixes ch, the adapter sizes and the 256-pixel
         grid in the constructors, so those are set here through its own classes."""
         vq, torch = self.vq, self.torch
         nn = torch.nn
@@ -88,7 +88,7 @@ class Official:
             return vq.VQModel(
                 vq.ModelArgs(
                     codebook_size=1024,
-                    codebook_embed_dim=4,
+                    codebook_embed_dim=8,
                     encoder_ch_mult=[1, 1, 2, 2],
                     decoder_ch_mult=[1, 1, 2, 2],
                     z_channels=32,
@@ -169,6 +169,11 @@ class Official:
             return
         torch = self.torch
         model = self.small_ds8(entropy_loss_ratio=0.03, with_disentanglement=True, disentanglement_ratio=0.1).train()
+        # The usage window is registered as a Parameter that requires grad, and the official
+        # forward writes it in place; as a plain buffer (as in fqgan) the training step runs.
+        for module in model.modules():
+            if hasattr(module, "codebook_used"):
+                module.codebook_used.requires_grad_(False)
         optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, betas=(0.9, 0.95), weight_decay=0.0)
         images = torch.rand(8, 3, 64, 64) * 2 - 1
 

@@ -122,6 +122,14 @@ struct Codebook {
 
 inline std::string version() { return fqgan_version(); }
 inline std::uint32_t abi_version() noexcept { return fqgan_abi_version(); }
+inline std::uint32_t abi_minor_version() noexcept { return fqgan_abi_minor_version(); }
+
+/// Sets the CPU thread count for the whole process, before the first model loads (0: the
+/// default, FQGAN_NUM_THREADS or one per logical CPU). Throws fqgan::Error when the pool
+/// already runs another count.
+inline void set_num_threads(std::uint32_t threads) { detail::check(fqgan_set_num_threads(threads)); }
+/// The CPU thread count in use.
+inline std::uint32_t num_threads() noexcept { return fqgan_get_num_threads(); }
 
 /// A loaded FQGAN tokenizer: images <-> k token grids.
 class Tokenizer {

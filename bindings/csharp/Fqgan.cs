@@ -218,6 +218,15 @@ namespace Fqgan
             if (native != AbiVersion)
                 throw new InvalidOperationException($"libfqgan has ABI {native}; this binding needs {AbiVersion}");
         }
+
+        /// <summary>CPU threads for the whole process: set it before the first model loads (0: the
+        /// default, FQGAN_NUM_THREADS or one per logical CPU); setting another count once the pool
+        /// runs throws. Needs ABI minor version 1.</summary>
+        public static uint NumThreads
+        {
+            get => Native.fqgan_get_num_threads();
+            set => Native.Check(Native.fqgan_set_num_threads(value));
+        }
     }
 
     /// <summary>Owns a fqgan_tokenizer*; frees it once no call uses it any more.</summary>
@@ -764,6 +773,8 @@ namespace Fqgan
 
         [DllImport(Lib)] internal static extern byte* fqgan_version();
         [DllImport(Lib)] internal static extern uint fqgan_abi_version();
+        [DllImport(Lib)] internal static extern Status fqgan_set_num_threads(uint threads);
+        [DllImport(Lib)] internal static extern uint fqgan_get_num_threads();
         [DllImport(Lib)] internal static extern byte* fqgan_last_error();
         [DllImport(Lib)] internal static extern TokenizerParams fqgan_tokenizer_params_default();
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_file(byte* path, TokenizerParams* p, out TokenizerHandle tokenizer);

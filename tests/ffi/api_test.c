@@ -41,6 +41,16 @@ int main(int argc, char **argv) {
     CHECK(fqgan_abi_version() == FQGAN_ABI_VERSION);
     CHECK(strlen(fqgan_version()) >= 5);
     CHECK(strcmp(fqgan_last_error(), "") == 0);
+    CHECK(fqgan_abi_minor_version() == FQGAN_ABI_MINOR_VERSION);
+
+    /* Threads: set once before the first load; another count afterwards is refused. */
+    EXPECT(fqgan_set_num_threads(5000), FQGAN_STATUS_INVALID_ARGUMENT, "'5000'");
+    CHECK(fqgan_set_num_threads(2) == FQGAN_STATUS_OK);
+    CHECK(fqgan_get_num_threads() == 2);
+    CHECK(fqgan_set_num_threads(2) == FQGAN_STATUS_OK);
+    CHECK(fqgan_set_num_threads(0) == FQGAN_STATUS_OK);
+    EXPECT(fqgan_set_num_threads(3), FQGAN_STATUS_INVALID_ARGUMENT, "already runs 2 threads");
+    CHECK(fqgan_get_num_threads() == 2);
 
     /* Loading: every bad argument. */
     fqgan_tokenizer *tok = (fqgan_tokenizer *)&failures; /* must be reset to NULL on failure */
