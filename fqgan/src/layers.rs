@@ -86,6 +86,9 @@ impl<B: Backend> Linear<B> {
     }
 }
 
+/// Row counts up to which [`linear_rows`] multiplies in the transposed order.
+const THIN_ROWS: usize = 64;
+
 /// `x @ weight^T + bias` for a PyTorch-layout `weight` [out, in], over the last dimension of x.
 ///
 /// The rows of x are flattened into one matrix so that the transposed weight stays a strided
@@ -100,7 +103,11 @@ pub fn linear_rows<B: Backend, const D: usize>(
     let d_in = dims[D - 1];
     let d_out = weight.dims()[0];
     let rows = dims[..D - 1].iter().product::<usize>();
-    let mut out = x.reshape([rows, d_in]).matmul(weight.transpose());
+    let x = x.reshape([rows, d_in]);
+    // Few rows (decoding one token): as `(weight @ x^T)^T`, so that gemm sees the long side
+    // as its rows; its AVX-512 kernels are several times slower on the thin `x @ weight^T`.
+    let mut out =
+        if rows <= THIN_ROWS { weight.matmul(x.transpose()).transpose() } else { x.matmul(weight.transpose()) };
     if let Some(bias) = bias {
         out = out + bias.unsqueeze::<2>();
     }
