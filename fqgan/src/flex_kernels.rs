@@ -85,6 +85,34 @@ pub(crate) fn group_norm<B: Backend>(
     Ok(from_flex(FlexTensor::new(burn::tensor::Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)))
 }
 
+/// Writes `new` `[b, h, s, d]` into positions `start..start + s` of `buffer` `[b, h, capacity,
+/// d]` in place, when `buffer` is a Flex tensor that nothing else holds. Flex's own
+/// `slice_assign` keeps a second handle on the buffer while it writes, so it copies the whole
+/// buffer every time: for KV caches, once per layer and token.
+pub(crate) fn write_positions<B: Backend>(
+    buffer: Tensor<B, 4>,
+    start: usize,
+    new: &Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let mut flex = to_flex(buffer)?;
+    let new = match to_flex(new.clone()) {
+        Ok(new) if flex.dtype() == DType::F32 && new.dtype() == DType::F32 => new,
+        _ => return Err(from_flex(flex)),
+    };
+    let dims = flex.layout().shape();
+    let (b, h, capacity, d) = (dims[0], dims[1], dims[2], dims[3]);
+    let s = new.layout().shape()[2];
+    let values: &[f32] = new.storage();
+    let Some(dst) = flex.try_storage_mut::<f32>() else {
+        return Err(from_flex(flex));
+    };
+    for (row, chunk) in values.chunks(s * d).enumerate().take(b * h) {
+        let offset = (row * capacity + start) * d;
+        dst[offset..offset + s * d].copy_from_slice(chunk);
+    }
+    Ok(from_flex(flex))
+}
+
 /// The geometry of one 2D convolution: stride, zero padding before the first row / column,
 /// and the output size (padding after the last row / column follows from it).
 #[derive(Clone, Copy, Debug)]

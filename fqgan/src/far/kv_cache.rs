@@ -7,6 +7,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{s, Tensor};
 
+use crate::flex_kernels::write_positions;
+
 #[derive(Debug)]
 pub struct KvCache<B: Backend> {
     /// `[batch, kv_heads, capacity, head_dim]`; `None` only while being updated.
@@ -40,7 +42,11 @@ impl<B: Backend> KvCache<B> {
         let (start, end) = (self.len, self.len + s);
         assert!(end <= self.capacity, "KV cache overflow: {end} positions, capacity {}", self.capacity);
         let write = |buffer: &mut Option<Tensor<B, 4>>, new: Tensor<B, 4>| {
-            let updated = buffer.take().expect("cache buffer present").slice_assign(s![.., .., start..end, ..], new);
+            let current = buffer.take().expect("cache buffer present");
+            let updated = match write_positions(current, start, &new) {
+                Ok(written) => written,
+                Err(current) => current.slice_assign(s![.., .., start..end, ..], new),
+            };
             *buffer = Some(updated.clone());
             updated.narrow(2, 0, end)
         };
