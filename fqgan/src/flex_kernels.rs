@@ -85,6 +85,30 @@ pub(crate) fn group_norm<B: Backend>(
     Ok(from_flex(FlexTensor::new(burn::tensor::Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)))
 }
 
+/// Nearest-neighbour 2x upsampling of NCHW `x` (each pixel into a 2x2 block), one parallel
+/// pass; burn's reshape-expand-reshape walks the expanded view element by element.
+pub(crate) fn upsample_nearest2x<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let x = to_flex(x)?;
+    if x.dtype() != DType::F32 {
+        return Err(from_flex(x));
+    }
+    let dims = x.layout().shape();
+    let (b, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
+    let input: &[f32] = x.storage();
+    let mut out = vec![0f32; b * c * 4 * h * w];
+    out.par_chunks_mut(4 * h * w).zip(input.par_chunks(h * w)).for_each(|(out, plane)| {
+        for (rows, src) in out.chunks_mut(4 * w).zip(plane.chunks(w)) {
+            let (top, bottom) = rows.split_at_mut(2 * w);
+            for (pair, &v) in top.chunks_mut(2).zip(src) {
+                pair.fill(v);
+            }
+            bottom.copy_from_slice(top);
+        }
+    });
+    let shape = burn::tensor::Shape::new([b, c, 2 * h, 2 * w]);
+    Ok(from_flex(FlexTensor::new(burn::tensor::Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)))
+}
+
 /// Writes `new` `[b, h, s, d]` into positions `start..start + s` of `buffer` `[b, h, capacity,
 /// d]` in place, when `buffer` is a Flex tensor that nothing else holds. Flex's own
 /// `slice_assign` keeps a second handle on the buffer while it writes, so it copies the whole
@@ -298,6 +322,15 @@ mod tests {
             let worst = fast.iter().zip(&generic).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-5, "swish {swish}: max difference {worst}");
         }
+    }
+
+    #[test]
+    fn upsample_kernel_matches_the_generic_ops() {
+        let device = Default::default();
+        let x = Tensor::<Cpu, 4>::random([2, 3, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+        let fast = super::upsample_nearest2x(x.clone()).ok().expect("Flex takes the kernel");
+        let generic = x.reshape([2, 3, 4, 1, 5, 1]).expand([2, 3, 4, 2, 5, 2]).reshape([2, 3, 8, 10]);
+        assert_eq!(fast.into_data(), generic.into_data());
     }
 
     /// Every geometry the tokenizer uses (3x3 same, 3x3 stride 2 with the Downsample padding,

@@ -6,6 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::TokenizerConfig;
+use crate::flex_kernels::upsample_nearest2x;
 use crate::layers::{Conv2d, GroupNorm};
 
 pub(crate) fn normalize<B: Backend>(config: &TokenizerConfig, channels: usize, device: &B::Device) -> GroupNorm<B> {
@@ -102,9 +103,11 @@ impl<B: Backend> Upsample<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, c, h, w] = x.dims();
         // Repeat each pixel into a 2x2 block: exactly torch's nearest mode at scale 2.
-        let doubled = x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w]);
+        let doubled = upsample_nearest2x(x).unwrap_or_else(|x| {
+            let [b, c, h, w] = x.dims();
+            x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w])
+        });
         self.conv.forward(doubled)
     }
 }
