@@ -37,6 +37,20 @@ fn f32_values<B: Backend>(t: Tensor<B, 1>) -> Vec<f32> {
     t.into_data().convert::<f32>().into_vec().expect("f32 values")
 }
 
+/// The sum of `f(v)` over `values` in f64, over 8 independent accumulators so that the loop
+/// vectorises (one running sum is a serial chain of dependent additions).
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
+}
+
 /// `GroupNorm(groups, eps)` with per-channel `weight` and `bias` over NCHW `x`, followed by
 /// swish when `swish` is set; `None` when `B` is not Flex (the caller runs the generic ops).
 pub(crate) fn group_norm<B: Backend>(
@@ -61,8 +75,8 @@ pub(crate) fn group_norm<B: Backend>(
     out.par_chunks_mut(group_len).zip(input.par_chunks(group_len)).enumerate().for_each(|(index, (out, input))| {
         let first_channel = (index % groups) * (c / groups);
         let n = input.len() as f64;
-        let mean = input.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let var = input.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+        let mean = lane_sum(input, |v| f64::from(v)) / n;
+        let var = lane_sum(input, |v| (f64::from(v) - mean).powi(2)) / n;
         let rstd = 1.0 / (var + eps).sqrt();
         for (ci, (out, input)) in out.chunks_mut(plane).zip(input.chunks(plane)).enumerate() {
             // y = (x - mean) * rstd * weight + bias = x * scale + shift
