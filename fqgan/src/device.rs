@@ -15,6 +15,9 @@ pub type NdArray = burn::backend::NdArray;
 #[cfg(feature = "cuda")]
 pub type Cuda = burn::backend::Cuda;
 
+/// Whether this build of the library has the CUDA backend (`--features cuda`).
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
     #[default]
