@@ -29,6 +29,11 @@ fn from_flex<B: Backend, const D: usize>(x: FlexTensor) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
+/// A contiguous f32 tensor of `shape` holding `values`, back on `B` (which is Flex).
+fn f32_tensor<B: Backend, const D: usize>(values: Vec<f32>, shape: burn::tensor::Shape) -> Tensor<B, D> {
+    from_flex(FlexTensor::new(burn::tensor::Bytes::from_elems(values), Layout::contiguous(shape), DType::F32))
+}
+
 fn is_flex<B: Backend>() -> bool {
     std::any::TypeId::of::<B::FloatTensorPrimitive>() == std::any::TypeId::of::<FlexTensor>()
 }
@@ -96,7 +101,7 @@ pub(crate) fn group_norm<B: Backend>(
         }
     });
     let shape = x.layout().shape().clone();
-    Ok(from_flex(FlexTensor::new(burn::tensor::Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)))
+    Ok(f32_tensor(out, shape))
 }
 
 /// Nearest-neighbour 2x upsampling of NCHW `x` (each pixel into a 2x2 block), one parallel
@@ -120,7 +125,7 @@ pub(crate) fn upsample_nearest2x<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B
         }
     });
     let shape = burn::tensor::Shape::new([b, c, 2 * h, 2 * w]);
-    Ok(from_flex(FlexTensor::new(burn::tensor::Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)))
+    Ok(f32_tensor(out, shape))
 }
 
 /// Writes `new` `[b, h, s, d]` into positions `start..start + s` of `buffer` `[b, h, capacity,
@@ -261,7 +266,7 @@ pub(crate) fn conv2d<B: Backend>(
         });
     }
     let shape = burn::tensor::Shape::new([batch, co, out_h, out_w]);
-    Ok(from_flex(FlexTensor::new(burn::tensor::Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)))
+    Ok(f32_tensor(out, shape))
 }
 
 /// The patches of output rows `r0..r0 + rows` of one image `[ci, h, w]`: a `[ci * kh * kw,
