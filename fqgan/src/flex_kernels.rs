@@ -13,14 +13,18 @@ use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
-/// `x` as a contiguous f32 Flex tensor when `B` is Flex, else `x` unchanged.
+/// `x` as a contiguous f32 Flex tensor when `B` is Flex and `x` holds f32, else `x` unchanged.
 fn to_flex<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<FlexTensor, Tensor<B, D>> {
     if !is_flex::<B>() {
         return Err(x);
     }
     let boxed: Box<dyn Any> = Box::new(x.into_primitive().tensor());
     let flex = *boxed.downcast::<FlexTensor>().expect("B::FloatTensorPrimitive is FlexTensor");
-    Ok(if flex.dtype() == DType::F32 { flex.to_contiguous() } else { flex })
+    if flex.dtype() == DType::F32 {
+        Ok(flex.to_contiguous())
+    } else {
+        Err(from_flex(flex))
+    }
 }
 
 fn from_flex<B: Backend, const D: usize>(x: FlexTensor) -> Tensor<B, D> {
@@ -57,7 +61,8 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
 }
 
 /// `GroupNorm(groups, eps)` with per-channel `weight` and `bias` over NCHW `x`, followed by
-/// swish when `swish` is set; `None` when `B` is not Flex (the caller runs the generic ops).
+/// swish when `swish` is set; `Err` returns `x` when `B` is not Flex (the caller runs the
+/// generic ops).
 pub(crate) fn group_norm<B: Backend>(
     x: Tensor<B, 4>,
     weight: &Tensor<B, 1>,
@@ -67,9 +72,6 @@ pub(crate) fn group_norm<B: Backend>(
     swish: bool,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let x = to_flex(x)?;
-    if x.dtype() != DType::F32 {
-        return Err(from_flex(x));
-    }
     let dims = x.layout().shape();
     let (b, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
     let (weight, bias) = (f32_values(weight.clone()), f32_values(bias.clone()));
@@ -108,9 +110,6 @@ pub(crate) fn group_norm<B: Backend>(
 /// pass; burn's reshape-expand-reshape walks the expanded view element by element.
 pub(crate) fn upsample_nearest2x<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let x = to_flex(x)?;
-    if x.dtype() != DType::F32 {
-        return Err(from_flex(x));
-    }
     let dims = x.layout().shape();
     let (b, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
     let input: &[f32] = x.storage();
@@ -138,9 +137,8 @@ pub(crate) fn write_positions<B: Backend>(
     new: &Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let mut flex = to_flex(buffer)?;
-    let new = match to_flex(new.clone()) {
-        Ok(new) if flex.dtype() == DType::F32 && new.dtype() == DType::F32 => new,
-        _ => return Err(from_flex(flex)),
+    let Ok(new) = to_flex(new.clone()) else {
+        return Err(from_flex(flex));
     };
     let dims = flex.layout().shape();
     let (b, h, capacity, d) = (dims[0], dims[1], dims[2], dims[3]);
@@ -181,7 +179,7 @@ unsafe impl Sync for SharedMut {}
 /// as im2col tiles of output rows times one gemm each, written straight into the NCHW
 /// output. Unlike Flex's own convolution it reads and writes NCHW, so no layout conversions
 /// run around the gemm, and the weight is used in place (its rows already are the patches'
-/// order). `Err` returns `x` when `B` is not Flex.
+/// order). `Err` returns `x` when `B` is not Flex or the tensors are not f32.
 pub(crate) fn conv2d<B: Backend>(
     x: Tensor<B, 4>,
     weight: &Tensor<B, 4>,
@@ -189,9 +187,8 @@ pub(crate) fn conv2d<B: Backend>(
     geometry: ConvGeometry,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let x = to_flex(x)?;
-    let w = match to_flex(weight.clone()) {
-        Ok(w) if x.dtype() == DType::F32 && w.dtype() == DType::F32 => w,
-        _ => return Err(from_flex(x)),
+    let Ok(w) = to_flex(weight.clone()) else {
+        return Err(from_flex(x));
     };
     let dims = x.layout().shape();
     let (batch, ci, h, wd) = (dims[0], dims[1], dims[2], dims[3]);

@@ -29,10 +29,11 @@ pub fn from_env() -> Result<Option<usize>> {
 
 /// Parses a thread count: an integer in `1..=MAX_THREADS`.
 pub fn parse(value: &str) -> Result<usize> {
-    match value.parse::<usize>() {
-        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
-        _ => Err(Error::Input(format!("thread count '{value}' must be an integer from 1 to {MAX_THREADS}"))),
-    }
+    value.parse::<usize>().ok().filter(|n| (1..=MAX_THREADS).contains(n)).ok_or_else(|| out_of_range(value))
+}
+
+fn out_of_range(value: impl std::fmt::Display) -> Error {
+    Error::Input(format!("thread count '{value}' must be an integer from 1 to {MAX_THREADS}"))
 }
 
 /// Builds the process-wide pool with `threads` workers (`None`: `FQGAN_NUM_THREADS`, else one
@@ -41,36 +42,27 @@ pub fn parse(value: &str) -> Result<usize> {
 /// error, since rayon cannot resize it.
 pub fn configure(threads: Option<usize>) -> Result<usize> {
     let wanted = match threads {
-        Some(n) => Some(parse(&n.to_string())?),
+        Some(n) if (1..=MAX_THREADS).contains(&n) => Some(n),
+        Some(n) => return Err(out_of_range(n)),
         None => from_env()?,
     };
-    let current = CONFIGURED.load(Ordering::SeqCst);
-    if current != 0 {
-        return match wanted {
-            Some(n) if n != current => Err(Error::Input(format!(
-                "the CPU thread pool already runs {current} threads; set the count before the first model call"
-            ))),
-            _ => Ok(current),
-        };
-    }
-    let n = wanted.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let built = rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("fqgan-cpu-{i}")).build_global();
-    match built {
-        Ok(()) => {
-            CONFIGURED.store(n, Ordering::SeqCst);
-            Ok(n)
-        }
-        // Someone (rayon's lazy default, or another library) built it first.
-        Err(_) => {
-            let running = rayon::current_num_threads();
+    let running = match CONFIGURED.load(Ordering::SeqCst) {
+        0 => {
+            let n = wanted.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let built =
+                rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("fqgan-cpu-{i}")).build_global();
+            // Failure: someone (rayon's lazy default, or another library) built it first.
+            let running = if built.is_ok() { n } else { rayon::current_num_threads() };
             CONFIGURED.store(running, Ordering::SeqCst);
-            match wanted {
-                Some(n) if n != running => Err(Error::Input(format!(
-                    "the CPU thread pool already runs {running} threads; set the count before the first model call"
-                ))),
-                _ => Ok(running),
-            }
+            running
         }
+        running => running,
+    };
+    match wanted {
+        Some(n) if n != running => Err(Error::Input(format!(
+            "the CPU thread pool already runs {running} threads; set the count before the first model call"
+        ))),
+        _ => Ok(running),
     }
 }
 
