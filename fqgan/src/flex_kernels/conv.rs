@@ -1,0 +1,332 @@
+//! 2D convolution on contiguous NCHW f32 slices, forward and backward, as im2col tiles of
+//! output rows times one gemm each. Unlike Flex's own convolution it reads and writes NCHW,
+//! so no layout conversions run around the gemm, and the weight is used in place in PyTorch's
+//! layout (its rows already are the patches' order). Groups 1, dilation 1.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+/// The geometry of one 2D convolution: stride, zero padding before the first row / column,
+/// and the output size (padding after the last row / column follows from it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvGeometry {
+    pub stride: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+}
+
+/// Output pixels per im2col tile: large enough for gemm to run at speed, small enough that a
+/// tile of 3x3 patches over 512 channels (4608 rows) stays near 20 MB.
+const TILE_PIXELS: usize = 1024;
+
+/// Every size of one convolution: input `[batch, ci, h, w]`, weight `[co, ci, kh, kw]`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ConvShape {
+    pub batch: usize,
+    pub ci: usize,
+    pub h: usize,
+    pub w: usize,
+    pub co: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub geometry: ConvGeometry,
+}
+
+impl ConvShape {
+    pub fn new(input: &[usize], weight: &[usize], geometry: ConvGeometry) -> Self {
+        let [batch, ci, h, w] = [input[0], input[1], input[2], input[3]];
+        Self { batch, ci, h, w, co: weight[0], kh: weight[2], kw: weight[3], geometry }
+    }
+
+    /// Rows of the patch matrix (and columns of the weight matrix).
+    fn k(&self) -> usize {
+        self.ci * self.kh * self.kw
+    }
+
+    fn plane_in(&self) -> usize {
+        self.h * self.w
+    }
+
+    fn plane_out(&self) -> usize {
+        self.geometry.out_h * self.geometry.out_w
+    }
+
+    pub fn output_dims(&self) -> [usize; 4] {
+        [self.batch, self.co, self.geometry.out_h, self.geometry.out_w]
+    }
+
+    /// A 1x1 convolution without stride or padding: the image itself is the patch matrix.
+    fn pointwise(&self) -> bool {
+        let g = &self.geometry;
+        self.kh == 1
+            && self.kw == 1
+            && g.stride == 1
+            && g.pad_top == 0
+            && g.pad_left == 0
+            && g.out_h == self.h
+            && g.out_w == self.w
+    }
+
+    fn tile_rows(&self) -> usize {
+        let g = &self.geometry;
+        TILE_PIXELS.div_ceil(g.out_w.max(1)).clamp(1, g.out_h.max(1))
+    }
+
+    fn tiles_per_image(&self) -> usize {
+        self.geometry.out_h.div_ceil(self.tile_rows())
+    }
+
+    /// Tile `tile` of an image: its first output row and its number of rows.
+    fn tile(&self, tile: usize) -> (usize, usize) {
+        let r0 = tile * self.tile_rows();
+        (r0, self.tile_rows().min(self.geometry.out_h - r0))
+    }
+
+    /// Whether there are enough independent jobs for one thread each; with too few (small
+    /// latent grids) gemm splits each one instead.
+    fn parallelism(&self, jobs: usize) -> (bool, gemm::Parallelism) {
+        let per_job = jobs >= 2 * rayon::current_num_threads();
+        (per_job, if per_job { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) })
+    }
+
+    /// The `[k, rows * out_w]` patch matrix of output rows `r0..r0 + rows` of one image, with
+    /// its row stride: the image itself for pointwise convolutions, else an im2col copy.
+    fn patches<'a>(&self, image: &'a [f32], r0: usize, rows: usize) -> (Cow<'a, [f32]>, usize) {
+        if self.pointwise() {
+            return (Cow::Borrowed(&image[r0 * self.w..]), self.plane_in());
+        }
+        let pixels = rows * self.geometry.out_w;
+        let mut col = vec![0f32; self.k() * pixels];
+        let stride = self.geometry.stride;
+        self.for_each_run(r0, rows, |col_offset, image_offset, len| {
+            let dst = &mut col[col_offset..col_offset + len];
+            if stride == 1 {
+                dst.copy_from_slice(&image[image_offset..image_offset + len]);
+            } else {
+                dst.iter_mut().zip(image[image_offset..].iter().step_by(stride)).for_each(|(d, s)| *d = *s);
+            }
+        });
+        (Cow::Owned(col), pixels)
+    }
+
+    /// Adds a `[k, rows * out_w]` patch-matrix gradient back onto the image gradient it was
+    /// gathered from (the transpose of `patches`).
+    fn scatter_patches(&self, col: &[f32], image: &mut [f32], r0: usize, rows: usize) {
+        let stride = self.geometry.stride;
+        self.for_each_run(r0, rows, |col_offset, image_offset, len| {
+            let src = &col[col_offset..col_offset + len];
+            image[image_offset..].iter_mut().step_by(stride).zip(src).for_each(|(d, s)| *d += *s);
+        });
+    }
+
+    /// Calls `f(patch-matrix offset, image offset, length)` for every run of in-image pixels
+    /// of the tile's patch matrix: patch row `(c, i, j)`, output row `r` reads input row
+    /// `r * stride + i - pad_top` of channel c from column `first * stride + j - pad_left` on,
+    /// every `stride`-th pixel; outside the image the patch matrix holds zeros.
+    fn for_each_run(&self, r0: usize, rows: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let g = &self.geometry;
+        let pixels = rows * g.out_w;
+        for patch_row in 0..self.k() {
+            let (c, i, j) = (patch_row / (self.kh * self.kw), patch_row / self.kw % self.kh, patch_row % self.kw);
+            // Output columns whose input column `oc * stride + j - pad_left` lies in 0..w.
+            let first = g.pad_left.saturating_sub(j).div_ceil(g.stride);
+            let end =
+                if self.w + g.pad_left > j { ((self.w + g.pad_left - j - 1) / g.stride + 1).min(g.out_w) } else { 0 };
+            if first >= end {
+                continue;
+            }
+            for r in 0..rows {
+                let Some(ih) = ((r0 + r) * g.stride + i).checked_sub(g.pad_top).filter(|&ih| ih < self.h) else {
+                    continue;
+                };
+                let image_offset = (c * self.h + ih) * self.w + first * g.stride + j - g.pad_left;
+                f(patch_row * pixels + r * g.out_w + first, image_offset, end - first);
+            }
+        }
+    }
+}
+
+/// A matrix operand of `matmul`: element (r, c) at `ptr + r * row_stride + c * col_stride`.
+#[derive(Clone, Copy)]
+struct Operand {
+    ptr: *const f32,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// `dst[m, n] (+)= lhs[m, inner] * rhs[inner, n]`, dst rows `dst_row_stride` apart.
+///
+/// # Safety
+/// Every element the sizes and strides address must lie inside its buffer, and no other
+/// thread may write the part of `dst` they address.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    [m, n, inner]: [usize; 3],
+    dst: *mut f32,
+    dst_row_stride: usize,
+    accumulate: bool,
+    lhs: Operand,
+    rhs: Operand,
+    parallelism: gemm::Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        inner,
+        dst,
+        1,
+        dst_row_stride as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.col_stride as isize,
+        lhs.row_stride as isize,
+        rhs.ptr,
+        rhs.col_stride as isize,
+        rhs.row_stride as isize,
+        if accumulate { 1.0 } else { 0.0 },
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    );
+}
+
+/// A raw pointer that rayon tasks may share; each task writes a disjoint part of the buffer.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+/// The convolution `[batch, co, out_h, out_w]` of `input` with `weight` (plus `bias`).
+pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
+    let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
+    let tiles = s.tiles_per_image();
+    let jobs = s.batch * tiles;
+    let (per_job, parallelism) = s.parallelism(jobs);
+    let mut out = vec![0f32; s.batch * s.co * plane_out];
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    let run = |job: usize| {
+        let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
+        let (patches, patch_stride) = s.patches(&input[b * s.ci * plane_in..(b + 1) * s.ci * plane_in], r0, rows);
+        let out_ptr = out_ptr;
+        // SAFETY: dst spans rows `co` of stride plane_out and columns r0*out_w..+pixels of
+        // image b: a region no other job writes; the operands' sizes match m, n, inner.
+        unsafe {
+            matmul(
+                [s.co, rows * s.geometry.out_w, k],
+                out_ptr.0.add(b * s.co * plane_out + r0 * s.geometry.out_w),
+                plane_out,
+                false,
+                Operand { ptr: weight.as_ptr(), row_stride: k, col_stride: 1 },
+                Operand { ptr: patches.as_ptr(), row_stride: patch_stride, col_stride: 1 },
+                parallelism,
+            );
+        }
+    };
+    if per_job {
+        (0..jobs).into_par_iter().for_each(run);
+    } else {
+        (0..jobs).for_each(run);
+    }
+    if let Some(bias) = bias {
+        out.par_chunks_mut(plane_out).enumerate().for_each(|(i, plane)| {
+            let value = bias[i % s.co];
+            plane.iter_mut().for_each(|v| *v += value);
+        });
+    }
+    out
+}
+
+/// The gradient of the loss with respect to the weight `[co, ci, kh, kw]`, given the input
+/// and the output gradient `grad`: the sum over tiles of `grad_tile * patches_tile^T`.
+pub(super) fn backward_weight(input: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
+    let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
+    let tiles = s.tiles_per_image();
+    let jobs = s.batch * tiles;
+    let (per_job, parallelism) = s.parallelism(jobs);
+    let accumulate = |mut sum: Vec<f32>, job: usize| {
+        let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
+        let (patches, patch_stride) = s.patches(&input[b * s.ci * plane_in..(b + 1) * s.ci * plane_in], r0, rows);
+        let grad_tile = &grad[b * s.co * plane_out + r0 * s.geometry.out_w..];
+        // SAFETY: `sum` is this fold's own [co, k]; the tile of grad spans co rows of stride
+        // plane_out, the patches k rows of patch_stride, both `rows * out_w` columns.
+        unsafe {
+            matmul(
+                [s.co, k, rows * s.geometry.out_w],
+                sum.as_mut_ptr(),
+                k,
+                true,
+                Operand { ptr: grad_tile.as_ptr(), row_stride: plane_out, col_stride: 1 },
+                Operand { ptr: patches.as_ptr(), row_stride: 1, col_stride: patch_stride },
+                parallelism,
+            );
+        }
+        sum
+    };
+    let zeros = || vec![0f32; s.co * k];
+    if per_job {
+        (0..jobs).into_par_iter().fold(zeros, accumulate).reduce(zeros, |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        })
+    } else {
+        (0..jobs).fold(zeros(), accumulate)
+    }
+}
+
+/// The gradient with respect to the bias `[co]`: the output gradient summed per channel.
+pub(super) fn backward_bias(grad: &[f32], s: &ConvShape) -> Vec<f32> {
+    let plane_out = s.plane_out();
+    (0..s.co)
+        .into_par_iter()
+        .map(|c| {
+            let sum: f64 = (0..s.batch)
+                .map(|b| super::lane_sum(&grad[(b * s.co + c) * plane_out..][..plane_out], f64::from))
+                .sum();
+            sum as f32
+        })
+        .collect()
+}
+
+/// The gradient with respect to the input `[batch, ci, h, w]`: per tile `weight^T * grad_tile`,
+/// scattered back onto the pixels each patch was gathered from.
+pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
+    let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
+    let (per_image, parallelism) = s.parallelism(s.batch);
+    let run = |(b, image): (usize, &mut [f32])| {
+        let weight_t = Operand { ptr: weight.as_ptr(), row_stride: 1, col_stride: k };
+        for tile in 0..s.tiles_per_image() {
+            let (r0, rows) = s.tile(tile);
+            let pixels = rows * s.geometry.out_w;
+            let grad_tile = Operand {
+                ptr: grad[b * s.co * plane_out + r0 * s.geometry.out_w..].as_ptr(),
+                row_stride: plane_out,
+                col_stride: 1,
+            };
+            // SAFETY: the destinations are this image's gradient (k rows of plane_in from
+            // pixel r0 * w on, pointwise) or a local [k, pixels] matrix; the operands' sizes
+            // match m, n, inner.
+            unsafe {
+                if s.pointwise() {
+                    let dst = image[r0 * s.w..].as_mut_ptr();
+                    matmul([k, pixels, s.co], dst, plane_in, false, weight_t, grad_tile, parallelism);
+                } else {
+                    let mut col = vec![0f32; k * pixels];
+                    matmul([k, pixels, s.co], col.as_mut_ptr(), pixels, false, weight_t, grad_tile, parallelism);
+                    s.scatter_patches(&col, image, r0, rows);
+                }
+            }
+        }
+    };
+    let mut grad_input = vec![0f32; s.batch * s.ci * plane_in];
+    if per_image {
+        grad_input.par_chunks_mut(s.ci * plane_in).enumerate().for_each(run);
+    } else {
+        grad_input.chunks_mut(s.ci * plane_in).enumerate().for_each(run);
+    }
+    grad_input
+}

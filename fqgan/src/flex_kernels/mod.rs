@@ -1,0 +1,391 @@
+//! Hand-written kernels for the CPU backend's (Flex's) hot spots.
+//!
+//! burn's generic ops run a GroupNorm as six passes over strided views on one thread, which
+//! cost more than the convolutions around it, and Flex's convolution converts layouts around
+//! every gemm (and more so in its backward). Where the backend is Flex, for inference, or
+//! `Autodiff<Flex>`, for training (through custom backward steps), the layers call these
+//! kernels instead: one parallel pass per op, on contiguous f32 data. Every other backend
+//! keeps the generic path, which is also the reference the kernels are tested against.
+
+use std::any::Any;
+
+use burn::backend::autodiff::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn_flex::{Flex, FlexTensor, Layout};
+use rayon::prelude::*;
+
+mod autodiff;
+mod conv;
+mod norm;
+
+pub(crate) use conv::ConvGeometry;
+use conv::ConvShape;
+use norm::GroupNormShape;
+
+/// The training backend the custom backward steps serve.
+type AutodiffFlex = Autodiff<Flex>;
+
+/// `value` as a `U` when `T` is `U`, else `value` unchanged.
+fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    let mut slot = Some(value);
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>() {
+        Some(cast) => Ok(cast.take().expect("slot holds the value")),
+        None => Err(slot.expect("slot holds the value")),
+    }
+}
+
+/// The tensors one kernel call takes, unwrapped to `B`'s primitives when `B` is `K` (Flex or
+/// `Autodiff<Flex>`) and every tensor holds f32; `Err` gives the tensors back unchanged.
+fn primitives<B: Backend, K: Backend, const N: usize, const D: usize>(
+    tensors: [Tensor<B, D>; N],
+) -> Result<[FloatTensor<K>; N], [Tensor<B, D>; N]> {
+    if std::any::TypeId::of::<B::FloatTensorPrimitive>() != std::any::TypeId::of::<FloatTensor<K>>()
+        || tensors.iter().any(|t| t.dtype() != DType::F32)
+    {
+        return Err(tensors);
+    }
+    Ok(tensors.map(|t| cast(t.into_primitive().tensor()).ok().expect("B's float primitive is K's")))
+}
+
+fn tensor<B: Backend, K: Backend, const D: usize>(primitive: FloatTensor<K>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(cast(primitive).ok().expect("K's float primitive is B's")))
+}
+
+fn to_flex<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<FlexTensor, Tensor<B, D>> {
+    primitives::<B, Flex, 1, D>([x]).map(|[x]| x.to_contiguous()).map_err(|[x]| x)
+}
+
+fn from_flex<B: Backend, const D: usize>(x: FlexTensor) -> Tensor<B, D> {
+    tensor::<B, Flex, D>(x)
+}
+
+/// A contiguous f32 Flex tensor of `shape` holding `values`.
+fn f32_flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    let shape = burn::tensor::Shape::from(shape.to_vec());
+    FlexTensor::new(burn::tensor::Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
+}
+
+/// A contiguous f32 tensor of `shape` holding `values`, back on `B` (which is Flex).
+fn f32_tensor<B: Backend, const D: usize>(values: Vec<f32>, shape: &[usize]) -> Tensor<B, D> {
+    from_flex(f32_flex(values, shape))
+}
+
+/// The sum of `f(v)` over `values` in f64, over 8 independent accumulators so that the loop
+/// vectorises (one running sum is a serial chain of dependent additions).
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
+}
+
+/// `GroupNorm(groups, eps)` with per-channel `weight` and `bias` over NCHW `x`, followed by
+/// swish when `swish` is set; `Err` returns `x` when `B` is neither Flex nor `Autodiff<Flex>`
+/// (the caller runs the generic ops).
+pub(crate) fn group_norm<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: &Tensor<B, 1>,
+    bias: &Tensor<B, 1>,
+    groups: usize,
+    eps: f64,
+    swish: bool,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let [_, channels, h, w] = x.dims();
+    let shape = GroupNormShape { channels, plane: h * w, groups, eps, swish };
+    let x = match primitives::<B, AutodiffFlex, 1, 4>([x]) {
+        Ok([x]) => {
+            let [weight, bias] = primitives::<B, AutodiffFlex, 2, 1>([weight.clone(), bias.clone()])
+                .ok()
+                .expect("parameters share the input's backend and dtype");
+            return Ok(tensor::<B, AutodiffFlex, 4>(autodiff::group_norm(x, weight, bias, shape)));
+        }
+        Err([x]) => x,
+    };
+    let x = to_flex(x)?;
+    let [weight, bias] = [weight, bias].map(|t| to_flex(t.clone()).ok().expect("parameters share the input's backend"));
+    let out = norm::forward(x.storage(), weight.storage(), bias.storage(), &shape);
+    Ok(f32_tensor(out, x.layout().shape()))
+}
+
+/// Nearest-neighbour 2x upsampling of NCHW `x` (each pixel into a 2x2 block), one parallel
+/// pass; burn's reshape-expand-reshape walks the expanded view element by element.
+pub(crate) fn upsample_nearest2x<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let x = to_flex(x)?;
+    let dims = x.layout().shape();
+    let (b, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
+    let input: &[f32] = x.storage();
+    let mut out = vec![0f32; b * c * 4 * h * w];
+    out.par_chunks_mut(4 * h * w).zip(input.par_chunks(h * w)).for_each(|(out, plane)| {
+        for (rows, src) in out.chunks_mut(4 * w).zip(plane.chunks(w)) {
+            let (top, bottom) = rows.split_at_mut(2 * w);
+            for (pair, &v) in top.chunks_mut(2).zip(src) {
+                pair.fill(v);
+            }
+            bottom.copy_from_slice(top);
+        }
+    });
+    Ok(f32_tensor(out, &[b, c, 2 * h, 2 * w]))
+}
+
+/// Writes `new` `[b, h, s, d]` into positions `start..start + s` of `buffer` `[b, h, capacity,
+/// d]` in place, when `buffer` is a Flex tensor that nothing else holds. Flex's own
+/// `slice_assign` keeps a second handle on the buffer while it writes, so it copies the whole
+/// buffer every time: for KV caches, once per layer and token.
+pub(crate) fn write_positions<B: Backend>(
+    buffer: Tensor<B, 4>,
+    start: usize,
+    new: &Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let mut flex = to_flex(buffer)?;
+    let Ok(new) = to_flex(new.clone()) else {
+        return Err(from_flex(flex));
+    };
+    let dims = flex.layout().shape();
+    let (b, h, capacity, d) = (dims[0], dims[1], dims[2], dims[3]);
+    let s = new.layout().shape()[2];
+    let values: &[f32] = new.storage();
+    let Some(dst) = flex.try_storage_mut::<f32>() else {
+        return Err(from_flex(flex));
+    };
+    for (row, chunk) in values.chunks(s * d).enumerate().take(b * h) {
+        let offset = (row * capacity + start) * d;
+        dst[offset..offset + s * d].copy_from_slice(chunk);
+    }
+    Ok(from_flex(flex))
+}
+
+/// `conv2d` (groups 1, dilation 1) of NCHW `x` with PyTorch-layout `weight` [co, ci, kh, kw]
+/// (see `conv`); `Err` returns `x` when `B` is neither Flex nor `Autodiff<Flex>` or the
+/// tensors are not f32.
+pub(crate) fn conv2d<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: &Tensor<B, 4>,
+    bias: Option<&Tensor<B, 1>>,
+    geometry: ConvGeometry,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let shape = ConvShape::new(&x.dims(), &weight.dims(), geometry);
+    let x = match primitives::<B, AutodiffFlex, 2, 4>([x, weight.clone()]) {
+        Ok([x, weight]) => {
+            let bias = bias.map(|b| {
+                let [b] = primitives::<B, AutodiffFlex, 1, 1>([b.clone()]).ok().expect("bias shares the backend");
+                b
+            });
+            return Ok(tensor::<B, AutodiffFlex, 4>(autodiff::conv2d(x, weight, bias, shape)));
+        }
+        Err([x, _]) => x,
+    };
+    let x = to_flex(x)?;
+    let Ok(weight) = to_flex(weight.clone()) else {
+        return Err(from_flex(x));
+    };
+    let bias = bias.map(|b| to_flex(b.clone()).ok().expect("bias shares the backend"));
+    let out = conv::forward(x.storage(), weight.storage(), bias.as_ref().map(|b| b.storage()), &shape);
+    Ok(f32_tensor(out, &shape.output_dims()))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor};
+
+    use crate::device::{Cpu, NdArray};
+    use crate::layers::GroupNorm;
+
+    #[test]
+    fn group_norm_kernel_matches_the_generic_ops() {
+        let device = Default::default();
+        let x = Tensor::<Cpu, 4>::random([2, 8, 5, 3], Distribution::Normal(0.5, 2.0), &device);
+        let mut norm = GroupNorm::<Cpu>::new(4, 8, 1e-6, &device);
+        norm.weight = burn::module::Param::from_tensor(Tensor::random([8], Distribution::Normal(1.0, 0.5), &device));
+        norm.bias = burn::module::Param::from_tensor(Tensor::random([8], Distribution::Normal(0.0, 0.5), &device));
+        // The same module on NdArray takes the generic path.
+        let to_nd = |t: Tensor<Cpu, 1>| Tensor::<NdArray, 1>::from_data(t.into_data(), &Default::default());
+        let mut reference = GroupNorm::<NdArray>::new(4, 8, 1e-6, &Default::default());
+        reference.weight = burn::module::Param::from_tensor(to_nd(norm.weight.val()));
+        reference.bias = burn::module::Param::from_tensor(to_nd(norm.bias.val()));
+        let x_nd = Tensor::<NdArray, 4>::from_data(x.to_data(), &Default::default());
+        for swish in [false, true] {
+            let (fast, generic) = if swish {
+                (norm.forward_swish(x.clone()), reference.forward_swish(x_nd.clone()))
+            } else {
+                (norm.forward(x.clone()), reference.forward(x_nd.clone()))
+            };
+            let fast: Vec<f32> = fast.into_data().into_vec().unwrap();
+            let generic: Vec<f32> = generic.into_data().into_vec().unwrap();
+            assert!(fast.iter().all(|v| v.is_finite()), "swish {swish}: non-finite output");
+            let worst = fast.iter().zip(&generic).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "swish {swish}: max difference {worst}");
+        }
+    }
+
+    #[test]
+    fn upsample_kernel_matches_the_generic_ops() {
+        let device = Default::default();
+        let x = Tensor::<Cpu, 4>::random([2, 3, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+        let fast = super::upsample_nearest2x(x.clone()).ok().expect("Flex takes the kernel");
+        let generic = x.reshape([2, 3, 4, 1, 5, 1]).expand([2, 3, 4, 2, 5, 2]).reshape([2, 3, 8, 10]);
+        assert_eq!(fast.into_data(), generic.into_data());
+    }
+
+    /// Every geometry the tokenizer uses (3x3 same, 3x3 stride 2 with the Downsample padding,
+    /// 1x1) plus odd sizes and strides, against burn's generic conv on NdArray.
+    #[test]
+    fn conv_kernel_matches_the_generic_conv() {
+        use burn::tensor::module::conv2d as generic_conv2d;
+        use burn::tensor::ops::{ConvOptions, PadMode};
+
+        use super::{conv2d, ConvGeometry};
+
+        let device = Default::default();
+        let nd = Default::default();
+        let to_nd = |t: Tensor<Cpu, 4>| Tensor::<NdArray, 4>::from_data(t.into_data(), &nd);
+        // (batch, ci, co, h, w, kernel, stride, padding before, after)
+        let cases = [
+            (2, 5, 7, 9, 11, 3, 1, 1, 1),
+            (1, 4, 6, 8, 8, 3, 2, 0, 1),
+            (3, 6, 4, 5, 7, 1, 1, 0, 0),
+            (1, 3, 8, 40, 40, 3, 1, 1, 1),
+            (2, 2, 3, 10, 13, 4, 3, 2, 2),
+        ];
+        for (batch, ci, co, h, w, kernel, stride, before, after) in cases {
+            let x = Tensor::<Cpu, 4>::random([batch, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let weight = Tensor::<Cpu, 4>::random([co, ci, kernel, kernel], Distribution::Normal(0.0, 1.0), &device);
+            let bias = Tensor::<Cpu, 1>::random([co], Distribution::Normal(0.0, 1.0), &device);
+            let out = |size: usize| (size + before + after - kernel) / stride + 1;
+            let geometry = ConvGeometry { stride, pad_top: before, pad_left: before, out_h: out(h), out_w: out(w) };
+            let fast = conv2d(x.clone(), &weight, Some(&bias), geometry).ok().expect("Flex takes the kernel");
+            let padded = to_nd(x).pad((before, after, before, after), PadMode::Constant(0.0));
+            let options = ConvOptions::new([stride; 2], [0, 0], [1, 1], 1);
+            let bias_nd = Tensor::<NdArray, 1>::from_data(bias.into_data(), &nd);
+            let generic = generic_conv2d(padded, to_nd(weight), Some(bias_nd), options);
+            assert_eq!(fast.dims(), generic.dims());
+            let fast: Vec<f32> = fast.into_data().into_vec().unwrap();
+            let generic: Vec<f32> = generic.into_data().into_vec().unwrap();
+            assert!(fast.iter().all(|v| v.is_finite()));
+            let worst = fast.iter().zip(&generic).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "case {:?}: max difference {worst}", (batch, ci, co, h, w, kernel, stride));
+        }
+    }
+
+    /// Largest difference between two tensors' values, relative to the largest magnitude.
+    fn relative_difference<B1: burn::tensor::backend::Backend, B2: burn::tensor::backend::Backend, const D: usize>(
+        fast: Tensor<B1, D>,
+        reference: Tensor<B2, D>,
+    ) -> f32 {
+        assert_eq!(fast.dims(), reference.dims());
+        let fast: Vec<f32> = fast.into_data().convert::<f32>().into_vec().unwrap();
+        let reference: Vec<f32> = reference.into_data().convert::<f32>().into_vec().unwrap();
+        assert!(fast.iter().all(|v| v.is_finite()), "non-finite values");
+        let scale = reference.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        fast.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) / scale
+    }
+
+    /// The training path (custom backward steps on Autodiff<Flex>) against burn's autodiff of
+    /// the generic conv on NdArray: output and the input, weight and bias gradients.
+    #[test]
+    fn conv_backward_matches_autodiff_of_the_generic_conv() {
+        use burn::backend::Autodiff;
+        use burn::tensor::module::conv2d as generic_conv2d;
+        use burn::tensor::ops::{ConvOptions, PadMode};
+
+        use super::{conv2d, ConvGeometry};
+
+        let device = Default::default();
+        // (batch, ci, co, h, w, kernel, stride, padding before, after, bias)
+        let cases = [
+            (2, 5, 7, 9, 11, 3, 1, 1, 1, true),
+            (1, 4, 6, 8, 8, 3, 2, 0, 1, false),
+            (5, 6, 4, 5, 7, 1, 1, 0, 0, true),
+            (1, 3, 4, 40, 40, 3, 1, 1, 1, true),
+            (2, 2, 3, 10, 13, 4, 3, 2, 2, false),
+        ];
+        for (batch, ci, co, h, w, kernel, stride, before, after, with_bias) in cases {
+            let x = Tensor::<Cpu, 4>::random([batch, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let weight = Tensor::<Cpu, 4>::random([co, ci, kernel, kernel], Distribution::Normal(0.0, 1.0), &device);
+            let bias = Tensor::<Cpu, 1>::random([co], Distribution::Normal(0.0, 1.0), &device);
+            let out = |size: usize| (size + before + after - kernel) / stride + 1;
+            let upstream =
+                Tensor::<Cpu, 4>::random([batch, co, out(h), out(w)], Distribution::Normal(0.0, 1.0), &device);
+            let geometry = ConvGeometry { stride, pad_top: before, pad_left: before, out_h: out(h), out_w: out(w) };
+
+            type Fast = Autodiff<Cpu>;
+            let fast_params = (
+                Tensor::<Fast, 4>::from_data(x.to_data(), &device).require_grad(),
+                Tensor::<Fast, 4>::from_data(weight.to_data(), &device).require_grad(),
+                Tensor::<Fast, 1>::from_data(bias.to_data(), &device).require_grad(),
+            );
+            let (fx, fw, fb) = &fast_params;
+            let fast_bias = with_bias.then(|| fb.clone());
+            let fast =
+                conv2d(fx.clone(), fw, fast_bias.as_ref(), geometry).ok().expect("Autodiff<Flex> takes the kernel");
+            let fast_grads = (fast.clone() * Tensor::from_data(upstream.to_data(), &device)).sum().backward();
+
+            type Reference = Autodiff<NdArray>;
+            let nd = Default::default();
+            let rx = Tensor::<Reference, 4>::from_data(x.to_data(), &nd).require_grad();
+            let rw = Tensor::<Reference, 4>::from_data(weight.to_data(), &nd).require_grad();
+            let rb = Tensor::<Reference, 1>::from_data(bias.to_data(), &nd).require_grad();
+            let padded = rx.clone().pad((before, after, before, after), PadMode::Constant(0.0));
+            let options = ConvOptions::new([stride; 2], [0, 0], [1, 1], 1);
+            let reference = generic_conv2d(padded, rw.clone(), with_bias.then(|| rb.clone()), options);
+            let reference_grads = (reference.clone() * Tensor::from_data(upstream.to_data(), &nd)).sum().backward();
+
+            let case = (batch, ci, co, h, w, kernel, stride);
+            assert!(relative_difference(fast, reference) < 1e-5, "case {case:?}: output");
+            let grad = |t: &Tensor<Fast, 4>| t.grad(&fast_grads).expect("gradient");
+            assert!(relative_difference(grad(fx), rx.grad(&reference_grads).unwrap()) < 1e-5, "case {case:?}: input");
+            assert!(relative_difference(grad(fw), rw.grad(&reference_grads).unwrap()) < 1e-5, "case {case:?}: weight");
+            if with_bias {
+                let (fast, reference) = (fb.grad(&fast_grads).unwrap(), rb.grad(&reference_grads).unwrap());
+                assert!(relative_difference(fast, reference) < 1e-5, "case {case:?}: bias");
+            } else {
+                assert!(fb.grad(&fast_grads).is_none(), "case {case:?}: an unused bias got a gradient");
+            }
+        }
+    }
+
+    /// GroupNorm (with and without swish) on Autodiff<Flex> against the generic ops under
+    /// autodiff on NdArray: output, input gradient and both parameter gradients.
+    #[test]
+    fn group_norm_backward_matches_autodiff_of_the_generic_ops() {
+        use burn::backend::Autodiff;
+        use burn::module::Param;
+
+        type Fast = Autodiff<Cpu>;
+        type Reference = Autodiff<NdArray>;
+        let (device, nd) = (Default::default(), Default::default());
+        let x = Tensor::<Cpu, 4>::random([3, 8, 5, 3], Distribution::Normal(0.5, 2.0), &device);
+        let weight = Tensor::<Cpu, 1>::random([8], Distribution::Normal(1.0, 0.5), &device);
+        let bias = Tensor::<Cpu, 1>::random([8], Distribution::Normal(0.0, 0.5), &device);
+        let upstream = Tensor::<Cpu, 4>::random([3, 8, 5, 3], Distribution::Normal(0.0, 1.0), &device);
+        for swish in [false, true] {
+            let mut fast = GroupNorm::<Fast>::new(4, 8, 1e-6, &device);
+            fast.weight = Param::from_tensor(Tensor::from_data(weight.to_data(), &device));
+            fast.bias = Param::from_tensor(Tensor::from_data(bias.to_data(), &device));
+            let mut reference = GroupNorm::<Reference>::new(4, 8, 1e-6, &nd);
+            reference.weight = Param::from_tensor(Tensor::from_data(weight.to_data(), &nd));
+            reference.bias = Param::from_tensor(Tensor::from_data(bias.to_data(), &nd));
+            let fx = Tensor::<Fast, 4>::from_data(x.to_data(), &device).require_grad();
+            let rx = Tensor::<Reference, 4>::from_data(x.to_data(), &nd).require_grad();
+            let (fy, ry) = if swish {
+                (fast.forward_swish(fx.clone()), reference.forward_swish(rx.clone()))
+            } else {
+                (fast.forward(fx.clone()), reference.forward(rx.clone()))
+            };
+            let fg = (fy.clone() * Tensor::from_data(upstream.to_data(), &device)).sum().backward();
+            let rg = (ry.clone() * Tensor::from_data(upstream.to_data(), &nd)).sum().backward();
+            assert!(relative_difference(fy, ry) < 1e-5, "swish {swish}: output");
+            assert!(relative_difference(fx.grad(&fg).unwrap(), rx.grad(&rg).unwrap()) < 1e-4, "swish {swish}: input");
+            let (fw, rw) = (fast.weight.grad(&fg).unwrap(), reference.weight.grad(&rg).unwrap());
+            assert!(relative_difference(fw, rw) < 1e-5, "swish {swish}: weight");
+            let (fb, rb) = (fast.bias.grad(&fg).unwrap(), reference.bias.grad(&rg).unwrap());
+            assert!(relative_difference(fb, rb) < 1e-5, "swish {swish}: bias");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! GroupNorm (with optional fused swish) on contiguous NCHW f32 slices, forward and backward,
+//! one parallel pass per (image, group). burn's generic ops run it as six passes over
+//! strided views on one thread, and their backward as as many again.
+
+use rayon::prelude::*;
+
+use super::lane_sum;
+
+/// `GroupNorm(groups, eps)` over `[batch, channels, plane]` with per-channel affine
+/// parameters, followed by swish when `swish` is set.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct GroupNormShape {
+    pub channels: usize,
+    pub plane: usize,
+    pub groups: usize,
+    pub eps: f64,
+    pub swish: bool,
+}
+
+impl GroupNormShape {
+    fn group_len(&self) -> usize {
+        self.channels / self.groups * self.plane
+    }
+
+    /// The first channel of chunk `index` (a chunk is one group of one image).
+    fn first_channel(&self, index: usize) -> usize {
+        (index % self.groups) * (self.channels / self.groups)
+    }
+
+    /// Mean and 1 / standard deviation of one group's values.
+    fn statistics(&self, values: &[f32]) -> (f64, f64) {
+        let n = values.len() as f64;
+        let mean = lane_sum(values, f64::from) / n;
+        let var = lane_sum(values, |v| (f64::from(v) - mean).powi(2)) / n;
+        (mean, 1.0 / (var + self.eps).sqrt())
+    }
+}
+
+fn sigmoid(y: f32) -> f32 {
+    1.0 / (1.0 + (-y).exp())
+}
+
+pub(super) fn forward(input: &[f32], weight: &[f32], bias: &[f32], s: &GroupNormShape) -> Vec<f32> {
+    let mut out = vec![0f32; input.len()];
+    out.par_chunks_mut(s.group_len()).zip(input.par_chunks(s.group_len())).enumerate().for_each(
+        |(index, (out, input))| {
+            let first_channel = s.first_channel(index);
+            let (mean, rstd) = s.statistics(input);
+            for (ci, (out, input)) in out.chunks_mut(s.plane).zip(input.chunks(s.plane)).enumerate() {
+                // y = (x - mean) * rstd * weight + bias = x * scale + shift
+                let w = f64::from(weight[first_channel + ci]);
+                let scale = (rstd * w) as f32;
+                let shift = (f64::from(bias[first_channel + ci]) - mean * rstd * w) as f32;
+                if s.swish {
+                    for (o, &v) in out.iter_mut().zip(input) {
+                        let y = v * scale + shift;
+                        *o = y * sigmoid(y);
+                    }
+                } else {
+                    for (o, &v) in out.iter_mut().zip(input) {
+                        *o = v * scale + shift;
+                    }
+                }
+            }
+        },
+    );
+    out
+}
+
+/// The gradients with respect to the input, the weight and the bias, given the output
+/// gradient `grad`; the statistics are recomputed from the input.
+pub(super) fn backward(
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    grad: &[f32],
+    s: &GroupNormShape,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let per_group = s.channels / s.groups;
+    let mut grad_input = vec![0f32; input.len()];
+    // Per chunk: the (weight, bias) gradient of each of its channels.
+    let partials: Vec<Vec<(f64, f64)>> = grad_input
+        .par_chunks_mut(s.group_len())
+        .zip(input.par_chunks(s.group_len()).zip(grad.par_chunks(s.group_len())))
+        .enumerate()
+        .map(|(index, (grad_input, (input, grad)))| {
+            let first_channel = s.first_channel(index);
+            let (mean, rstd) = s.statistics(input);
+            let xhat = |v: f32| ((f64::from(v) - mean) * rstd) as f32;
+            // First pass: d loss / d xhat (kept in grad_input) and the sums the second needs.
+            let (mut sum_dxhat, mut sum_dxhat_xhat) = (0f64, 0f64);
+            let mut partial = Vec::with_capacity(per_group);
+            for (ci, ((dst, input), grad)) in
+                grad_input.chunks_mut(s.plane).zip(input.chunks(s.plane)).zip(grad.chunks(s.plane)).enumerate()
+            {
+                let (w, b) = (weight[first_channel + ci], bias[first_channel + ci]);
+                let (mut dweight, mut dbias) = (0f64, 0f64);
+                for ((d, &v), &g) in dst.iter_mut().zip(input).zip(grad) {
+                    let xhat = xhat(v);
+                    let dy = if s.swish {
+                        let y = xhat * w + b;
+                        let sig = sigmoid(y);
+                        g * sig * (1.0 + y * (1.0 - sig))
+                    } else {
+                        g
+                    };
+                    dweight += f64::from(dy * xhat);
+                    dbias += f64::from(dy);
+                    *d = dy * w;
+                }
+                sum_dxhat += lane_sum(dst, f64::from);
+                sum_dxhat_xhat += dst.iter().zip(input).map(|(&d, &v)| f64::from(d * xhat(v))).sum::<f64>();
+                partial.push((dweight, dbias));
+            }
+            // Second pass: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+            let n = input.len() as f64;
+            let (mean_dxhat, mean_dxhat_xhat) = ((sum_dxhat / n) as f32, (sum_dxhat_xhat / n) as f32);
+            for (d, &v) in grad_input.iter_mut().zip(input) {
+                *d = rstd as f32 * (*d - mean_dxhat - xhat(v) * mean_dxhat_xhat);
+            }
+            partial
+        })
+        .collect();
+    let (mut grad_weight, mut grad_bias) = (vec![0f64; s.channels], vec![0f64; s.channels]);
+    for (index, partial) in partials.iter().enumerate() {
+        for (ci, (dw, db)) in partial.iter().enumerate() {
+            grad_weight[s.first_channel(index) + ci] += dw;
+            grad_bias[s.first_channel(index) + ci] += db;
+        }
+    }
+    let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    (grad_input, to_f32(grad_weight), to_f32(grad_bias))
+}
