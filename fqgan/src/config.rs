@@ -83,6 +83,11 @@ pub struct TokenizerConfig {
     pub usage_window: usize,
 }
 
+/// The hidden width of a transformer MLP, as the official `int(width * mlp_ratio)`.
+pub(crate) fn mlp_width(width: usize, mlp_ratio: f64) -> usize {
+    (width as f64 * mlp_ratio) as usize
+}
+
 fn yes() -> bool {
     true
 }
@@ -226,6 +231,80 @@ impl TokenizerConfig {
         self.codebooks.iter().map(|c| c.dim).sum()
     }
 
+    /// Every size within the limits of [`crate::bounds`], before any of them is multiplied.
+    fn check_bounds(&self) -> Result<()> {
+        use crate::bounds::{count, real};
+        // Images are RGB on both sides: the image tools read and write three channels.
+        count("in_channels", self.in_channels, 3..=3)?;
+        count("out_channels", self.out_channels, 3..=3)?;
+        count("image_size", self.image_size, 1..=2048)?;
+        count("ch", self.ch, 1..=1024)?;
+        for &mult in &self.ch_mult {
+            count("ch_mult entry", mult, 1..=16)?;
+            count("ch * ch_mult entry", self.ch * mult, 1..=4096)?;
+        }
+        count("num_res_blocks", self.num_res_blocks, 1..=16)?;
+        count("z_channels", self.z_channels, 1..=4096)?;
+        count("norm_groups", self.norm_groups, 1..=1024)?;
+        real("norm_eps", self.norm_eps, 1e-12..=1.0)?;
+        real("dropout", self.dropout, 0.0..=0.99)?;
+        count("adapter.layers", self.adapter.layers, 0..=64)?;
+        count("adapter.heads", self.adapter.heads, 1..=256)?;
+        real("adapter.mlp_ratio", self.adapter.mlp_ratio, 0.01..=16.0)?;
+        real("adapter.ln_eps", self.adapter.ln_eps, 1e-12..=1.0)?;
+        count(
+            "adapter MLP width (width x mlp_ratio)",
+            mlp_width(self.adapter.width, self.adapter.mlp_ratio),
+            1..=1 << 16,
+        )?;
+        count("codebooks (k)", self.codebooks.len(), 1..=8)?;
+        for cb in &self.codebooks {
+            count(&format!("codebooks.{}.size", cb.name), cb.size, 2..=1 << 24)?;
+            count(&format!("codebooks.{}.dim", cb.name), cb.dim, 1..=1024)?;
+            if let Some(fp) = &cb.feat_pred {
+                count(&format!("codebooks.{}.feat_pred.width", cb.name), fp.width, 1..=4096)?;
+                count(&format!("codebooks.{}.feat_pred.layers", cb.name), fp.layers, 0..=64)?;
+                count(&format!("codebooks.{}.feat_pred.heads", cb.name), fp.heads, 1..=256)?;
+                real(&format!("codebooks.{}.feat_pred.mlp_ratio", cb.name), fp.mlp_ratio, 0.01..=16.0)?;
+                count(
+                    &format!("codebooks.{}.feat_pred MLP width (width x mlp_ratio)", cb.name),
+                    mlp_width(fp.width, fp.mlp_ratio),
+                    1..=1 << 16,
+                )?;
+            }
+        }
+        real("commit_beta", self.commit_beta, 0.0..=1e3)?;
+        real("entropy_loss_ratio", self.entropy_loss_ratio, 0.0..=1e3)?;
+        real("entropy_temperature", self.entropy_temperature, 1e-6..=1e3)?;
+        real("disentangle_ratio", self.disentangle_ratio, 0.0..=1e3)?;
+        count("usage_window", self.usage_window, 1..=1 << 20)?;
+        crate::bounds::parameters("tokenizer", self.parameter_bound())
+    }
+
+    /// An upper estimate of the parameter elements this config implies (encoder and decoder
+    /// convolutions, adapters with their position tables, codebooks, feature heads).
+    fn parameter_bound(&self) -> u128 {
+        use crate::bounds::mul;
+        let widest = self.ch_mult.iter().map(|m| self.ch * m).max().unwrap_or(self.ch).max(self.z_channels);
+        let convs_per_level = 2 * (self.num_res_blocks + 2) * 2;
+        let trunk = mul(&[self.ch_mult.len() + 2, convs_per_level, 9, widest, widest]);
+        let grid = self.grid_size();
+        let transformer =
+            |width: usize, layers: usize, ratio: f64| mul(&[layers, 4 * width + 2 * mlp_width(width, ratio), width]);
+        let adapters = mul(&[self.k()])
+            * (transformer(self.adapter.width, self.adapter.layers, self.adapter.mlp_ratio)
+                + mul(&[grid, grid, self.adapter.width]));
+        let codebooks: u128 = self
+            .codebooks
+            .iter()
+            .map(|cb| {
+                let head = cb.feat_pred.as_ref().map_or(0, |fp| transformer(fp.width, fp.layers + 2, fp.mlp_ratio));
+                mul(&[cb.size, cb.dim]) + mul(&[cb.dim + widest, widest]) + head
+            })
+            .sum();
+        trunk + adapters + codebooks
+    }
+
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
         if self.codebooks.is_empty() {
@@ -234,9 +313,7 @@ impl TokenizerConfig {
         if !(2..=8).contains(&self.ch_mult.len()) {
             return fail(format!("`ch_mult` has {} levels; expected 2..=8", self.ch_mult.len()));
         }
-        if self.ch == 0 || self.ch_mult.contains(&0) {
-            return fail("`ch` and every `ch_mult` entry must be positive".into());
-        }
+        self.check_bounds()?;
         for mult in std::iter::once(&1).chain(&self.ch_mult) {
             if (self.ch * mult) % self.norm_groups != 0 {
                 return fail(format!(

@@ -9,6 +9,7 @@
 //! - [`teachers::Teacher`]: frozen CLIP / DINOv2 vision towers (HF safetensors) whose CLS
 //!   features supervise the semantic sub-codebooks through [`loss::semantic::info_nce`].
 
+pub mod bounds;
 pub mod codec;
 pub mod config;
 pub mod data;

@@ -208,11 +208,44 @@ impl FarConfig {
         Ok(())
     }
 
+    /// Every size within the limits of [`crate::bounds`], before any of them is multiplied.
+    fn check_bounds(&self) -> Result<()> {
+        use crate::bounds::{count, real};
+        count("dim", self.dim, 1..=8192)?;
+        count("n_layer", self.n_layer, 1..=256)?;
+        count("ar_n_layer", self.ar_n_layer, 1..=64)?;
+        count("n_head", self.n_head, 1..=256)?;
+        if let Some(kv) = self.n_kv_head {
+            count("n_kv_head", kv, 1..=256)?;
+        }
+        count("multiple_of", self.multiple_of, 1..=8192)?;
+        if let Some(multiplier) = self.ffn_dim_multiplier {
+            real("ffn_dim_multiplier", multiplier, 0.01..=16.0)?;
+        }
+        count("FFN hidden size (from dim, ffn_dim_multiplier, multiple_of)", self.ffn_hidden_dim(), 1..=1 << 18)?;
+        real("norm_eps", self.norm_eps, 1e-12..=1.0)?;
+        real("rope_base", self.rope_base, 1.0..=1e9)?;
+        count("vocab_sizes (k)", self.vocab_sizes.len(), 1..=8)?;
+        for (i, &size) in self.vocab_sizes.iter().enumerate() {
+            count(&format!("vocab_sizes[{i}]"), size, 2..=1 << 24)?;
+        }
+        count("num_classes", self.num_classes, 1..=1 << 20)?;
+        count("block_size", self.block_size, 1..=1 << 16)?;
+        let layer = {
+            use crate::bounds::mul;
+            mul(&[4 * self.dim, self.dim]) + mul(&[3 * self.dim, self.ffn_hidden_dim()])
+        };
+        let tables: u128 = self.vocab_sizes.iter().map(|&v| 2 * crate::bounds::mul(&[v, self.dim])).sum();
+        let labels = crate::bounds::mul(&[self.num_classes + 1, self.dim]);
+        crate::bounds::parameters("generator", layer * (self.n_layer + self.ar_n_layer) as u128 + tables + labels)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
         if self.vocab_sizes.is_empty() || self.vocab_sizes.contains(&0) {
             return fail(format!("`vocab_sizes` {:?} must list k >= 1 positive sizes", self.vocab_sizes));
         }
+        self.check_bounds()?;
         if self.dim == 0 || self.n_head == 0 || self.dim % self.n_head != 0 {
             return fail(format!("`dim` {} is not a positive multiple of `n_head` {}", self.dim, self.n_head));
         }

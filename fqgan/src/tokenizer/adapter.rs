@@ -60,7 +60,7 @@ pub struct ResidualAttentionBlock<B: Backend> {
 
 impl<B: Backend> ResidualAttentionBlock<B> {
     pub fn new(width: usize, heads: usize, mlp_ratio: f64, ln_eps: f64, device: &B::Device) -> Self {
-        let hidden = (width as f64 * mlp_ratio) as usize;
+        let hidden = crate::config::mlp_width(width, mlp_ratio);
         Self {
             ln_1: LayerNorm::new(width, ln_eps, device),
             attn: MultiheadAttention::new(width, heads, device),
