@@ -103,11 +103,24 @@ impl ImageDataset {
     pub fn load(&self, index: usize) -> Result<RgbImage> {
         let item = &self.items[index];
         let bytes = match &item.location {
-            Location::File(path) => std::fs::read(path).map_err(|e| Error::io(path, e))?,
+            Location::File(path) => read_image_file(path)?,
             Location::Archive { archive, entry } => read_archive_entry(archive, entry)?,
         };
-        let decoded = image::load_from_memory(&bytes)
-            .map_err(|e| Error::Image { path: item.name().into(), message: format!("cannot decode image: {e}") })?;
+        let name = PathBuf::from(item.name());
+        let decoded = crate::image::decode_bytes(&bytes, &name)?;
+        let (long, short) = (decoded.width().max(decoded.height()), decoded.width().min(decoded.height()));
+        // Crops scale the short side up to the model's size: a 1 x 1000000 strip would become
+        // a 64 x 64000000 image.
+        if long > MAX_ASPECT * short {
+            return Err(Error::Image {
+                path: name,
+                message: format!(
+                    "image is {}x{}: more elongated than {MAX_ASPECT}:1, which training crops cannot use",
+                    decoded.width(),
+                    decoded.height()
+                ),
+            });
+        }
         Ok(decoded.to_rgb8())
     }
 }
@@ -160,13 +173,43 @@ fn scan_archive(path: &Path, found: &mut Vec<(Location, String, String)>) -> Res
     Ok(())
 }
 
+/// The largest image file read (from a folder or an archive entry).
+pub const MAX_IMAGE_FILE_BYTES: u64 = 128 << 20;
+/// The largest ratio of an image's long side to its short side that training accepts.
+pub const MAX_ASPECT: u32 = 64;
+
+fn too_large(name: &str, size: u64) -> Error {
+    Error::Image {
+        path: name.into(),
+        message: format!("is {size} bytes; image files are read up to {} MiB", MAX_IMAGE_FILE_BYTES >> 20),
+    }
+}
+
+fn read_image_file(path: &Path) -> Result<Vec<u8>> {
+    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if size > MAX_IMAGE_FILE_BYTES {
+        return Err(too_large(&path.display().to_string(), size));
+    }
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// An archive entry's bytes, never more than [`MAX_IMAGE_FILE_BYTES`]: the declared size is
+/// checked first, and the read stops there too (a zip bomb declares a small size).
 fn read_archive_entry(archive: &Path, entry: &str) -> Result<Vec<u8>> {
     let mut zip = open_archive(archive)?;
     let name = format!("{}:{entry}", archive.display());
-    let mut file =
-        zip.by_name(entry).map_err(|e| Error::Image { path: name.clone().into(), message: e.to_string() })?;
+    let file = zip.by_name(entry).map_err(|e| Error::Image { path: name.clone().into(), message: e.to_string() })?;
+    if file.size() > MAX_IMAGE_FILE_BYTES {
+        return Err(too_large(&name, file.size()));
+    }
     let mut bytes = Vec::with_capacity(file.size() as usize);
-    file.read_to_end(&mut bytes).map_err(|e| Error::io(name, e))?;
+    file.take(MAX_IMAGE_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(&name, e))?;
+    if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
+        return Err(Error::Image {
+            path: name.into(),
+            message: format!("inflates past {} MiB (a zip bomb?)", MAX_IMAGE_FILE_BYTES >> 20),
+        });
+    }
     Ok(bytes)
 }
 
@@ -404,6 +447,65 @@ mod tests {
     fn write_png(path: &Path, w: u32, h: u32, shade: u8) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         RgbImage::from_fn(w, h, |x, y| image::Rgb([shade, (x % 256) as u8, (y % 256) as u8])).save(path).unwrap();
+    }
+
+    #[test]
+    fn hostile_training_files_are_refused_by_name_in_bounded_memory() {
+        use std::io::Write;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut png = Vec::new();
+        RgbImage::new(8, 8).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let archive = dir.path().join("bad.zip");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+        let deflate = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("c/liar.png", deflate).unwrap();
+        zip.write_all(&png).unwrap();
+        // A zip bomb: a few hundred KB that inflate past the read limit.
+        zip.start_file("c/bomb.png", deflate.large_file(false)).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..=(MAX_IMAGE_FILE_BYTES >> 20) {
+            zip.write_all(&zeros).unwrap();
+        }
+        zip.finish().unwrap();
+        // The first central-directory entry ("liar") now declares ~4 GB uncompressed.
+        let mut bytes = std::fs::read(&archive).unwrap();
+        let central = bytes.windows(4).position(|w| w == [0x50, 0x4b, 0x01, 0x02]).unwrap();
+        bytes[central + 24..central + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        // The second ("bomb") declares 1000 bytes.
+        let second = central + 4 + bytes[central + 4..].windows(4).position(|w| w == [0x50, 0x4b, 0x01, 0x02]).unwrap();
+        bytes[second + 24..second + 28].copy_from_slice(&1000u32.to_le_bytes());
+        std::fs::write(&archive, &bytes).unwrap();
+        // A 4 KB PNG strip whose crops would be gigapixels, and one past the decoder's side limit.
+        write_png(&dir.path().join("strips/c/strip.png"), 10_000, 2, 0);
+        write_png(&dir.path().join("strips/c/wide.png"), crate::image::MAX_IMAGE_SIDE + 1, 1, 0);
+        write_png(&dir.path().join("strips/c/good.png"), 20, 20, 0);
+
+        let data = ImageDataset::scan(&[archive, dir.path().join("strips")]).unwrap();
+        let error = |suffix: &str| {
+            let index = data.items.iter().position(|i| i.name().ends_with(suffix)).unwrap();
+            data.load(index).unwrap_err().to_string()
+        };
+        let liar = error("c/liar.png");
+        assert!(liar.contains("liar.png") && liar.contains("4294967280 bytes"), "{liar}");
+        let bomb = error("c/bomb.png");
+        assert!(bomb.contains("bomb.png") && bomb.contains("inflates past"), "{bomb}");
+        let strip = error("strip.png");
+        assert!(strip.contains("strip.png") && strip.contains("10000x2") && strip.contains("64:1"), "{strip}");
+        let wide = error("wide.png");
+        assert!(wide.contains("wide.png") && wide.contains("limits"), "{wide}");
+
+        // Under --skip-bad every one of them is skipped and counted, never a crash.
+        let config = LoaderConfig {
+            batch_size: 5,
+            seed: 1,
+            start_step: 0,
+            workers: 2,
+            prefetch: 2,
+            bad_images: BadImages::Skip,
+        };
+        let batch = Loader::new(data, Augment::center(16), config).next_batch().unwrap();
+        assert_eq!((batch.images.len(), batch.skipped.len()), (1, 4));
     }
 
     #[test]

@@ -13,12 +13,43 @@ pub fn read_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
     Ok(read_image(path)?.to_rgb8())
 }
 
+/// The largest width or height decoded: a few KB of PNG can declare a 100000 x 100000 image.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// The most memory one decode may allocate.
+pub const MAX_DECODE_BYTES: u64 = 2 << 30;
+
 /// Reads an image as decoded, keeping its alpha channel and bit depth.
 pub fn read_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
     let path = path.as_ref();
     let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
-    reader.decode().map_err(|e| Error::Image { path: path.into(), message: format!("cannot decode image: {e}") })
+    decode(reader, path)
+}
+
+/// Decodes an image held in memory (an archive entry); `name` names it in errors.
+pub fn decode_bytes(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
+    decode(image::ImageReader::new(std::io::Cursor::new(bytes)), name)
+}
+
+/// Decodes within [`MAX_IMAGE_SIDE`] and [`MAX_DECODE_BYTES`]: the header's size is checked
+/// before the pixels are allocated.
+fn decode<R: std::io::BufRead + std::io::Seek>(reader: image::ImageReader<R>, name: &Path) -> Result<DynamicImage> {
+    let mut reader = reader.with_guessed_format().map_err(|e| Error::io(name, e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    reader.decode().map_err(|e| {
+        let message = match e {
+            image::ImageError::Limits(_) => format!(
+                "cannot decode image: larger than the decoder's limits ({MAX_IMAGE_SIDE} pixels a side, \
+                 {} MiB): {e}",
+                MAX_DECODE_BYTES >> 20
+            ),
+            e => format!("cannot decode image: {e}"),
+        };
+        Error::Image { path: name.into(), message }
+    })
 }
 
 /// Reads an image that must be `size` x `size`, or resizes it to that when `resize` is set.

@@ -30,7 +30,7 @@ pub struct ExtractCodesArgs {
     /// the model's size, and their mirrors).
     #[arg(long, value_enum, default_value = "center")]
     pub views: ViewsArg,
-    /// For `ten-crop`: the centre crop's size relative to the model's image size.
+    /// For `ten-crop`: the centre crop's size relative to the model's image size (1 to 4).
     #[arg(long, default_value_t = 1.1)]
     pub crop_range: f32,
     /// Images encoded together (each with all its views).
@@ -60,8 +60,10 @@ impl BackendTask for ExtractCodesArgs {
         let views = match self.views {
             ViewsArg::Center => Views::Center,
             ViewsArg::Flip => Views::CenterAndFlip,
-            ViewsArg::TenCrop if self.crop_range >= 1.0 => Views::TenCrop { crop_range: self.crop_range },
-            ViewsArg::TenCrop => bail!("--crop-range {} must be at least 1", self.crop_range),
+            ViewsArg::TenCrop if (1.0..=4.0).contains(&self.crop_range) => {
+                Views::TenCrop { crop_range: self.crop_range }
+            }
+            ViewsArg::TenCrop => bail!("--crop-range {} must be in 1..=4", self.crop_range),
         };
         if self.batch_size == 0 {
             bail!("--batch-size must be positive");
