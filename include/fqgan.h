@@ -595,7 +595,8 @@ fqgan_status fqgan_fqt_write(const struct fqgan_tokenizer *tokenizer,
 // laid out as `fqgan_fqt_write` takes them (tile by tile, each `[k][grid][grid]`).
 //
 // - `tokenizer`: may be NULL; when given, a file made by another model (another fingerprint)
-//   fails with `FQGAN_STATUS_INVALID_ARGUMENT` and a message naming both fingerprints.
+//   fails with `FQGAN_STATUS_INVALID_ARGUMENT` and a message naming both fingerprints, and so
+//   does one whose tile size, token grid or codebook sizes do not fit the tokenizer.
 // - `info`: may be NULL; else its `struct_size` must be set.
 // - `tokens`, `tokens_capacity`, `tokens_required`: the usual output and size query; a query
 //   (`tokens = NULL, tokens_capacity = 0`) still checks the file and fills `info`.

@@ -147,6 +147,20 @@ fn generation_continues_from_a_prefix() {
     assert_eq!(ints(cached), ints(recomputed));
 }
 
+/// A batch whose key/value caches would pass the limit is refused before they are
+/// allocated (here ~5 GB of caches for 1.4 million rows: the test would otherwise take
+/// minutes and gigabytes).
+#[test]
+fn a_batch_past_the_cache_limit_is_refused_before_allocating() {
+    let model = tiny_model();
+    let config = tiny_config();
+    let per_row = config.kv_cache_bytes(1);
+    let batch = (fqgan::far::generate::MAX_GENERATION_CACHE_BYTES / per_row / 2 + 1) as usize;
+    let guided = GenerateOptions::uniform(3, sampling(2.0), 0);
+    let err = generate(&model, labels(&vec![0; batch]), None, &guided).unwrap_err().to_string();
+    assert!(err.contains(&format!("{batch} images")) && err.contains("smaller batches"), "{err}");
+}
+
 #[test]
 fn bad_requests_name_the_problem() {
     let model = tiny_model();

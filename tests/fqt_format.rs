@@ -217,3 +217,29 @@ fn random_mutations_never_panic() {
     }
     println!("{parsed} of 20000 mutated files parsed");
 }
+
+/// A file whose fingerprint matches but whose tiles, grid or codebooks do not fit the model
+/// (only a forged fingerprint gets that far) is refused by the check the codec and
+/// `fqgan_fqt_read` share.
+#[test]
+fn a_forged_fingerprint_does_not_smuggle_in_another_layout() {
+    let config = fqgan::TokenizerConfig::preset("small-dual-ds8").unwrap();
+    let fingerprint = Fingerprint([7; 16]);
+    let source = Path::new("forged.fqt");
+    let mut file = sample(Coding::Packed);
+    file.codebook_sizes = vec![1024, 1024];
+    file.check_fits(fingerprint, &config, source).unwrap();
+    let forgeries: [(&str, fn(&mut TokenFile)); 3] = [
+        ("tile", |f| f.layout = TileLayout::new(150, 70, 32, 8).unwrap()),
+        ("grid", |f| f.grid = 4),
+        ("codebooks", |f| f.codebook_sizes = vec![1024, 300]),
+    ];
+    for (what, forge) in forgeries {
+        let mut forged = file.clone();
+        forge(&mut forged);
+        let err = forged.check_fits(fingerprint, &config, source).unwrap_err().to_string();
+        assert!(err.contains("forged.fqt") && err.contains("do not fit this model"), "{what}: {err}");
+    }
+    let err = file.check_fits(Fingerprint([8; 16]), &config, source).unwrap_err().to_string();
+    assert!(err.contains("made by model"), "{err}");
+}

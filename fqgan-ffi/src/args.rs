@@ -23,7 +23,21 @@ pub(crate) unsafe fn arg<'a, T>(ptr: *const T, name: &str) -> Outcome<&'a T> {
 /// When non-null and aligned, `ptr` must point to `len` valid values that outlive `'a`.
 pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Outcome<&'a [T]> {
     check_pointer(ptr, name)?;
+    check_extent(ptr, len, name)?;
     Ok(std::slice::from_raw_parts(ptr, len))
+}
+
+/// Errors unless `len` values from `ptr` fit in a Rust slice: at most `isize::MAX` bytes, not
+/// wrapping past the end of the address space (a size the caller got wrong, not memory it has).
+fn check_extent<T>(ptr: *const T, len: usize, name: &str) -> Outcome {
+    let bytes = len.checked_mul(std::mem::size_of::<T>()).filter(|&b| b <= isize::MAX as usize);
+    match bytes.and_then(|b| (ptr as usize).checked_add(b)) {
+        Some(_) => Ok(()),
+        None => Err(Failure::invalid(format!(
+            "`{name}` ({ptr:p}) with {len} values of {} bytes runs past the address space",
+            std::mem::size_of::<T>()
+        ))),
+    }
 }
 
 fn check_pointer<T>(ptr: *const T, name: &str) -> Outcome {
@@ -75,6 +89,7 @@ pub(crate) unsafe fn output<'a, T>(
         return Ok(None);
     }
     check_pointer(buffer, buffer_name)?;
+    check_extent(buffer.cast_const(), needed, buffer_name)?;
     if capacity < needed {
         return Err(Failure::new(
             Status::BufferTooSmall,
@@ -171,4 +186,23 @@ pub(crate) unsafe fn handle_out<'a, T>(out: *mut *mut T, name: &str) -> Outcome<
     check_pointer(out, name)?;
     out.write(std::ptr::null_mut());
     Ok(&mut *out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{output, slice};
+
+    /// Sizes that pass a size_t check but would make a slice past isize::MAX bytes (or past the
+    /// end of the address space) are refused instead of becoming undefined behaviour.
+    #[test]
+    fn extents_past_the_address_space_are_refused() {
+        let ptr = std::ptr::NonNull::<u32>::dangling().as_ptr();
+        for len in [usize::MAX / 4 + 1, usize::MAX / 2, usize::MAX] {
+            let err = unsafe { slice(ptr.cast_const(), len, "pixels") }.unwrap_err();
+            assert!(err.message.contains("`pixels`") && err.message.contains("address space"), "{}", err.message);
+            let err = unsafe { output(ptr, len, len, std::ptr::null_mut(), ["out", "cap", "req"]) }.unwrap_err();
+            assert!(err.message.contains("`out`"), "{}", err.message);
+        }
+        assert_eq!(unsafe { slice(ptr.cast_const(), 0, "pixels") }.unwrap().len(), 0);
+    }
 }

@@ -141,7 +141,8 @@ pub unsafe extern "C" fn fqgan_fqt_write(
 /// laid out as `fqgan_fqt_write` takes them (tile by tile, each `[k][grid][grid]`).
 ///
 /// - `tokenizer`: may be NULL; when given, a file made by another model (another fingerprint)
-///   fails with `FQGAN_STATUS_INVALID_ARGUMENT` and a message naming both fingerprints.
+///   fails with `FQGAN_STATUS_INVALID_ARGUMENT` and a message naming both fingerprints, and so
+///   does one whose tile size, token grid or codebook sizes do not fit the tokenizer.
 /// - `info`: may be NULL; else its `struct_size` must be set.
 /// - `tokens`, `tokens_capacity`, `tokens_required`: the usual output and size query; a query
 ///   (`tokens = NULL, tokens_capacity = 0`) still checks the file and fills `info`.
@@ -171,7 +172,7 @@ pub unsafe extern "C" fn fqgan_fqt_read(
         let source = Path::new("`bytes`");
         let file = TokenFile::from_bytes(slice(bytes.cast::<u8>(), size, "bytes")?, source)?;
         if let Some(tokenizer) = tokenizer {
-            file.check_model(tokenizer.fingerprint, source)?;
+            file.check_fits(tokenizer.fingerprint, tokenizer.engine.config(), source)?;
         }
         if !info.is_null() {
             write_versioned(info, file_info(&file), "info", "set info->struct_size = sizeof(fqgan_fqt_info)")?;

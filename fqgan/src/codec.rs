@@ -8,7 +8,7 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::image::{rgb_from_planes, rgb_planes, DynamicImage, RgbaImage};
 use crate::tiling::{Blender, TileLayout};
@@ -70,24 +70,7 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
 
     /// Decodes `file` (read from `source`, named in errors) to RGB, or RGBA when it has alpha.
     pub fn decompress(&self, file: &TokenFile, source: &Path) -> Result<DynamicImage> {
-        file.check_model(self.fingerprint, source)?;
-        let config = self.model.config();
-        let sizes: Vec<u32> = config.codebooks.iter().map(|c| c.size as u32).collect();
-        if file.layout.tile != self.tile() || file.grid as usize != config.grid_size() || file.codebook_sizes != sizes {
-            // Only a forged fingerprint gets here; refuse rather than feed the model bad shapes.
-            return Err(Error::tokens(
-                source,
-                format!(
-                    "tiles of {} px with {}x{} grids and codebooks {:?} do not fit this model ({} px, {g}x{g}, {sizes:?})",
-                    file.layout.tile,
-                    file.grid,
-                    file.grid,
-                    file.codebook_sizes,
-                    self.tile(),
-                    g = config.grid_size()
-                ),
-            ));
-        }
+        file.check_fits(self.fingerprint, self.model.config(), source)?;
         let layout = file.layout;
         let (t, g, k, device) = (layout.tile as usize, file.grid as usize, file.k(), self.model.device());
         let mut blender = Blender::new(layout, 3);

@@ -99,6 +99,29 @@ impl TokenFile {
         Ok(())
     }
 
+    /// Errors unless this file was made by the model with `fingerprint` and its layout fits
+    /// that model's `config`: tile size, token grid and codebook sizes. Only a forged
+    /// fingerprint passes the first check and fails the second; refuse rather than feed the
+    /// model bad shapes.
+    pub fn check_fits(&self, fingerprint: Fingerprint, config: &crate::TokenizerConfig, source: &Path) -> Result<()> {
+        self.check_model(fingerprint, source)?;
+        let sizes: Vec<u32> = config.codebooks.iter().map(|c| c.size as u32).collect();
+        let (tile, grid) = (config.image_size as u32, config.grid_size() as u32);
+        if self.layout.tile != tile || self.grid != grid || self.codebook_sizes != sizes {
+            return Err(Error::tokens(
+                source,
+                format!(
+                    "tiles of {} px with {g}x{g} grids and codebooks {:?} do not fit this model ({tile} px, \
+                     {grid}x{grid}, {sizes:?})",
+                    self.layout.tile,
+                    self.codebook_sizes,
+                    g = self.grid,
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the invariants a writer relies on; reading checks the same things.
     fn validate(&self, source: &Path) -> Result<()> {
         let fail = |message: String| Err(Error::tokens(source, message));

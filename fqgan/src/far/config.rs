@@ -173,6 +173,15 @@ impl FarConfig {
         hidden.div_ceil(self.multiple_of) * self.multiple_of
     }
 
+    /// Bytes of f32 key/value caches for `rows` sequences (backbone over every position, the
+    /// head over the k sub-tokens of one), in u128 so that no count wraps.
+    pub fn kv_cache_bytes(&self, rows: usize) -> u128 {
+        let per_position = crate::bounds::mul(&[2, self.kv_heads(), self.head_dim(), 4]);
+        let backbone = crate::bounds::mul(&[self.n_layer, self.block_size + self.cls_token_num]);
+        let head = crate::bounds::mul(&[self.ar_n_layer, self.k() + 1]);
+        (backbone + head) * per_position * rows as u128
+    }
+
     /// Side of the square token grid.
     pub fn grid_size(&self) -> usize {
         (self.block_size as f64).sqrt().round() as usize

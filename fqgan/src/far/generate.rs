@@ -54,6 +54,10 @@ pub struct LogitsRecord<B: Backend> {
 
 /// Generates the tokens of `labels.len()` images: `[B, k, block_size]`, starting with
 /// `prefix` `[B, k, P]` when given.
+/// The most memory the key/value caches of one generation call may take (FAR-B: 16 images
+/// with guidance take ~1.6 GiB).
+pub const MAX_GENERATION_CACHE_BYTES: u128 = 4 << 30;
+
 pub fn generate<B: Backend>(
     model: &Far<B>,
     labels: Tensor<B, 1, Int>,
@@ -114,6 +118,17 @@ fn run<B: Backend>(
         }
     }
     let guided = options.sampling.iter().any(|s| s.cfg_scale != 1.0);
+    let rows_needed = batch * (1 + usize::from(guided));
+    let cache_bytes = config.kv_cache_bytes(rows_needed);
+    if cache_bytes > MAX_GENERATION_CACHE_BYTES {
+        return Err(Error::Input(format!(
+            "generating {batch} images at once{} needs {} MiB of key/value caches, more than the limit of {} MiB: \
+             generate in smaller batches",
+            if guided { " with guidance (two rows each)" } else { "" },
+            cache_bytes >> 20,
+            MAX_GENERATION_CACHE_BYTES >> 20
+        )));
+    }
     let row_labels = if guided { with_null_class(model, labels)? } else { labels };
     let rows = Rows { batch, guided };
     let start = prefix.as_ref().map_or(0, |p| p.dims()[2]);
