@@ -129,3 +129,51 @@ fn roundtrip_writes_the_image_the_file_and_a_report() {
     let inspect = fqgan(&["inspect", p(&dir.path().join("rt/wall.fqt"))]);
     assert!(text(&inspect).contains("bit-packed"));
 }
+
+/// Outputs that would lose data are refused before anything is written: an output that is the
+/// input (the lossy result would replace the original), two inputs mapped to one output.
+#[test]
+fn outputs_that_would_lose_data_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = init_model(dir.path(), "1");
+    let folder = inputs(dir.path());
+    let wall = folder.join("wall.png");
+    let original = std::fs::read(&wall).unwrap();
+    for command in ["roundtrip", "reconstruct"] {
+        let mut args = vec![command, p(&wall), "-o", p(&wall), "--model", &model];
+        if command == "reconstruct" {
+            args.push("--resize");
+        }
+        let out = fqgan(&args);
+        assert!(!out.status.success(), "{command}");
+        assert!(text(&out).contains("is also an input"), "{command}: {}", text(&out));
+        assert_eq!(std::fs::read(&wall).unwrap(), original, "{command} replaced the original");
+    }
+
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(&wall, other.join("wall.png")).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = fqgan(&["compress", p(&wall), p(&other.join("wall.png")), "-o", p(&out_dir), "--model", &model]);
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(message.contains("would both be written to") && message.contains("other"), "{message}");
+    assert!(!out_dir.join("wall.fqt").exists(), "something was written");
+}
+
+/// `fqgan info ... | head`: a reader that goes away ends the process quietly, no panic.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = init_model(dir.path(), "1");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fqgan"))
+        .args(["info", "--model", &model])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

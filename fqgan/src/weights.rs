@@ -144,21 +144,41 @@ pub fn write_safetensors(
     write_atomic(path, &bytes)
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new file.
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new file. The
+/// temporary file next to it gets an unpredictable name and is created exclusively (a link
+/// planted under a guessable name is never followed); an existing file's permissions are kept.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| Error::Input(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
+    let (tmp, mut file) = create_temporary(dir, &name.to_string_lossy()).map_err(|e| Error::io(path, e))?;
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
+        if let Some(permissions) = permissions {
+            file.set_permissions(permissions)?;
+        }
         file.sync_all()?;
+        drop(file);
         std::fs::rename(&tmp, path)
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+/// A new file `.<name>.<random>.tmp` in `dir`, created with O_EXCL semantics.
+fn create_temporary(dir: &Path, name: &str) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("16 attempts"))
 }
 
 /// Every float parameter and buffer of `module`, under its file key.
@@ -284,5 +304,30 @@ pub fn load_module<B: Backend, M: Module<B>>(
         let total = errors.len();
         let shown: Vec<_> = errors.into_iter().take(5).collect();
         Err(Error::weights(&file.source, format!("does not fit this model ({total} problem(s)): {}", shown.join("; "))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// An overwritten file keeps its permissions, and the temporary files get fresh names.
+    #[cfg(unix)]
+    #[test]
+    fn atomic_writes_keep_permissions_and_use_unpredictable_names() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.json");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        super::write_atomic(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+
+        let (a, _) = super::create_temporary(dir.path(), "x").unwrap();
+        let (b, _) = super::create_temporary(dir.path(), "x").unwrap();
+        assert_ne!(a, b);
+        // A name planted in advance is never opened: creation is exclusive.
+        assert!(std::fs::OpenOptions::new().write(true).create_new(true).open(&a).is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary file left behind");
     }
 }

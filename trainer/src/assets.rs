@@ -31,7 +31,9 @@ pub fn plan(inputs: &[PathBuf], out: &Path, extension: &str, wanted: &[&str]) ->
     if let [single] = inputs {
         if single.is_file() && out.extension().is_some_and(|e| e.eq_ignore_ascii_case(extension)) {
             let name = single.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            return Ok(vec![Job { input: single.clone(), output: out.to_path_buf(), name }]);
+            let jobs = vec![Job { input: single.clone(), output: out.to_path_buf(), name }];
+            check_jobs(&jobs)?;
+            return Ok(jobs);
         }
     }
     let mut jobs = Vec::new();
@@ -59,7 +61,48 @@ pub fn plan(inputs: &[PathBuf], out: &Path, extension: &str, wanted: &[&str]) ->
     if jobs.is_empty() {
         bail!("no input files found (looked for {})", wanted.join(", "));
     }
+    check_jobs(&jobs)?;
     Ok(jobs)
+}
+
+/// Refuses jobs that would lose data: an output that is one of the inputs (the lossy result
+/// would replace an original), or two inputs written to one output (one result would vanish
+/// while the report lists both).
+pub fn check_jobs(jobs: &[Job]) -> Result<()> {
+    let inputs: Vec<&Path> = jobs.iter().map(|j| j.input.as_path()).collect();
+    let outputs: Vec<&Path> = jobs.iter().map(|j| j.output.as_path()).collect();
+    check_outputs(&inputs, &outputs)?;
+    let mut seen = std::collections::HashMap::new();
+    for job in jobs {
+        if let Some(first) = seen.insert(&job.output, &job.input) {
+            bail!(
+                "{} and {} would both be written to {}: rename one, or compress them to different folders",
+                first.display(),
+                job.input.display(),
+                job.output.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Errors when any of `outputs` is the same file as one of `inputs`.
+pub fn check_outputs(inputs: &[&Path], outputs: &[&Path]) -> Result<()> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let inputs: Vec<(&Path, Option<PathBuf>)> = inputs.iter().map(|p| (*p, canonical(p))).collect();
+    for output in outputs {
+        let output_canonical = canonical(output);
+        for (input, input_canonical) in &inputs {
+            if output == input || (output_canonical.is_some() && output_canonical == *input_canonical) {
+                bail!(
+                    "{} is also an input ({}): writing it would replace the original; choose another output",
+                    output.display(),
+                    input.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn walk(dir: &Path, wanted: &[&str], found: &mut Vec<PathBuf>) -> std::io::Result<()> {

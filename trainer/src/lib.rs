@@ -129,3 +129,13 @@ fn read_either<C>(
         (None, None) => None,
     })
 }
+
+/// Lets a closed stdout end the process quietly, as it does for other command-line tools
+/// (`fqgan info model | head`): Rust ignores SIGPIPE, so `println!` would panic instead.
+pub fn end_quietly_on_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -119,6 +119,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    fqgan_trainer::end_quietly_on_broken_pipe();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(err) => {

@@ -147,6 +147,7 @@ impl CompressArgs {
 }
 
 fn main() -> ExitCode {
+    fqgan_trainer::end_quietly_on_broken_pipe();
     let result = match Cli::parse().command {
         Command::Reconstruct { input, output, codebooks, resize, tokenizer, device } => {
             device.run(Reconstruct { input, output, codebooks, resize, tokenizer }).and_then(|r| r)
@@ -190,6 +191,7 @@ impl BackendTask for Reconstruct {
     type Output = Result<()>;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        assets::check_outputs(&[&self.input], &[&self.output])?;
         let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
         let config = model.config();
         let names: Vec<&str> = config.codebooks.iter().map(|c| c.name.as_str()).collect();
@@ -321,11 +323,13 @@ impl BackendTask for Decompress {
         let single_image =
             self.output.extension().is_some_and(|e| e != "fqt") && self.inputs.len() == 1 && self.inputs[0].is_file();
         let jobs = if single_image {
-            vec![Job {
+            let jobs = vec![Job {
                 input: self.inputs[0].clone(),
                 output: self.output.clone(),
                 name: self.inputs[0].display().to_string(),
-            }]
+            }];
+            assets::check_jobs(&jobs)?;
+            jobs
         } else {
             assets::plan(&self.inputs, &self.output, "png", &["fqt"])?
         };
@@ -403,13 +407,14 @@ impl BackendTask for Roundtrip {
     type Output = Result<()>;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let codec = AssetCodec::new(&model);
         let job = Job {
             input: self.input.clone(),
             output: self.output.with_extension("fqt"),
             name: self.input.display().to_string(),
         };
+        assets::check_outputs(&[&self.input], &[&self.output, &job.output])?;
+        let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
+        let codec = AssetCodec::new(&model);
         let image = read_image(&self.input)?;
         let start = Instant::now();
         let (row, decoded) = assets::compress_one(&codec, &job, image, self.settings)?;
