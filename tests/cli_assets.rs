@@ -177,3 +177,25 @@ fn a_closed_stdout_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// --max-pixels bounds the model work one image may ask for, on the way in and out: a small
+/// file describing a huge image is refused by name instead of running for hours.
+#[test]
+fn work_past_the_limit_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = init_model(dir.path(), "1");
+    let wall = inputs(dir.path()).join("wall.png");
+    let fqt = dir.path().join("wall.fqt");
+    let out = fqgan(&["compress", p(&wall), "-o", p(&fqt), "--no-metrics", "--max-pixels", "4096", "--model", &model]);
+    let message = text(&out);
+    assert!(!out.status.success() && message.contains("more than the limit of 4096"), "{message}");
+    assert!(message.contains("--max-pixels"), "{message}");
+    assert!(!fqt.exists());
+
+    assert!(fqgan(&["compress", p(&wall), "-o", p(&fqt), "--no-metrics", "--model", &model]).status.success());
+    let png = dir.path().join("back.png");
+    let out = fqgan(&["decompress", p(&fqt), "-o", p(&png), "--max-pixels", "4096", "--model", &model]);
+    let message = text(&out);
+    assert!(!out.status.success() && message.contains("wall.fqt") && message.contains("limit of 4096"), "{message}");
+    assert!(!png.exists());
+}

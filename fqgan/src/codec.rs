@@ -21,11 +21,18 @@ pub struct AssetCodec<'a, B: Backend> {
     fingerprint: Fingerprint,
     /// Tiles per model call: enough to keep the backend busy, few enough to bound memory.
     pub batch: usize,
+    /// The most model work one compress or decompress may ask for, in tile pixels (tiles x
+    /// tile size^2): a few KB of PNG or `.fqt` can describe an image that would keep the model
+    /// busy for hours. Default [`DEFAULT_MAX_WORK_PIXELS`].
+    pub max_work_pixels: u64,
 }
+
+/// 2^24 tile pixels: a 4096 x 4096 image without overlap (seconds to a few minutes on a CPU).
+pub const DEFAULT_MAX_WORK_PIXELS: u64 = 1 << 24;
 
 impl<'a, B: Backend> AssetCodec<'a, B> {
     pub fn new(model: &'a Tokenizer<B>) -> Self {
-        Self { model, fingerprint: Fingerprint::of(model), batch: 8 }
+        Self { model, fingerprint: Fingerprint::of(model), batch: 8, max_work_pixels: DEFAULT_MAX_WORK_PIXELS }
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
@@ -46,6 +53,7 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
     pub fn compress(&self, image: &DynamicImage, overlap: u32, coding: Coding) -> Result<TokenFile> {
         let config = self.model.config();
         let layout = TileLayout::new(image.width(), image.height(), self.tile(), overlap)?;
+        self.check_work(&layout, Path::new("the image"))?;
         let planes = rgb_planes(&image.to_rgb8());
         let (t, device) = (layout.tile as usize, self.model.device());
         let mut tokens = Vec::new();
@@ -68,9 +76,28 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
         })
     }
 
+    /// Errors when `layout` asks for more than [`AssetCodec::max_work_pixels`].
+    fn check_work(&self, layout: &TileLayout, source: &Path) -> Result<()> {
+        let work = layout.count() as u64 * u64::from(layout.tile).pow(2);
+        if work > self.max_work_pixels {
+            return Err(crate::Error::Input(format!(
+                "{}: a {}x{} image is {} tiles of {} px, {work} pixels of model work, more than the limit of {} \
+                 (raise it with --max-pixels)",
+                source.display(),
+                layout.width,
+                layout.height,
+                layout.count(),
+                layout.tile,
+                self.max_work_pixels
+            )));
+        }
+        Ok(())
+    }
+
     /// Decodes `file` (read from `source`, named in errors) to RGB, or RGBA when it has alpha.
     pub fn decompress(&self, file: &TokenFile, source: &Path) -> Result<DynamicImage> {
         file.check_fits(self.fingerprint, self.model.config(), source)?;
+        self.check_work(&file.layout, source)?;
         let layout = file.layout;
         let (t, g, k, device) = (layout.tile as usize, file.grid as usize, file.k(), self.model.device());
         let mut blender = Blender::new(layout, 3);

@@ -82,6 +82,8 @@ enum Command {
         output: PathBuf,
         #[command(flatten)]
         compress: CompressArgs,
+        #[command(flatten)]
+        limit: WorkLimit,
         /// Skip the decode that measures PSNR and SSIM.
         #[arg(long)]
         no_metrics: bool,
@@ -101,6 +103,8 @@ enum Command {
         #[arg(short, long, value_name = "PATH")]
         output: PathBuf,
         #[command(flatten)]
+        limit: WorkLimit,
+        #[command(flatten)]
         tokenizer: TokenizerArg,
         #[command(flatten)]
         device: DeviceArg,
@@ -116,6 +120,8 @@ enum Command {
         output: PathBuf,
         #[command(flatten)]
         compress: CompressArgs,
+        #[command(flatten)]
+        limit: WorkLimit,
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
         #[command(flatten)]
@@ -123,6 +129,23 @@ enum Command {
         #[command(flatten)]
         device: DeviceArg,
     },
+}
+
+/// Bounds on the work one file may ask for.
+#[derive(Args, Clone, Copy)]
+struct WorkLimit {
+    /// The most model work per image, in tile pixels (tiles x tile size^2; 2^24 is a 4096x4096
+    /// image): a small file can describe an image that would take hours to encode or decode.
+    #[arg(long, value_name = "N", default_value_t = fqgan::codec::DEFAULT_MAX_WORK_PIXELS)]
+    max_pixels: u64,
+}
+
+impl WorkLimit {
+    fn codec<'a, B: Backend>(&self, model: &'a fqgan::Tokenizer<B>) -> AssetCodec<'a, B> {
+        let mut codec = AssetCodec::new(model);
+        codec.max_work_pixels = self.max_pixels;
+        codec
+    }
 }
 
 #[derive(Args, Clone, Copy)]
@@ -159,15 +182,15 @@ fn main() -> ExitCode {
         Command::Info { tokenizer } => tokenizer
             .load::<fqgan::device::Cpu>(LoadPurpose::Training, &Default::default())
             .map(|model| println!("{}", model.config().to_json())),
-        Command::Compress { inputs, output, compress, no_metrics, report, tokenizer, device } => device
-            .run(Compress { inputs, output, settings: compress.settings(!no_metrics), report, tokenizer })
+        Command::Compress { inputs, output, compress, limit, no_metrics, report, tokenizer, device } => device
+            .run(Compress { inputs, output, settings: compress.settings(!no_metrics), limit, report, tokenizer })
             .and_then(|r| r),
-        Command::Decompress { inputs, output, tokenizer, device } => {
-            device.run(Decompress { inputs, output, tokenizer }).and_then(|r| r)
+        Command::Decompress { inputs, output, limit, tokenizer, device } => {
+            device.run(Decompress { inputs, output, limit, tokenizer }).and_then(|r| r)
         }
         Command::Inspect { file } => inspect(&file),
-        Command::Roundtrip { input, output, compress, report, tokenizer, device } => device
-            .run(Roundtrip { input, output, settings: compress.settings(true), report, tokenizer })
+        Command::Roundtrip { input, output, compress, limit, report, tokenizer, device } => device
+            .run(Roundtrip { input, output, settings: compress.settings(true), limit, report, tokenizer })
             .and_then(|r| r),
     };
     match result {
@@ -278,6 +301,7 @@ struct Compress {
     inputs: Vec<PathBuf>,
     output: PathBuf,
     settings: CompressSettings,
+    limit: WorkLimit,
     report: Option<PathBuf>,
     tokenizer: TokenizerArg,
 }
@@ -288,7 +312,7 @@ impl BackendTask for Compress {
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let jobs = assets::plan(&self.inputs, &self.output, "fqt", assets::image_extensions())?;
         let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let codec = AssetCodec::new(&model);
+        let codec = self.limit.codec(&model);
         let start = Instant::now();
         let rows = assets::compress_all(&codec, &jobs, self.settings);
         print!("{}", summary::table(&rows));
@@ -313,6 +337,7 @@ impl BackendTask for Compress {
 struct Decompress {
     inputs: Vec<PathBuf>,
     output: PathBuf,
+    limit: WorkLimit,
     tokenizer: TokenizerArg,
 }
 
@@ -334,7 +359,7 @@ impl BackendTask for Decompress {
             assets::plan(&self.inputs, &self.output, "png", &["fqt"])?
         };
         let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let failures = assets::decompress_all(&AssetCodec::new(&model), &jobs);
+        let failures = assets::decompress_all(&self.limit.codec(&model), &jobs);
         println!("decoded {} of {} files", jobs.len() - failures.len(), jobs.len());
         if !failures.is_empty() {
             bail!(
@@ -399,6 +424,7 @@ struct Roundtrip {
     input: PathBuf,
     output: PathBuf,
     settings: CompressSettings,
+    limit: WorkLimit,
     report: Option<PathBuf>,
     tokenizer: TokenizerArg,
 }
@@ -414,7 +440,7 @@ impl BackendTask for Roundtrip {
         };
         assets::check_outputs(&[&self.input], &[&self.output, &job.output])?;
         let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let codec = AssetCodec::new(&model);
+        let codec = self.limit.codec(&model);
         let image = read_image(&self.input)?;
         let start = Instant::now();
         let (row, decoded) = assets::compress_one(&codec, &job, image, self.settings)?;
