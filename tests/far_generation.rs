@@ -29,8 +29,7 @@ fn tiny_config() -> FarConfig {
 
 fn tiny_model() -> Far<Cpu> {
     let device = Default::default();
-    Cpu::seed(&device, 11);
-    Far::new(&tiny_config(), &device).unwrap()
+    fqgan::device::seeded::<Cpu, _>(&device, 11, || Far::new(&tiny_config(), &device).unwrap())
 }
 
 fn labels(values: &[i64]) -> Tensor<Cpu, 1, Int> {

@@ -14,8 +14,9 @@ use fqgan::{Tokenizer, TokenizerConfig};
 
 fn model(seed: u64) -> Tokenizer<Cpu> {
     let device = Default::default();
-    Cpu::seed(&device, seed);
-    Tokenizer::new(&TokenizerConfig::preset("small-dual-ds8").unwrap(), &device).unwrap()
+    fqgan::device::seeded::<Cpu, _>(&device, seed, || {
+        Tokenizer::new(&TokenizerConfig::preset("small-dual-ds8").unwrap(), &device).unwrap()
+    })
 }
 
 fn sample_image(name: &str) -> RgbImage {

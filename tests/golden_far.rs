@@ -42,3 +42,29 @@ fn far_dual_matches_the_official_model() {
 fn far_triple_matches_the_official_model() {
     assert_case_passes("far_triple", 3);
 }
+
+/// Sampling parity: feeding back the ids the official sampler drew (per-sub-token CFG scale,
+/// temperature, top-k and top-p), every step's guided logits and filtered probability vector
+/// must match the official ones.
+fn assert_sampling_case_passes(name: &str, k: usize) {
+    let report = verify_case::<Cpu>(&case(name), &Default::default()).unwrap();
+    println!("{report}");
+    assert_eq!(report.failed(), 0, "{name}:\n{report}");
+    for j in 1..=k {
+        for group in ["gen_sample_cfg_logits", "gen_sample_probs"] {
+            let tensor = format!("{group}_{j}");
+            assert!(report.check(&tensor).is_some(), "{name}: '{tensor}' was not checked");
+        }
+    }
+    assert!(report.skipped.is_empty(), "{name}: unchecked tensors {:?}", report.skipped);
+}
+
+#[test]
+fn far_dual_sampling_matches_the_official_sampler() {
+    assert_sampling_case_passes("far_dual_sampling", 2);
+}
+
+#[test]
+fn far_triple_sampling_matches_the_official_sampler() {
+    assert_sampling_case_passes("far_triple_sampling", 3);
+}

@@ -15,8 +15,9 @@ fn golden(name: &str) -> PathBuf {
 
 fn small_model(seed: u64) -> Tokenizer<Cpu> {
     let device = Default::default();
-    Cpu::seed(&device, seed);
-    Tokenizer::new(&TokenizerConfig::preset("small-dual-ds8").unwrap(), &device).unwrap()
+    fqgan::device::seeded::<Cpu, _>(&device, seed, || {
+        Tokenizer::new(&TokenizerConfig::preset("small-dual-ds8").unwrap(), &device).unwrap()
+    })
 }
 
 fn images(batch: usize, size: usize) -> Tensor<Cpu, 4> {

@@ -49,8 +49,7 @@ fn codes() -> Codes {
 
 fn training(init_seed: u64) -> FarTraining<B> {
     let device = Default::default();
-    <B as fqgan::burn::tensor::backend::Backend>::seed(&device, init_seed);
-    let model = Far::<B>::new(&tiny_config(), &device).unwrap();
+    let model = fqgan::device::seeded::<B, _>(&device, init_seed, || Far::<B>::new(&tiny_config(), &device).unwrap());
     FarTraining::new(model, AdamWConfig { lr: 1e-3, ..AdamWConfig::far() }, 7)
 }
 

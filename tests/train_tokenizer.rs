@@ -40,22 +40,19 @@ fn training(seed: u64, disc_start: u64) -> TokenizerTraining<B> {
     training_with(tiny_config(), seed, disc_start)
 }
 
-/// The backend's RNG is global and tests run in parallel: seeding and drawing the initial
-/// weights (model and discriminator) must not interleave with another test's.
-static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn training_with(config: TokenizerConfig, seed: u64, disc_start: u64) -> TokenizerTraining<B> {
-    let _init = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = Default::default();
-    B::seed(&device, seed);
-    let model = Tokenizer::<B>::new(&config, &device).unwrap();
     let objective = ObjectiveConfig {
         disc_start,
         discriminator: fqgan::loss::discriminator::DiscriminatorConfig { in_channels: 3, ndf: 16, n_layers: 2 },
         ..Default::default()
     };
     let optim = AdamWConfig { lr: 1e-3, ..AdamWConfig::tokenizer() };
-    TokenizerTraining::new(model, objective, optim, None, &device)
+    // The discriminator draws its weights in `new` too: both under one seed.
+    fqgan::device::seeded::<B, _>(&device, seed, || {
+        let model = Tokenizer::<B>::new(&config, &device).unwrap();
+        TokenizerTraining::new(model, objective, optim, None, &device)
+    })
 }
 
 fn loader(start_step: u64) -> Loader {

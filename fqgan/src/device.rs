@@ -15,6 +15,17 @@ pub type NdArray = burn::backend::NdArray;
 #[cfg(feature = "cuda")]
 pub type Cuda = burn::backend::Cuda;
 
+/// Runs `draw` with the backend's global RNG seeded to `seed`, holding a process-wide lock:
+/// burn's RNG is one per process, so two threads building models at once (tests, a host
+/// loading several models) would interleave their draws and get weights that depend on timing.
+/// (A command that seeds once and runs alone, like the trainers, may seed the backend itself.)
+pub fn seeded<B: Backend, T>(device: &B::Device, seed: u64, draw: impl FnOnce() -> T) -> T {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    draw()
+}
+
 /// Whether this build of the library has the CUDA backend (`--features cuda`).
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 

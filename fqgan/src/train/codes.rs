@@ -85,7 +85,11 @@ impl Codes {
     /// Reads and checks a codes file: shapes agree, ids lie in their vocabularies, labels
     /// name a class.
     pub fn load(path: &Path) -> Result<Self> {
-        let file = TensorFile::read(path)?;
+        Self::from_tensor_file(&TensorFile::read(path)?, path)
+    }
+
+    /// As [`Codes::load`], from a parsed file (`path` names it in errors).
+    pub fn from_tensor_file(file: &TensorFile, path: &Path) -> Result<Self> {
         let bad = |message: String| Error::weights(path, message);
         if file.metadata.get("format").map(String::as_str) != Some(CODES_FORMAT) {
             return Err(bad(format!(

@@ -66,6 +66,9 @@ pub(super) fn verify_far<B: Backend>(
         })
         .collect();
     let gen_labels = Tensor::<B, 1, Int>::from_data(ints("gen_labels")?, device);
+    if generation.get("sampled").and_then(|v| v.as_bool()) == Some(true) {
+        return replay_sampled(&model, gen_labels, &sampling, checker, device);
+    }
     let options =
         GenerateOptions { sampling: sampling.clone(), ..GenerateOptions::uniform(k, SubTokenSampling::default(), 0) };
     let mut records: Vec<LogitsRecord<B>> = Vec::new();
@@ -100,6 +103,71 @@ pub(super) fn verify_far<B: Backend>(
         } else {
             break;
         };
+    }
+    Ok(())
+}
+
+/// Sampling parity: the ids torch drew (`gen_sample_tokens_j`, inputs) are fed back one
+/// position at a time, sub-tokens in order, and at every step the guided logits and the
+/// filtered probability vectors are compared with the official sampler's.
+fn replay_sampled<B: Backend>(
+    model: &Far<B>,
+    labels: Tensor<B, 1, Int>,
+    sampling: &[SubTokenSampling],
+    checker: &mut Checker<'_>,
+    device: &B::Device,
+) -> Result<()> {
+    let config = model.config();
+    let k = config.k();
+    let batch = labels.dims()[0];
+    let drawn: Vec<Tensor<B, 2, Int>> = (1..=k)
+        .map(|j| {
+            let ids = checker.io.get(&format!("gen_sample_tokens_{j}"))?.clone().convert::<i64>();
+            Ok(Tensor::from_data(ids, device))
+        })
+        .collect::<Result<_>>()?;
+    let steps = drawn[0].dims()[1];
+    let guided = sampling.iter().any(|s| s.cfg_scale != 1.0);
+    let both_halves = |x: Tensor<B, 2, Int>| if guided { Tensor::cat(vec![x.clone(), x], 0) } else { x };
+    let row_labels = if guided { with_null_class(model, labels)? } else { labels };
+    let rows = row_labels.dims()[0];
+    let mut caches = model.new_caches(rows);
+    let mut h = model.prefill(row_labels, None, &mut caches)?;
+    let (mut cfg_logits, mut probs): (Vec<Vec<Tensor<B, 2>>>, Vec<Vec<Tensor<B, 2>>>) =
+        (vec![Vec::new(); k], vec![Vec::new(); k]);
+    for step in 0..steps {
+        let mut head_caches = model.head.new_caches(config, rows, device);
+        let mut slot = h;
+        let mut position = Vec::with_capacity(k);
+        for j in 0..k {
+            let raw = model.head_logits(slot.clone(), j, Some(&mut head_caches));
+            let logits = if guided { guide(raw, sampling[j].cfg_scale) } else { raw };
+            let vocab = config.vocab_sizes[j];
+            let values: Vec<f32> = logits.clone().into_data().convert::<f32>().to_vec().expect("float logits");
+            let filtered: Vec<f32> = values
+                .chunks_exact(vocab)
+                .flat_map(|row| crate::far::sample::filtered_probs(row, &sampling[j]))
+                .map(|p| p as f32)
+                .collect();
+            probs[j].push(Tensor::from_data(TensorData::new(filtered, [batch, vocab]), device));
+            cfg_logits[j].push(logits);
+            let ids = drawn[j].clone().narrow(1, step, 1);
+            if j + 1 < k {
+                slot = model.slot_embedding(j + 1, both_halves(ids.clone()));
+            }
+            position.push(ids);
+        }
+        if step + 1 < steps {
+            let tokens: Tensor<B, 3, Int> = Tensor::stack(position, 1);
+            let tokens = if guided { Tensor::cat(vec![tokens.clone(), tokens], 0) } else { tokens };
+            h = model.decode_one_token(tokens, &mut caches);
+        } else {
+            break;
+        }
+    }
+    for j in 0..k {
+        checker.float(&format!("gen_sample_cfg_logits_{}", j + 1), Tensor::stack::<3>(cfg_logits[j].clone(), 0));
+        checker.float(&format!("gen_sample_probs_{}", j + 1), Tensor::stack::<3>(probs[j].clone(), 0));
     }
     Ok(())
 }

@@ -118,6 +118,7 @@ fn is_input(name: &str) -> bool {
         .contains(&name)
         || name.starts_with("idx_")
         || name.starts_with("gen_topk0_step0_token_")
+        || name.starts_with("gen_sample_tokens_")
 }
 
 struct Checker<'a> {
