@@ -37,11 +37,26 @@ int main(int argc, char **argv) {
     });
     CHECK(calls.size() == 16 && calls.front() == 1 && calls.back() == 16);
 
-    // The wrapper passes the parameters through unchanged: the C call gives the same tokens.
+    // The wrapper passes every parameter through unchanged: a C struct filled in here, field by
+    // field, gives the same tokens, for the parameters above and for non-default sampling.
+    fqgan_generate_params c = fqgan_generate_params_default();
+    c.class_id = 3;
+    c.count = 2;
+    c.seed = 7;
+    c.top_p = 0.9f;
     std::vector<std::uint32_t> from_c(tokens.size());
-    CHECK(fqgan_generate(gen.get(), &params.c(), from_c.data(), from_c.size(), nullptr, nullptr, nullptr) ==
-          FQGAN_STATUS_OK);
+    CHECK(fqgan_generate(gen.get(), &c, from_c.data(), from_c.size(), nullptr, nullptr, nullptr) == FQGAN_STATUS_OK);
     CHECK(from_c == tokens);
+    const fqgan::GenerateParams sampled =
+        fqgan::GenerateParams().class_id(5).count(2).seed(11).temperature(1.7f).top_k(9).top_p(0.8f);
+    c.class_id = 5;
+    c.seed = 11;
+    c.temperature = 1.7f;
+    c.top_k = 9;
+    c.top_p = 0.8f;
+    CHECK(fqgan_generate(gen.get(), &c, from_c.data(), from_c.size(), nullptr, nullptr, nullptr) == FQGAN_STATUS_OK);
+    CHECK(gen.generate(sampled) == from_c);
+    CHECK(from_c != tokens);
 
     // Cancelling by returning false, and by throwing: the exception comes back unchanged.
     EXPECT_ERROR(FQGAN_STATUS_CANCELLED, "cancelled", gen.generate(params, [](std::uint32_t done, std::uint32_t) {
