@@ -216,7 +216,7 @@ pub struct LoadRules<'a> {
 /// A weight tensor's values as f32, refusing what no trained model holds: integer or boolean
 /// tensors, F64 (official checkpoints are F32; a silent narrowing would hide a wrong file) and
 /// non-finite values.
-fn float_values(data: &TensorData) -> std::result::Result<TensorData, String> {
+pub(crate) fn float_values(data: &TensorData) -> std::result::Result<TensorData, String> {
     if !matches!(data.dtype, DType::F32 | DType::F16 | DType::BF16) {
         return Err(format!("holds {:?} values; weights must be F32, F16 or BF16", data.dtype));
     }

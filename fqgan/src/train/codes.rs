@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::far::FarConfig;
@@ -104,6 +104,9 @@ impl Codes {
             serde_json::from_value(json_meta("classes")?).map_err(|e| bad(format!("metadata 'classes': {e}")))?;
         let vocab_sizes: Vec<usize> = serde_json::from_value(json_meta("vocab_sizes")?)
             .map_err(|e| bad(format!("metadata 'vocab_sizes': {e}")))?;
+        if let Some(size) = vocab_sizes.iter().find(|&&v| !(2..=1 << 24).contains(&v)) {
+            return Err(bad(format!("metadata 'vocab_sizes' lists {size}; each must be in 2..=2^24")));
+        }
         let text = |key: &str| file.metadata.get(key).cloned().unwrap_or_default();
 
         let codes = file.get("codes")?;
@@ -112,18 +115,18 @@ impl Codes {
         if k != vocab_sizes.len() {
             return Err(bad(format!("'codes' has {k} sub-tokens but vocab_sizes lists {}", vocab_sizes.len())));
         }
-        let ids: Vec<i32> = codes.clone().convert::<i32>().to_vec().map_err(|e| bad(format!("'codes': {e:?}")))?;
+        let ids = integers(codes, "codes").map_err(&bad)?;
         let labels = file.get("labels")?;
         if labels.shape.to_vec() != [images] {
             return Err(bad(format!("'labels' has shape {:?}; expected [{images}]", labels.shape)));
         }
-        let labels: Vec<i32> = labels.clone().convert::<i32>().to_vec().map_err(|e| bad(format!("'labels': {e:?}")))?;
+        let labels = integers(labels, "labels").map_err(&bad)?;
         if let Some(&l) = labels.iter().find(|&&l| l < 0 || l as usize >= classes.len()) {
             return Err(bad(format!("label {l} is not one of the {} classes", classes.len())));
         }
         for (i, &id) in ids.iter().enumerate() {
             let j = (i / tokens) % k;
-            if id < 0 || id as usize >= vocab_sizes[j] {
+            if id < 0 || id as u64 >= vocab_sizes[j] as u64 {
                 return Err(bad(format!(
                     "sub-token {} id {id} is outside its vocabulary 0..{}",
                     j + 1,
@@ -135,7 +138,8 @@ impl Codes {
             return Err(bad(format!("'codes' is empty (shape [{images}, {views}, {k}, {tokens}])")));
         }
         Ok(Self {
-            ids,
+            // Each id lies in its vocabulary, at most 2^24 (checked above): it fits in i32.
+            ids: ids.into_iter().map(|id| id as i32).collect(),
             views,
             tokens,
             vocab_sizes,
@@ -236,6 +240,29 @@ mod tests {
         }
     }
 
+    /// Found by the codes_file fuzz target: float ids out of i32's range made burn's cast
+    /// panic. Ids and labels must be integer tensors, vocabularies bounded.
+    #[test]
+    fn float_ids_and_absurd_vocabularies_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("codes.safetensors");
+        codes(vec![0, 0, 1, 1, 1, 0, 1, 1], vec![0, 1]).save(&path).unwrap();
+        let good = TensorFile::read(&path).unwrap();
+        Codes::from_tensor_file(&good, &path).unwrap();
+
+        let mut floats = TensorFile::read(&path).unwrap();
+        floats.tensors.insert("codes".into(), TensorData::new(vec![3e10f32; 8], [2, 1, 2, 2]));
+        let err = Codes::from_tensor_file(&floats, &path).unwrap_err().to_string();
+        assert!(err.contains("'codes' holds F32 values"), "{err}");
+        let mut labels = TensorFile::read(&path).unwrap();
+        labels.tensors.insert("labels".into(), TensorData::new(vec![0.5f32, 1.0], [2]));
+        assert!(Codes::from_tensor_file(&labels, &path).unwrap_err().to_string().contains("'labels' holds F32"));
+        let mut vocab = TensorFile::read(&path).unwrap();
+        vocab.metadata.insert("vocab_sizes".into(), "[4, 1099511627776]".into());
+        let err = Codes::from_tensor_file(&vocab, &path).unwrap_err().to_string();
+        assert!(err.contains("1099511627776") && err.contains("2..=2^24"), "{err}");
+    }
+
     #[test]
     fn unigram_counts_each_sub_token_separately_with_add_one() {
         // Sub-token 1 of the train codes: ids 0,0,1,0 -> counts [3,1,0,0] + 1 over 8.
@@ -259,5 +286,16 @@ mod tests {
         broken.save(&path).unwrap();
         let err = Codes::load(&path).unwrap_err().to_string();
         assert!(err.contains("sub-token 2 id 2"), "{err}");
+    }
+}
+
+/// An integer tensor's values: ids and labels are I32 or I64 (float values would be rounded,
+/// and an out-of-range one made burn's cast panic).
+fn integers(data: &TensorData, name: &str) -> std::result::Result<Vec<i64>, String> {
+    match data.dtype {
+        DType::I64 | DType::I32 => {
+            data.clone().convert::<i64>().to_vec().map_err(|e| format!("'{name}' cannot be read: {e:?}"))
+        }
+        other => Err(format!("'{name}' holds {other:?} values; it must be I32 or I64")),
     }
 }

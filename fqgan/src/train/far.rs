@@ -144,7 +144,7 @@ impl<B: AutodiffBackend> FarTraining<B> {
         }
         let strict = LoadRules { optional: &|_| false, ignorable: &|_| false };
         self.model = load_module(self.model.clone(), &file.part("model."), &far_key_map(&config), &strict)?;
-        self.optim.load_state(&file.tensors, "optim.", file.meta("optim_steps")?, device)?;
+        self.optim.load_state(&self.model, &file.tensors, "optim.", file.meta("optim_steps")?, device)?;
         self.step = file.meta("step")?;
         self.seed = file.meta("seed")?;
         Ok(())

@@ -102,26 +102,70 @@ impl<B: AutodiffBackend> AdamW<B> {
         out
     }
 
-    /// Restores moments written by [`AdamW::state_tensors`] with the same prefix.
-    pub fn load_state(
+    /// Restores moments written by [`AdamW::state_tensors`] with the same prefix, for the
+    /// parameters of `module`: each pair must belong to one of its parameters and have its size,
+    /// hold finite float values, and a second moment that is not negative (a crafted or
+    /// damaged checkpoint would otherwise panic or poison the run in the first step).
+    pub fn load_state<M: AutodiffModule<B>>(
         &mut self,
+        module: &M,
         tensors: &HashMap<String, TensorData>,
         prefix: &str,
         steps: u64,
         device: &B::Device,
     ) -> Result<()> {
+        let sizes = parameter_sizes(module);
         self.state.clear();
         self.steps = steps;
         for (key, data) in tensors {
             let Some(path) = key.strip_prefix(prefix).and_then(|k| k.strip_suffix(".exp_avg")) else { continue };
+            let bad = |problem: String| Error::Input(format!("optimizer state for '{path}': {problem}"));
             let second = tensors
                 .get(&format!("{prefix}{path}.exp_avg_sq"))
-                .ok_or_else(|| Error::Input(format!("optimizer state for '{path}' has exp_avg but no exp_avg_sq")))?;
-            let tensor = |d: &TensorData| Tensor::<B::InnerBackend, 1>::from_data(d.clone().convert::<f32>(), device);
-            self.state.insert(path.to_string(), Moments { m: tensor(data), v: tensor(second) });
+                .ok_or_else(|| bad("has exp_avg but no exp_avg_sq".into()))?;
+            let size = *sizes.get(path).ok_or_else(|| bad("the model has no such parameter".into()))?;
+            let [m, v] =
+                [data, second].map(|d| crate::weights::float_values(d).map_err(|p| bad(format!("a moment {p}"))));
+            let (m, v) = (m?, v?);
+            for (name, moment) in [("exp_avg", &m), ("exp_avg_sq", &v)] {
+                if moment.num_elements() != size {
+                    return Err(bad(format!("{name} has {} values, the parameter {size}", moment.num_elements())));
+                }
+            }
+            if v.as_slice::<f32>().expect("f32 values").iter().any(|&x| x < 0.0) {
+                return Err(bad("exp_avg_sq holds a negative value".into()));
+            }
+            let tensor = |d: TensorData| {
+                let values: Vec<f32> = d.to_vec().expect("f32 values");
+                Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(values, [size]), device)
+            };
+            self.state.insert(path.to_string(), Moments { m: tensor(m), v: tensor(v) });
         }
         Ok(())
     }
+}
+
+/// The element count of every float parameter of `module`, by the path the optimizer keys
+/// its state with.
+fn parameter_sizes<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M) -> HashMap<String, usize> {
+    struct Sizes {
+        path: Vec<String>,
+        sizes: HashMap<String, usize>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Sizes {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.sizes.insert(self.path.join("."), param.lazy_shape().num_elements());
+        }
+    }
+    let mut sizes = Sizes { path: Vec::new(), sizes: HashMap::new() };
+    module.visit(&mut sizes);
+    sizes.sizes
 }
 
 /// sqrt(sum over parameters of |grad|^2), as `torch.nn.utils.clip_grad_norm_` computes it.
@@ -231,6 +275,36 @@ mod tests {
     }
 
     #[test]
+    fn damaged_optimizer_state_is_refused_by_name() {
+        let model = pair();
+        let mut optim = AdamW::<B>::new(AdamWConfig::tokenizer());
+        let loss = model.a.val().powi_scalar(2).sum() + model.b.val().sum();
+        let model = optim.step(model, loss.backward()).0;
+        let saved: HashMap<String, TensorData> = optim.state_tensors("optim.").into_iter().collect();
+        let key = saved.keys().find(|k| k.ends_with(".exp_avg_sq")).unwrap().clone();
+        let n = saved[&key].num_elements();
+        let cases: [(&str, TensorData); 4] = [
+            ("values, the parameter", TensorData::new(vec![0.5f32; n + 1], [n + 1])),
+            ("non-finite", TensorData::new(vec![f32::NAN; n], [n])),
+            ("negative", TensorData::new(vec![-1.0f32; n], [n])),
+            ("I64", TensorData::new(vec![1i64; n], [n])),
+        ];
+        for (problem, data) in cases {
+            let mut damaged = saved.clone();
+            damaged.insert(key.clone(), data);
+            let mut fresh = AdamW::<B>::new(AdamWConfig::tokenizer());
+            let err = fresh.load_state(&model, &damaged, "optim.", 1, &Default::default()).unwrap_err().to_string();
+            assert!(err.contains(problem) && err.contains("optimizer state for"), "{problem}: {err}");
+        }
+        let mut stray = saved.clone();
+        stray.insert("optim.nothing.exp_avg".into(), TensorData::new(vec![0f32; 2], [2]));
+        stray.insert("optim.nothing.exp_avg_sq".into(), TensorData::new(vec![0f32; 2], [2]));
+        let mut fresh = AdamW::<B>::new(AdamWConfig::tokenizer());
+        let err = fresh.load_state(&model, &stray, "optim.", 1, &Default::default()).unwrap_err().to_string();
+        assert!(err.contains("'nothing'") && err.contains("no such parameter"), "{err}");
+    }
+
+    #[test]
     fn saved_state_resumes_identically() {
         let run = |split: bool| {
             let mut model = pair();
@@ -239,7 +313,9 @@ mod tests {
                 if split && step == 2 {
                     let saved = optim.state_tensors("optim.");
                     let mut fresh = AdamW::<B>::new(AdamWConfig::tokenizer());
-                    fresh.load_state(&saved.into_iter().collect(), "optim.", optim.steps, &Default::default()).unwrap();
+                    fresh
+                        .load_state(&model, &saved.into_iter().collect(), "optim.", optim.steps, &Default::default())
+                        .unwrap();
                     optim = fresh;
                 }
                 let loss = (model.a.val().powi_scalar(2).sum() + model.b.val().sum() * 0.5) * (step as f64 + 1.0);

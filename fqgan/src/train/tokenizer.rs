@@ -347,8 +347,8 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
             }
             ema.model = load_module(ema.model.clone(), &weights, &tokenizer_key_map(&config), &strict)?;
         }
-        self.opt_g.load_state(&file.tensors, "opt_g.", meta("opt_g_steps")?, device)?;
-        self.opt_d.load_state(&file.tensors, "opt_d.", meta("opt_d_steps")?, device)?;
+        self.opt_g.load_state(&self.model, &file.tensors, "opt_g.", meta("opt_g_steps")?, device)?;
+        self.opt_d.load_state(&self.discriminator, &file.tensors, "opt_d.", meta("opt_d_steps")?, device)?;
         self.step = meta("step")?;
         Ok(())
     }
