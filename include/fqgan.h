@@ -599,7 +599,9 @@ fqgan_status fqgan_fqt_write(const struct fqgan_tokenizer *tokenizer,
 //   does one whose tile size, token grid or codebook sizes do not fit the tokenizer.
 // - `info`: may be NULL; else its `struct_size` must be set.
 // - `tokens`, `tokens_capacity`, `tokens_required`: the usual output and size query; a query
-//   (`tokens = NULL, tokens_capacity = 0`) still checks the file and fills `info`.
+//   (`tokens = NULL, tokens_capacity = 0`) checks the checksum and the header (against the
+//   tokenizer when given) and fills `info` without decoding the payload, whose damage only a
+//   read of the tokens reports.
 //
 // Truncated, corrupt (checksum), unknown-version or otherwise malformed bytes fail with
 // `FQGAN_STATUS_INVALID_ARGUMENT` and a message saying what is wrong. The alpha plane of an

@@ -243,3 +243,29 @@ fn a_forged_fingerprint_does_not_smuggle_in_another_layout() {
     let err = file.check_fits(Fingerprint([8; 16]), &config, source).unwrap_err().to_string();
     assert!(err.contains("made by model"), "{err}");
 }
+
+/// A size query reads the header only: it reports what the header says (the same as a full
+/// read), and a payload it never decodes cannot make it fail or cost anything.
+#[test]
+fn the_header_alone_answers_a_size_query() {
+    let source = Path::new("query.fqt");
+    for coding in [Coding::Packed, Coding::Entropy] {
+        let file = sample(coding);
+        let bytes = file.to_bytes().unwrap();
+        let header = TokenFile::read_header(&bytes, source).unwrap();
+        assert_eq!(header, file.header());
+        assert_eq!(header.token_count(), file.tokens.len());
+        assert!(header.has_alpha);
+        // Garble the last payload bytes and re-seal: the header still reads, the file does not.
+        let mut body = bytes[..bytes.len() - 4].to_vec();
+        let end = body.len();
+        body[end - 40..end].iter_mut().for_each(|b| *b ^= 0x5a);
+        let garbled = seal(body);
+        assert_eq!(TokenFile::read_header(&garbled, source).unwrap(), header);
+        assert!(TokenFile::from_bytes(&garbled, source).is_err(), "{coding:?}");
+        // The checksum is still checked.
+        let mut corrupt = bytes.clone();
+        corrupt[60] ^= 1;
+        assert!(TokenFile::read_header(&corrupt, source).unwrap_err().to_string().contains("checksum"));
+    }
+}

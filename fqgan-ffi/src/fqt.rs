@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use std::path::Path;
 
 use fqgan_core::tiling::TileLayout;
-use fqgan_core::tokens::{Coding, TokenFile, MAX_CODEBOOKS};
+use fqgan_core::tokens::{Coding, Header, TokenFile, MAX_CODEBOOKS};
 
 use crate::args::{arg, output, slice, versioned_copy, write_versioned};
 use crate::status::{guard, Failure, Outcome, Status};
@@ -145,7 +145,9 @@ pub unsafe extern "C" fn fqgan_fqt_write(
 ///   does one whose tile size, token grid or codebook sizes do not fit the tokenizer.
 /// - `info`: may be NULL; else its `struct_size` must be set.
 /// - `tokens`, `tokens_capacity`, `tokens_required`: the usual output and size query; a query
-///   (`tokens = NULL, tokens_capacity = 0`) still checks the file and fills `info`.
+///   (`tokens = NULL, tokens_capacity = 0`) checks the checksum and the header (against the
+///   tokenizer when given) and fills `info` without decoding the payload, whose damage only a
+///   read of the tokens reports.
 ///
 /// Truncated, corrupt (checksum), unknown-version or otherwise malformed bytes fail with
 /// `FQGAN_STATUS_INVALID_ARGUMENT` and a message saying what is wrong. The alpha plane of an
@@ -170,16 +172,18 @@ pub unsafe extern "C" fn fqgan_fqt_read(
             return Err(Failure::invalid("`size` is 0: the .fqt buffer is empty"));
         }
         let source = Path::new("`bytes`");
-        let file = TokenFile::from_bytes(slice(bytes.cast::<u8>(), size, "bytes")?, source)?;
+        let bytes = slice(bytes.cast::<u8>(), size, "bytes")?;
+        // The header alone answers a size query: the payload may hold 2^26 ids.
+        let header = TokenFile::read_header(bytes, source)?;
         if let Some(tokenizer) = tokenizer {
-            file.check_fits(tokenizer.fingerprint, tokenizer.engine.config(), source)?;
+            header.check_fits(tokenizer.fingerprint, tokenizer.engine.config(), source)?;
         }
         if !info.is_null() {
-            write_versioned(info, file_info(&file), "info", "set info->struct_size = sizeof(fqgan_fqt_info)")?;
+            write_versioned(info, file_info(&header), "info", "set info->struct_size = sizeof(fqgan_fqt_info)")?;
         }
         let names = ["tokens", "tokens_capacity", "tokens_required"];
-        if let Some(out) = output(tokens, tokens_capacity, file.tokens.len(), tokens_required, names)? {
-            out.copy_from_slice(&file.tokens);
+        if let Some(out) = output(tokens, tokens_capacity, header.token_count(), tokens_required, names)? {
+            out.copy_from_slice(&TokenFile::from_bytes(bytes, source)?.tokens);
         }
         Ok(())
     })
@@ -222,11 +226,11 @@ fn token_file(tokenizer: &Tokenizer, params: &FqtWriteParams, tokens: &[u32]) ->
     })
 }
 
-fn file_info(file: &TokenFile) -> FqtInfo {
+fn file_info(file: &Header) -> FqtInfo {
     let l = &file.layout;
     const { assert!(FQGAN_FQT_MAX_CODEBOOKS == MAX_CODEBOOKS) };
     let mut codebook_sizes = [0; FQGAN_FQT_MAX_CODEBOOKS];
-    codebook_sizes[..file.k()].copy_from_slice(&file.codebook_sizes);
+    codebook_sizes[..file.codebook_sizes.len()].copy_from_slice(&file.codebook_sizes);
     FqtInfo {
         struct_size: std::mem::size_of::<FqtInfo>(),
         width: l.width,
@@ -236,10 +240,10 @@ fn file_info(file: &TokenFile) -> FqtInfo {
         tiles_x: l.tiles_x(),
         tiles_y: l.tiles_y(),
         grid: file.grid,
-        codebook_count: file.k() as u32,
+        codebook_count: file.codebook_sizes.len() as u32,
         codebook_sizes,
-        token_count: file.tokens.len(),
-        has_alpha: u32::from(file.alpha.is_some()),
+        token_count: file.token_count(),
+        has_alpha: u32::from(file.has_alpha),
         coding: match file.coding {
             Coding::Packed => FqtCoding::Packed,
             Coding::Entropy => FqtCoding::Entropy,

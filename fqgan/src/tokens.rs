@@ -90,36 +90,25 @@ impl TokenFile {
 
     /// Errors unless this file was made by the model with `fingerprint`.
     pub fn check_model(&self, fingerprint: Fingerprint, source: &Path) -> Result<()> {
-        if self.fingerprint != fingerprint {
-            return Err(Error::tokens(
-                source,
-                format!("made by model {} but the loaded model is {fingerprint}; decode it with the model it was compressed with", self.fingerprint),
-            ));
-        }
-        Ok(())
+        self.header().check_model(fingerprint, source)
     }
 
     /// Errors unless this file was made by the model with `fingerprint` and its layout fits
-    /// that model's `config`: tile size, token grid and codebook sizes. Only a forged
-    /// fingerprint passes the first check and fails the second; refuse rather than feed the
-    /// model bad shapes.
+    /// that model's `config` (see [`Header::check_fits`]).
     pub fn check_fits(&self, fingerprint: Fingerprint, config: &crate::TokenizerConfig, source: &Path) -> Result<()> {
-        self.check_model(fingerprint, source)?;
-        let sizes: Vec<u32> = config.codebooks.iter().map(|c| c.size as u32).collect();
-        let (tile, grid) = (config.image_size as u32, config.grid_size() as u32);
-        if self.layout.tile != tile || self.grid != grid || self.codebook_sizes != sizes {
-            return Err(Error::tokens(
-                source,
-                format!(
-                    "tiles of {} px with {g}x{g} grids and codebooks {:?} do not fit this model ({tile} px, \
-                     {grid}x{grid}, {sizes:?})",
-                    self.layout.tile,
-                    self.codebook_sizes,
-                    g = self.grid,
-                ),
-            ));
+        self.header().check_fits(fingerprint, config, source)
+    }
+
+    /// The header this file writes.
+    pub fn header(&self) -> Header {
+        Header {
+            fingerprint: self.fingerprint,
+            layout: self.layout,
+            grid: self.grid,
+            codebook_sizes: self.codebook_sizes.clone(),
+            has_alpha: self.alpha.is_some(),
+            coding: self.coding,
         }
-        Ok(())
     }
 
     /// Checks the invariants a writer relies on; reading checks the same things.
@@ -255,31 +244,14 @@ impl TokenFile {
 
     /// Parses a file's bytes; `source` names it in errors.
     pub fn from_bytes(bytes: &[u8], source: &Path) -> Result<Self> {
-        let fail = |message: String| Error::tokens(source, message);
-        if bytes.len() < MIN_FILE_LEN {
-            return Err(fail(format!("truncated: {} bytes, a .fqt file has at least {MIN_FILE_LEN}", bytes.len())));
-        }
-        if bytes[..4] != MAGIC {
-            return Err(fail(format!(
-                "not a .fqt file (starts with {:02x?}, expected {:02x?} \"FQTK\")",
-                &bytes[..4],
-                MAGIC
-            )));
-        }
-        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != VERSION {
-            return Err(fail(format!(
-                "format version {version} is not supported (this build reads version {VERSION})"
-            )));
-        }
-        let (body, stored) = bytes.split_at(bytes.len() - 4);
-        let (stored, computed) = (u32::from_le_bytes(stored.try_into().expect("4 bytes")), crc32fast::hash(body));
-        if stored != computed {
-            return Err(fail(format!(
-                "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt or truncated"
-            )));
-        }
-        Self::parse_body(body, source)
+        Self::parse_body(checked_body(bytes, source)?, source)
+    }
+
+    /// Reads only the header of a file's bytes (after its checksum): what a size query needs,
+    /// without decoding a payload that may hold 2^26 ids.
+    pub fn read_header(bytes: &[u8], source: &Path) -> Result<Header> {
+        let body = checked_body(bytes, source)?;
+        Ok(parse_header(&mut Reader { bytes: body, pos: 0, source })?.0)
     }
 
     /// Parses everything before the checksum. Public so that the fuzz target can reach the
@@ -287,60 +259,10 @@ impl TokenFile {
     pub fn parse_body(body: &[u8], source: &Path) -> Result<Self> {
         let fail = |message: String| Error::tokens(source, message);
         let mut r = Reader { bytes: body, pos: 0, source };
-        r.take(6, "magic and version")?;
-        let flags = r.u16("flags")?;
-        if flags & !FLAG_ENTROPY != 0 {
-            return Err(fail(format!("unknown flags {flags:#06x}")));
-        }
-        let coding = if flags & FLAG_ENTROPY != 0 { Coding::Entropy } else { Coding::Packed };
-        let fingerprint = Fingerprint(r.take(16, "model fingerprint")?.try_into().expect("16 bytes"));
-        let (width, height) = (r.u32("width")?, r.u32("height")?);
-        let channel_layout = r.u8("channel layout")?;
-        if channel_layout != LAYOUT_RGB && channel_layout != LAYOUT_RGBA {
-            return Err(fail(format!("channel layout {channel_layout} is unknown (1 = RGB, 2 = RGBA)")));
-        }
-        r.zero(1, "reserved byte after channel layout")?;
-        let tile = u32::from(r.u16("tile size")?);
-        let overlap = u32::from(r.u16("tile overlap")?);
-        let grid = u32::from(r.u16("token grid")?);
-        let (tiles_x, tiles_y) = (u32::from(r.u16("tiles across")?), u32::from(r.u16("tiles down")?));
-        let k = usize::from(r.u8("k")?);
-        r.zero(3, "reserved bytes after k")?;
-        let layout = TileLayout::new(width, height, tile, overlap).map_err(|e| fail(e.to_string()))?;
-        if (tiles_x, tiles_y) != (layout.tiles_x(), layout.tiles_y()) {
-            return Err(fail(format!(
-                "tile counts {tiles_x}x{tiles_y} do not match a {width}x{height} image in tiles of {tile} overlapping by {overlap} ({}x{})",
-                layout.tiles_x(),
-                layout.tiles_y()
-            )));
-        }
-        if tile > MAX_TILE || grid == 0 || tile % grid != 0 {
-            return Err(fail(format!(
-                "tile {tile} / token grid {grid}: tile must be <= {MAX_TILE} and a multiple of the grid"
-            )));
-        }
-        if !(1..=MAX_CODEBOOKS).contains(&k) {
-            return Err(fail(format!("k = {k}: must be 1..={MAX_CODEBOOKS}")));
-        }
-        let mut codebook_sizes = Vec::with_capacity(k);
-        for c in 0..k {
-            let n = r.u32("codebook size")?;
-            if !(2..=MAX_CODEBOOK_SIZE).contains(&n) {
-                return Err(fail(format!("codebook size {c} is {n}: must be 2..={MAX_CODEBOOK_SIZE}")));
-            }
-            codebook_sizes.push(n);
-        }
-
-        // Every count below is a product of checked header fields, so it fits in u64; each is
-        // checked against the payload bytes before its buffer is allocated.
+        let (header, channel_layout) = parse_header(&mut r)?;
+        let Header { fingerprint, layout, grid, codebook_sizes, coding, .. } = header;
+        let (width, height, k) = (layout.width, layout.height, codebook_sizes.len());
         let runs = layout.count() as u64 * u64::from(grid).pow(2);
-        if runs * k as u64 > MAX_TOKENS {
-            return Err(fail(format!(
-                "{} token ids ({} tiles of {k} {grid}x{grid} grids) exceed the limit of {MAX_TOKENS}",
-                runs * k as u64,
-                layout.count()
-            )));
-        }
         let token_len = r.u32("token payload length")? as usize;
         let token_payload = r.take(token_len, "token payload")?;
         let tokens = match coding {
@@ -405,6 +327,147 @@ impl TokenFile {
         file.validate(source)?;
         Ok(file)
     }
+}
+
+/// Everything a `.fqt` header says, read without touching the payloads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    pub fingerprint: Fingerprint,
+    pub layout: TileLayout,
+    pub grid: u32,
+    pub codebook_sizes: Vec<u32>,
+    pub has_alpha: bool,
+    pub coding: Coding,
+}
+
+impl Header {
+    /// Errors unless this file was made by the model with `fingerprint`.
+    pub fn check_model(&self, fingerprint: Fingerprint, source: &Path) -> Result<()> {
+        if self.fingerprint != fingerprint {
+            return Err(Error::tokens(
+                source,
+                format!("made by model {} but the loaded model is {fingerprint}; decode it with the model it was compressed with", self.fingerprint),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Token ids the file holds: tiles x k x grid^2 (checked against [`MAX_TOKENS`]).
+    pub fn token_count(&self) -> usize {
+        self.layout.count() * self.codebook_sizes.len() * (self.grid as usize).pow(2)
+    }
+
+    /// Errors unless this file was made by the model with `fingerprint` and its layout fits
+    /// that model's `config`: tile size, token grid and codebook sizes. Only a forged
+    /// fingerprint passes the first check and fails the second; refuse rather than feed the
+    /// model bad shapes.
+    pub fn check_fits(&self, fingerprint: Fingerprint, config: &crate::TokenizerConfig, source: &Path) -> Result<()> {
+        self.check_model(fingerprint, source)?;
+        let sizes: Vec<u32> = config.codebooks.iter().map(|c| c.size as u32).collect();
+        let (tile, grid) = (config.image_size as u32, config.grid_size() as u32);
+        if self.layout.tile != tile || self.grid != grid || self.codebook_sizes != sizes {
+            return Err(Error::tokens(
+                source,
+                format!(
+                    "tiles of {} px with {g}x{g} grids and codebooks {:?} do not fit this model ({tile} px, \
+                     {grid}x{grid}, {sizes:?})",
+                    self.layout.tile,
+                    self.codebook_sizes,
+                    g = self.grid,
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The header fields, checked; also returns the raw channel layout byte.
+fn parse_header(r: &mut Reader<'_>) -> Result<(Header, u8)> {
+    let source = r.source;
+    let fail = |message: String| Error::tokens(source, message);
+    r.take(6, "magic and version")?;
+    let flags = r.u16("flags")?;
+    if flags & !FLAG_ENTROPY != 0 {
+        return Err(fail(format!("unknown flags {flags:#06x}")));
+    }
+    let coding = if flags & FLAG_ENTROPY != 0 { Coding::Entropy } else { Coding::Packed };
+    let fingerprint = Fingerprint(r.take(16, "model fingerprint")?.try_into().expect("16 bytes"));
+    let (width, height) = (r.u32("width")?, r.u32("height")?);
+    let channel_layout = r.u8("channel layout")?;
+    if channel_layout != LAYOUT_RGB && channel_layout != LAYOUT_RGBA {
+        return Err(fail(format!("channel layout {channel_layout} is unknown (1 = RGB, 2 = RGBA)")));
+    }
+    r.zero(1, "reserved byte after channel layout")?;
+    let tile = u32::from(r.u16("tile size")?);
+    let overlap = u32::from(r.u16("tile overlap")?);
+    let grid = u32::from(r.u16("token grid")?);
+    let (tiles_x, tiles_y) = (u32::from(r.u16("tiles across")?), u32::from(r.u16("tiles down")?));
+    let k = usize::from(r.u8("k")?);
+    r.zero(3, "reserved bytes after k")?;
+    let layout = TileLayout::new(width, height, tile, overlap).map_err(|e| fail(e.to_string()))?;
+    if (tiles_x, tiles_y) != (layout.tiles_x(), layout.tiles_y()) {
+        return Err(fail(format!(
+            "tile counts {tiles_x}x{tiles_y} do not match a {width}x{height} image in tiles of {tile} overlapping by {overlap} ({}x{})",
+            layout.tiles_x(),
+            layout.tiles_y()
+        )));
+    }
+    if tile > MAX_TILE || grid == 0 || tile % grid != 0 {
+        return Err(fail(format!(
+            "tile {tile} / token grid {grid}: tile must be <= {MAX_TILE} and a multiple of the grid"
+        )));
+    }
+    if !(1..=MAX_CODEBOOKS).contains(&k) {
+        return Err(fail(format!("k = {k}: must be 1..={MAX_CODEBOOKS}")));
+    }
+    let mut codebook_sizes = Vec::with_capacity(k);
+    for c in 0..k {
+        let n = r.u32("codebook size")?;
+        if !(2..=MAX_CODEBOOK_SIZE).contains(&n) {
+            return Err(fail(format!("codebook size {c} is {n}: must be 2..={MAX_CODEBOOK_SIZE}")));
+        }
+        codebook_sizes.push(n);
+    }
+
+    // Every count below is a product of checked header fields, so it fits in u64; each is
+    // checked against the payload bytes before its buffer is allocated.
+    let runs = layout.count() as u64 * u64::from(grid).pow(2);
+    if runs * k as u64 > MAX_TOKENS {
+        return Err(fail(format!(
+            "{} token ids ({} tiles of {k} {grid}x{grid} grids) exceed the limit of {MAX_TOKENS}",
+            runs * k as u64,
+            layout.count()
+        )));
+    }
+    let has_alpha = channel_layout == LAYOUT_RGBA;
+    Ok((Header { fingerprint, layout, grid, codebook_sizes, has_alpha, coding }, channel_layout))
+}
+
+/// The bytes before the checksum, once magic, version and checksum are right.
+fn checked_body<'a>(bytes: &'a [u8], source: &Path) -> Result<&'a [u8]> {
+    let fail = |message: String| Error::tokens(source, message);
+    if bytes.len() < MIN_FILE_LEN {
+        return Err(fail(format!("truncated: {} bytes, a .fqt file has at least {MIN_FILE_LEN}", bytes.len())));
+    }
+    if bytes[..4] != MAGIC {
+        return Err(fail(format!(
+            "not a .fqt file (starts with {:02x?}, expected {:02x?} \"FQTK\")",
+            &bytes[..4],
+            MAGIC
+        )));
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != VERSION {
+        return Err(fail(format!("format version {version} is not supported (this build reads version {VERSION})")));
+    }
+    let (body, stored) = bytes.split_at(bytes.len() - 4);
+    let (stored, computed) = (u32::from_le_bytes(stored.try_into().expect("4 bytes")), crc32fast::hash(body));
+    if stored != computed {
+        return Err(fail(format!(
+            "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt or truncated"
+        )));
+    }
+    Ok(body)
 }
 
 /// Refuses a range-coded payload too short to hold `decisions` binary decisions (see
