@@ -159,6 +159,16 @@ fn outputs_that_would_lose_data_are_refused() {
     let message = text(&out);
     assert!(message.contains("would both be written to") && message.contains("other"), "{message}");
     assert!(!out_dir.join("wall.fqt").exists(), "something was written");
+
+    // Decoding next to the originals (`decompress src -o src`) would replace them: refused
+    // unless asked for.
+    let fqt = folder.join("wall.fqt");
+    assert!(fqgan(&["compress", p(&wall), "-o", p(&fqt), "--no-metrics", "--model", &model]).status.success());
+    let out = fqgan(&["decompress", p(&fqt), "-o", p(&wall), "--model", &model]);
+    assert!(!out.status.success() && text(&out).contains("--overwrite"), "{}", text(&out));
+    assert_eq!(std::fs::read(&wall).unwrap(), original, "decompress replaced the original");
+    assert!(fqgan(&["decompress", p(&fqt), "-o", p(&wall), "--overwrite", "--model", &model]).status.success());
+    assert_ne!(std::fs::read(&wall).unwrap(), original);
 }
 
 /// `fqgan info ... | head`: a reader that goes away ends the process quietly, no panic.

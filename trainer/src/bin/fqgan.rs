@@ -102,6 +102,10 @@ enum Command {
         /// Output folder, or an image path for a single input file.
         #[arg(short, long, value_name = "PATH")]
         output: PathBuf,
+        /// Replace images that already exist at the outputs (by default they are refused: next
+        /// to the .fqt files they are often the originals, which a lossy decode would replace).
+        #[arg(long)]
+        overwrite: bool,
         #[command(flatten)]
         limit: WorkLimit,
         #[command(flatten)]
@@ -185,8 +189,8 @@ fn main() -> ExitCode {
         Command::Compress { inputs, output, compress, limit, no_metrics, report, tokenizer, device } => device
             .run(Compress { inputs, output, settings: compress.settings(!no_metrics), limit, report, tokenizer })
             .and_then(|r| r),
-        Command::Decompress { inputs, output, limit, tokenizer, device } => {
-            device.run(Decompress { inputs, output, limit, tokenizer }).and_then(|r| r)
+        Command::Decompress { inputs, output, overwrite, limit, tokenizer, device } => {
+            device.run(Decompress { inputs, output, overwrite, limit, tokenizer }).and_then(|r| r)
         }
         Command::Inspect { file } => inspect(&file),
         Command::Roundtrip { input, output, compress, limit, report, tokenizer, device } => device
@@ -337,6 +341,7 @@ impl BackendTask for Compress {
 struct Decompress {
     inputs: Vec<PathBuf>,
     output: PathBuf,
+    overwrite: bool,
     limit: WorkLimit,
     tokenizer: TokenizerArg,
 }
@@ -358,6 +363,18 @@ impl BackendTask for Decompress {
         } else {
             assets::plan(&self.inputs, &self.output, "png", &["fqt"])?
         };
+        if !self.overwrite {
+            let existing: Vec<String> =
+                jobs.iter().filter(|j| j.output.exists()).map(|j| j.output.display().to_string()).collect();
+            if !existing.is_empty() {
+                bail!(
+                    "{} output(s) already exist and would be replaced by lossy decodes, e.g. {}: choose another \
+                     output, or pass --overwrite",
+                    existing.len(),
+                    existing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
         let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
         let failures = assets::decompress_all(&self.limit.codec(&model), &jobs);
         println!("decoded {} of {} files", jobs.len() - failures.len(), jobs.len());
