@@ -29,10 +29,26 @@ fn with_field(config: &Value, field: &str, value: Value) -> Value {
     config
 }
 
+/// One model file per case (what the error must name, JSON pointer, value): `base` with that
+/// field set, embedded in a file of the given format holding one dummy tensor.
+fn model_files(base: &Value, cases: Vec<(&'static str, &str, Value)>, format: &str) -> Vec<(&'static str, Vec<u8>)> {
+    cases
+        .into_iter()
+        .map(|(names, field, value)| {
+            let config = with_field(base, field, value);
+            let metadata = HashMap::from([
+                (FORMAT_KEY.to_string(), format.to_string()),
+                (CONFIG_KEY.to_string(), config.to_string()),
+            ]);
+            (names, safetensors_bytes(&[("x", Dtype::F32, vec![1], vec![0; 4])], metadata))
+        })
+        .collect()
+}
+
 /// (what the error must name, a model file whose embedded config sets that field absurdly).
 fn crafted_tokenizers() -> Vec<(&'static str, Vec<u8>)> {
     let base = serde_json::to_value(TokenizerConfig::preset("small-dual-ds8").unwrap()).unwrap();
-    let cases: Vec<(&str, &str, Value)> = vec![
+    let cases: Vec<(&'static str, &str, Value)> = vec![
         ("usage_window", "/usage_window", json!(1_000_000_000_000u64)),
         ("codebooks.vis.dim", "/codebooks/0/dim", json!(1_000_000_000u64)),
         ("codebooks.vis.size", "/codebooks/0/size", json!(1u64 << 40)),
@@ -52,22 +68,12 @@ fn crafted_tokenizers() -> Vec<(&'static str, Vec<u8>)> {
         ("norm_eps", "/norm_eps", json!(0.0)),
         ("entropy_temperature", "/entropy_temperature", json!(0.0)),
     ];
-    cases
-        .into_iter()
-        .map(|(names, field, value)| {
-            let config = with_field(&base, field, value);
-            let metadata = HashMap::from([
-                (FORMAT_KEY.to_string(), TOKENIZER_FORMAT.to_string()),
-                (CONFIG_KEY.to_string(), config.to_string()),
-            ]);
-            (names, safetensors_bytes(&[("x", Dtype::F32, vec![1], vec![0; 4])], metadata))
-        })
-        .collect()
+    model_files(&base, cases, TOKENIZER_FORMAT)
 }
 
 fn crafted_generators() -> Vec<(&'static str, Vec<u8>)> {
     let base = serde_json::to_value(FarConfig::preset("tiny-dual").unwrap()).unwrap();
-    let cases: Vec<(&str, &str, Value)> = vec![
+    let cases: Vec<(&'static str, &str, Value)> = vec![
         ("vocab_sizes[0]", "/vocab_sizes/0", json!(1_000_000_000_000u64)),
         ("num_classes", "/num_classes", json!(1_000_000_000_000u64)),
         ("multiple_of", "/multiple_of", json!(1u64 << 40)),
@@ -77,17 +83,7 @@ fn crafted_generators() -> Vec<(&'static str, Vec<u8>)> {
         ("ffn_dim_multiplier", "/ffn_dim_multiplier", json!(1e30)),
         ("rope_base", "/rope_base", json!(-1.0)),
     ];
-    cases
-        .into_iter()
-        .map(|(names, field, value)| {
-            let config = with_field(&base, field, value);
-            let metadata = HashMap::from([
-                (FORMAT_KEY.to_string(), fqgan::far::checkpoint::FAR_FORMAT.to_string()),
-                (CONFIG_KEY.to_string(), config.to_string()),
-            ]);
-            (names, safetensors_bytes(&[("x", Dtype::F32, vec![1], vec![0; 4])], metadata))
-        })
-        .collect()
+    model_files(&base, cases, fqgan::far::checkpoint::FAR_FORMAT)
 }
 
 fn load_tokenizer(bytes: &[u8]) -> String {
