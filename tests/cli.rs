@@ -141,6 +141,8 @@ fn train_with_accumulation_and_ema_then_evaluate() {
         "2",
         "--ema",
         "0.9",
+        "--note",
+        "data=examples/images",
         "--quiet",
     ]);
     assert!(out.status.success(), "{}", text(&out));
@@ -151,6 +153,15 @@ fn train_with_accumulation_and_ema_then_evaluate() {
         "samples-00000002.png",
     ] {
         assert!(run.join(file).exists(), "{file} missing: {}", text(&out));
+    }
+    // The final files record how they were trained.
+    for file in ["tokenizer.safetensors", "tokenizer-ema.safetensors"] {
+        let weights = fqgan::weights::TensorFile::read(run.join(file)).unwrap();
+        let provenance: serde_json::Value = serde_json::from_str(&weights.metadata["provenance"]).unwrap();
+        assert_eq!(provenance["steps"], 2, "{file}: {provenance}");
+        assert_eq!((provenance["grad_accum"].clone(), provenance["ema"].clone()), (2.into(), 0.9.into()));
+        assert_eq!(provenance["notes"]["data"], "examples/images", "{file}: {provenance}");
+        assert!(provenance["commit"].as_str().is_some_and(|c| !c.is_empty()), "{provenance}");
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();

@@ -123,3 +123,36 @@ fn ndarray_backend_matches_the_golden_case_too() {
     let report = verify_case::<NdArray>(&golden("tok_triple_ds8"), &Default::default()).unwrap();
     assert_eq!(report.failed(), 0, "{report}");
 }
+
+/// The tokenizer shipped under `models/` loads, says how it was trained, and reconstructs a
+/// texture it never saw far better than a random model does.
+#[test]
+fn the_shipped_texture_tokenizer_loads_and_reconstructs() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ufoai-small-dual-ds8.safetensors");
+    let file = fqgan::weights::TensorFile::read(&path).unwrap();
+    let provenance: serde_json::Value = serde_json::from_str(&file.metadata["provenance"]).unwrap();
+    assert_eq!(provenance["steps"], 5000);
+    assert!(provenance["notes"]["licence"].as_str().unwrap().contains("GPL-2+"));
+    let device = Default::default();
+    let model = Tokenizer::<Cpu>::from_tensor_file(&file, None, LoadPurpose::Inference, &device).unwrap();
+    // The preset, less the training-only feature head an inference load leaves out.
+    let mut expected = TokenizerConfig::preset("small-dual-ds8").unwrap();
+    expected.codebooks[1].feat_pred = None;
+    assert_eq!(model.config(), &expected);
+    let brick = fqgan::image::read_rgb(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/images/brick.png"));
+    let tile = fqgan::data::center_crop(&brick.unwrap(), 64);
+    let input = fqgan::image::images_to_tensor::<Cpu>(std::slice::from_ref(&tile), &device).unwrap();
+    let decoded = model.decode(model.encode(input).unwrap()).unwrap();
+    let psnr = fqgan::metrics::psnr(&tile, &fqgan::image::tensor_to_images(decoded)[0]);
+    let random = fqgan::image::tensor_to_images(
+        small_model(7)
+            .decode(
+                small_model(7)
+                    .encode(fqgan::image::images_to_tensor::<Cpu>(std::slice::from_ref(&tile), &device).unwrap())
+                    .unwrap(),
+            )
+            .unwrap(),
+    );
+    let random_psnr = fqgan::metrics::psnr(&tile, &random[0]);
+    assert!(psnr > 18.0 && psnr > random_psnr + 5.0, "shipped {psnr:.2} dB, random {random_psnr:.2} dB");
+}

@@ -97,6 +97,11 @@ pub struct TrainTokenizerArgs {
     /// for the sample grids, saved in checkpoints and written as tokenizer-ema.safetensors.
     #[arg(long, value_name = "DECAY", value_parser = parse_decay)]
     pub ema: Option<f64>,
+    /// Extra provenance for the final model files, KEY=VALUE, repeatable (e.g. --note
+    /// "data=ufoai-textures 2.5-2" --note "licence=GPL-2+"): stored with the data, steps and
+    /// commit under the files' `provenance` metadata.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub note: Vec<String>,
     /// Weight of the adversarial terms.
     #[arg(long, default_value_t = 0.5)]
     pub disc_weight: f64,
@@ -303,15 +308,47 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         }
     }
     bar.finish();
+    let provenance = provenance(&args, training.step)?;
     let model_path = args.out.join("tokenizer.safetensors");
-    training.model.clone().save(&model_path)?;
+    training.model.clone().save_with_provenance(&model_path, Some(&provenance))?;
     println!("wrote {} after {} steps ({skipped} images skipped)", model_path.display(), training.step);
     if let Some(ema) = &training.ema {
         let ema_path = args.out.join("tokenizer-ema.safetensors");
-        ema.model.save(&ema_path)?;
+        ema.model.save_with_provenance(&ema_path, Some(&provenance))?;
         println!("wrote {} (EMA weights, decay {})", ema_path.display(), ema.decay);
     }
     Ok(())
+}
+
+/// What the final model files record about their training: data, steps, seed, objective
+/// settings, the trainer's version and commit, and the caller's `--note`s.
+fn provenance(args: &TrainTokenizerArgs, steps: u64) -> Result<serde_json::Value> {
+    let mut notes = serde_json::Map::new();
+    for note in &args.note {
+        let (key, value) = note.split_once('=').with_context(|| format!("--note '{note}' is not KEY=VALUE"))?;
+        notes.insert(key.to_string(), value.into());
+    }
+    // Best effort: a build outside a git checkout records "unknown".
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    Ok(serde_json::json!({
+        "trainer": format!("fqgan-trainer {}", env!("CARGO_PKG_VERSION")),
+        "commit": commit,
+        "data": args.data.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+        "steps": steps,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "lr": args.lr,
+        "seed": args.seed,
+        "disc_start": args.disc_start,
+        "ema": args.ema,
+        "notes": notes,
+    }))
 }
 
 /// One teacher per supervised sub-codebook, from --teacher/--teacher-weights or --teacher-features.

@@ -16,6 +16,8 @@ pub const FORMAT_KEY: &str = "format";
 pub const TOKENIZER_FORMAT: &str = "fqgan.tokenizer.v1";
 /// `__metadata__` key holding the [`TokenizerConfig`] as JSON.
 pub const CONFIG_KEY: &str = "config";
+/// Metadata key of a trained file's provenance (JSON), see [`Tokenizer::save_with_provenance`].
+pub const PROVENANCE_KEY: &str = "provenance";
 
 /// What to keep when loading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,11 +119,20 @@ impl<B: Backend> Tokenizer<B> {
 
     /// Saves weights, buffers and config to one safetensors file, atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_with_provenance(path, None)
+    }
+
+    /// As [`Tokenizer::save`], with a `provenance` metadata entry (JSON: what the weights were
+    /// trained on, for how long, by which commit) when given.
+    pub fn save_with_provenance(&self, path: impl AsRef<Path>, provenance: Option<&serde_json::Value>) -> Result<()> {
         let tensors = module_tensors(self, &tokenizer_key_map(self.config()));
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             (FORMAT_KEY.to_string(), TOKENIZER_FORMAT.to_string()),
             (CONFIG_KEY.to_string(), self.config().to_json()),
         ]);
+        if let Some(provenance) = provenance {
+            metadata.insert(PROVENANCE_KEY.to_string(), provenance.to_string());
+        }
         write_safetensors(path.as_ref(), &tensors, metadata)
     }
 }
