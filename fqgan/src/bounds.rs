@@ -43,7 +43,7 @@ pub(crate) fn parameters(model: &str, elements: u128) -> Result<()> {
     }
 }
 
-/// `a * b` in u128: sizes multiplied for a bound check, which cannot wrap.
+/// The product of `factors` in u128 (saturating): sizes multiplied for a bound check cannot wrap.
 pub(crate) fn mul(factors: &[usize]) -> u128 {
     factors.iter().fold(1u128, |p, &f| p.saturating_mul(f as u128))
 }

@@ -108,8 +108,9 @@ pub(super) fn backward(
                     dbias += f64::from(dy);
                     *d = dy * w;
                 }
-                sum_dxhat += lane_sum(dst, f64::from);
-                sum_dxhat_xhat += dst.iter().zip(input).map(|(&d, &v)| f64::from(d * xhat(v))).sum::<f64>();
+                // dxhat = dy * w, so its sums follow from the parameter gradients: no extra pass.
+                sum_dxhat += f64::from(w) * dbias;
+                sum_dxhat_xhat += f64::from(w) * dweight;
                 partial.push((dweight, dbias));
             }
             // Second pass: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
