@@ -65,7 +65,9 @@
 // Additions that keep the ABI compatible (new functions, new trailing struct fields), counted
 // from 0 within one `FQGAN_ABI_VERSION`; compare it with `fqgan_abi_minor_version()` before
 // calling a function added later. 1: `fqgan_set_num_threads`, `fqgan_get_num_threads`.
-#define FQGAN_ABI_MINOR_VERSION 1
+// 2: `fqgan_tokenizer_load_builtin`, `fqgan_generator_load_builtin`,
+// `fqgan_generator_get_class_name`.
+#define FQGAN_ABI_MINOR_VERSION 2
 
 // The most sub-codebooks a `.fqt` file holds: the length of `fqgan_fqt_info.codebook_sizes`.
 #define FQGAN_FQT_MAX_CODEBOOKS 16
@@ -145,15 +147,17 @@ typedef int32_t fqgan_fqt_coding;
 #endif // __cplusplus
 
 // A loaded FAR generator (paper §3.3): class label -> k token grids. Create it with
-// `fqgan_generator_load_file` or `fqgan_generator_load_memory`, release it with
+// `fqgan_generator_load_file`, `fqgan_generator_load_memory` or
+// `fqgan_generator_load_builtin`, release it with
 // `fqgan_generator_free`.
 //
 // Thread safety: as `fqgan_tokenizer`, every call taking a `const fqgan_generator*` may run on
 // many threads at once; `fqgan_generator_free` must not overlap any other call on the handle.
 typedef struct fqgan_generator fqgan_generator;
 
-// A loaded tokenizer. Create it with `fqgan_tokenizer_load_file` or
-// `fqgan_tokenizer_load_memory`, release it with `fqgan_tokenizer_free`.
+// A loaded tokenizer. Create it with `fqgan_tokenizer_load_file`,
+// `fqgan_tokenizer_load_memory` or `fqgan_tokenizer_load_builtin`, release it with
+// `fqgan_tokenizer_free`.
 //
 // Thread safety: every call that takes a `const fqgan_tokenizer*` may run on many threads
 // at once with the same handle. `fqgan_tokenizer_free` must not overlap any other call on
@@ -388,6 +392,19 @@ fqgan_status fqgan_tokenizer_load_memory(const void *data,
                                          const struct fqgan_tokenizer_params *params,
                                          struct fqgan_tokenizer **out_tokenizer);
 
+// Loads the tokenizer compiled into the library: a texture tokenizer trained on the ufoai game
+// textures (64x64 tiles, two 1024-entry sub-codebooks "vis" and "sem", 8x8 tokens each, 0.3125
+// bits per pixel). Its weights derive from GPL-2+ textures: see `models/LICENSE.md`.
+// It decodes what `fqgan_generator_load_builtin`'s generator makes. Added in ABI minor 2.
+//
+// - `params`: NULL for defaults (CPU).
+// - `out_tokenizer`: receives the new handle; set to NULL on failure.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use.
+fqgan_status fqgan_tokenizer_load_builtin(const struct fqgan_tokenizer_params *params,
+                                          struct fqgan_tokenizer **out_tokenizer);
+
 // Releases a tokenizer and everything it lent out (names, device string). NULL is a no-op.
 // No other call on this handle may be running or start afterwards.
 //
@@ -497,6 +514,26 @@ fqgan_status fqgan_generator_load_memory(const void *data,
                                          size_t size,
                                          const struct fqgan_generator_params *params,
                                          struct fqgan_generator **out_generator);
+
+// Loads the generator compiled into the library: a class-conditional FAR trained on the
+// tokens of the built-in tokenizer (`fqgan_tokenizer_load_builtin`, which decodes its output)
+// for the 10 ufoai texture classes; `fqgan_generator_get_class_name` names them. Its weights
+// derive from GPL-2+ textures: see `models/LICENSE.md`. Added in ABI minor 2.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use.
+fqgan_status fqgan_generator_load_builtin(const struct fqgan_generator_params *params,
+                                          struct fqgan_generator **out_generator);
+
+// Writes to `*name` the name of class `label` (0 .. class_count - 1), e.g. "nature", as the
+// training data's folders named it; the label in decimal when the file stores no names.
+// Owned by the generator: valid until `fqgan_generator_free`. Added in ABI minor 2.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use.
+fqgan_status fqgan_generator_get_class_name(const struct fqgan_generator *generator,
+                                            uint32_t label,
+                                            const char **name);
 
 // Releases a generator. NULL is a no-op. No other call on this handle may be running or
 // start afterwards.

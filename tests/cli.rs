@@ -299,3 +299,53 @@ fn semantic_term_from_a_live_teacher_and_from_precomputed_features() {
         assert!(value.is_finite() && value > 0.0 && value < 2.0 + 2f64.ln(), "{live} {stored}");
     }
 }
+
+fn examples(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/images").join(name)
+}
+
+#[test]
+fn demo_does_the_main_job_with_the_builtin_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(examples("brick.png"), images.join("brick.png")).unwrap();
+    let out_dir = dir.path().join("demo");
+    let out = fqgan(&["demo", "--images", path(&images), "-o", path(&out_dir), "--per-class", "1"]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("using the built-in ufoai-small-dual-ds8") && log.contains("ufoai-far-small-dual"), "{log}");
+    assert!(log.contains("brick.png") && log.contains("JPEG B"), "{log}");
+    let size = |name: &str| image::image_dimensions(out_dir.join(name)).unwrap();
+    // Four 256 px panels per image: original, reconstruction, vis alone, sem alone.
+    assert_eq!(size("reconstructions.png"), (4 * 256 + 3 * 2, 256));
+    // One 64 px texture per class, a row each, and a row of 2 + 4 panels per image.
+    assert_eq!(size("generated.png"), (64, 10 * 64 + 9 * 2));
+    assert_eq!(size("completions.png"), (6 * 64 + 5 * 2, 64));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    let row = &report[0];
+    assert!(row["psnr"].as_f64().unwrap() > 18.0, "{row}");
+    assert!(row["jpeg"]["bytes"].as_u64().unwrap() > 0 && row["fqt_bytes"].as_u64().unwrap() > 0, "{row}");
+    assert!(out_dir.join("fqt/brick.fqt").is_file());
+}
+
+#[test]
+fn compress_without_a_model_uses_the_builtin_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = fqgan(&["compress", path(&examples("grass.png")), "-o", path(dir.path())]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("using the built-in ufoai-small-dual-ds8") && log.contains("builtin:ufoai-small-dual-ds8"), "{log}");
+    let file = fqgan::tokens::TokenFile::read(&dir.path().join("grass.fqt")).unwrap();
+    let device = Default::default();
+    let builtin = fqgan::builtin::tokenizer::<fqgan::device::Cpu>(fqgan::tokenizer::LoadPurpose::Inference, &device);
+    assert_eq!(file.fingerprint, fqgan::fingerprint::Fingerprint::of(&builtin.unwrap()));
+    // The names a generator stores are the labels `generate` takes.
+    let grid = dir.path().join("grid.png");
+    let out = fqgan(&["generate", "--labels", "nature,base", "-o", path(&grid), "--seed", "1"]);
+    let log = text(&out);
+    assert!(out.status.success() && log.contains("classes      nature, base"), "{log}");
+    let out = fqgan(&["generate", "--labels", "lava", "-o", path(&grid)]);
+    assert!(!out.status.success() && text(&out).contains("no class 'lava'"), "{}", text(&out));
+}

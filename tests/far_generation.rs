@@ -1,7 +1,6 @@
 //! FAR generation on a tiny random model: KV-cached decoding against full recomputation and
 //! teacher forcing, seeds, prefixes, guidance and weight files.
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use fqgan::burn;
 use fqgan::device::Cpu;

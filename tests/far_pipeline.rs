@@ -114,6 +114,9 @@ fn trained_generator_beats_the_unigram_baseline() {
     assert!(metric(&lines, "tokens_per_second").iter().all(|&t| t > 0.0));
     let baseline = metric(&lines, "unigram_train_loss")[0];
     let val = *metric(&lines, "val_loss").last().unwrap();
+    // Label dropout is on (the preset's 0.1), so the class-blind loss is reported beside it.
+    let null_class = metric(&lines, "val_null_class_loss");
+    assert!(null_class.len() == 1 && null_class[0].is_finite() && null_class[0] != val, "{null_class:?} vs {val}");
     let (early, late) = (losses[..5].iter().sum::<f64>() / 5.0, losses[75..].iter().sum::<f64>() / 5.0);
     println!(
         "train loss {early:.3} -> {late:.3}; final loss on the training codes {val:.3}, unigram baseline {baseline:.3}"

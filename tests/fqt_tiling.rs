@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use fqgan::burn::tensor::backend::Backend;
 use fqgan::codec::AssetCodec;
 use fqgan::device::Cpu;
 use fqgan::image::{read_rgb, DynamicImage, RgbImage, RgbaImage};

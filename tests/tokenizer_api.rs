@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use fqgan::burn::tensor::backend::Backend;
 use fqgan::burn::tensor::{Int, Tensor, TensorData};
 use fqgan::device::{Cpu, NdArray};
 use fqgan::tokenizer::LoadPurpose;

@@ -152,6 +152,15 @@ public:
         return Tokenizer(handle);
     }
 
+    /// Loads the tokenizer built into the library (ufoai textures; ABI minor 2).
+    static Tokenizer load_builtin(const std::string &device = "cpu") {
+        fqgan_tokenizer_params params = fqgan_tokenizer_params_default();
+        params.device = device.c_str();
+        fqgan_tokenizer *handle = nullptr;
+        detail::check(fqgan_tokenizer_load_builtin(&params, &handle));
+        return Tokenizer(handle);
+    }
+
     /// The C handle, for calls this wrapper does not cover. Null after a move.
     fqgan_tokenizer *get() const noexcept { return handle_.get(); }
 
@@ -277,6 +286,16 @@ public:
         return Generator(handle);
     }
 
+    /// Loads the generator built into the library (10 ufoai texture classes; it goes with
+    /// `Tokenizer::load_builtin`; ABI minor 2).
+    static Generator load_builtin(const std::string &device = "cpu") {
+        fqgan_generator_params params = fqgan_generator_params_default();
+        params.device = device.c_str();
+        fqgan_generator *handle = nullptr;
+        detail::check(fqgan_generator_load_builtin(&params, &handle));
+        return Generator(handle);
+    }
+
     /// The C handle, for calls this wrapper does not cover. Null after a move.
     fqgan_generator *get() const noexcept { return handle_.get(); }
 
@@ -285,6 +304,17 @@ public:
         info.struct_size = sizeof info;
         detail::check(fqgan_generator_get_info(handle_.get(), &info));
         return info;
+    }
+
+    /// The name of each class, in label order (labels as text when the file stores no names).
+    std::vector<std::string> class_names() const {
+        std::vector<std::string> names(info().class_count);
+        for (std::uint32_t label = 0; label < names.size(); label++) {
+            const char *name = nullptr;
+            detail::check(fqgan_generator_get_class_name(handle_.get(), label, &name));
+            names[label] = name;
+        }
+        return names;
     }
 
     /// The vocabulary size of each sub-token.

@@ -129,6 +129,9 @@ namespace Fqgan
         public int TokenCount { get; internal set; }
         /// <summary>The vocabulary size of each sub-token.</summary>
         public IReadOnlyList<int> VocabSizes { get; internal set; }
+        /// <summary>Each class's name, in label order (the label as text when the file stores
+        /// no names).</summary>
+        public IReadOnlyList<string> ClassNames { get; internal set; }
         public string Device { get; internal set; }
     }
 
@@ -290,6 +293,16 @@ namespace Fqgan
                         return Native.fqgan_tokenizer_load_memory((void*)address, size, paramsPtr, out h);
                 });
             }
+        }
+
+        /// <summary>Loads the tokenizer built into the library (ufoai textures; ABI minor 2).</summary>
+        public static Tokenizer LoadBuiltin(string device = "cpu")
+        {
+            return Load(device, (ref Native.TokenizerParams p, out TokenizerHandle h) =>
+            {
+                fixed (Native.TokenizerParams* paramsPtr = &p)
+                    return Native.fqgan_tokenizer_load_builtin(paramsPtr, out h);
+            });
         }
 
         private delegate Status LoadCall(ref Native.TokenizerParams p, out TokenizerHandle handle);
@@ -474,6 +487,14 @@ namespace Fqgan
             }
         }
 
+        /// <summary>Loads the generator built into the library (10 ufoai texture classes, named in
+        /// Info.ClassNames; it goes with Tokenizer.LoadBuiltin; ABI minor 2).</summary>
+        public static Generator LoadBuiltin(string device = "cpu")
+        {
+            return Load(device, (Native.GeneratorParams* p, out GeneratorHandle h) =>
+                Native.fqgan_generator_load_builtin(p, out h));
+        }
+
         private delegate Status LoadCall(Native.GeneratorParams* p, out GeneratorHandle handle);
 
         private static Generator Load(string device, LoadCall call)
@@ -507,6 +528,13 @@ namespace Fqgan
                 Native.Check(Native.fqgan_generator_get_vocab_size(_handle, i, &size));
                 vocab[i] = (int)size;
             }
+            var classNames = new string[info.ClassCount];
+            for (uint label = 0; label < info.ClassCount; label++)
+            {
+                byte* name;
+                Native.Check(Native.fqgan_generator_get_class_name(_handle, label, &name));
+                classNames[label] = Native.Utf8(name);
+            }
             Info = new GeneratorInfo
             {
                 ClassCount = (int)info.ClassCount,
@@ -516,6 +544,7 @@ namespace Fqgan
                 SupportsGuidance = info.SupportsGuidance != 0,
                 TokenCount = (int)info.TokenCount,
                 VocabSizes = vocab,
+                ClassNames = classNames,
                 Device = Native.Utf8(info.Device),
             };
         }
@@ -792,6 +821,9 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern void fqgan_generator_free(IntPtr generator);
         [DllImport(Lib)] internal static extern Status fqgan_generator_get_info(GeneratorHandle generator, GeneratorInfo* info);
         [DllImport(Lib)] internal static extern Status fqgan_generator_get_vocab_size(GeneratorHandle generator, uint index, uint* size);
+        [DllImport(Lib)] internal static extern Status fqgan_generator_get_class_name(GeneratorHandle generator, uint label, byte** name);
+        [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_builtin(TokenizerParams* p, out TokenizerHandle tokenizer);
+        [DllImport(Lib)] internal static extern Status fqgan_generator_load_builtin(GeneratorParams* p, out GeneratorHandle generator);
         [DllImport(Lib)] internal static extern Status fqgan_generate(GeneratorHandle generator, GenerateParams* p, uint* tokens, UIntPtr tokensCapacity, UIntPtr* tokensRequired, ProgressCallback progress, IntPtr userData);
         [DllImport(Lib)] internal static extern Status fqgan_generate_images(GeneratorHandle generator, TokenizerHandle tokenizer, GenerateParams* p, byte* rgba, UIntPtr rgbaCapacity, UIntPtr* rgbaRequired, ProgressCallback progress, IntPtr userData);
         [DllImport(Lib)] internal static extern FqtWriteParams fqgan_fqt_write_params_default();

@@ -92,6 +92,8 @@ impl<B: Backend> GeneratorEngine for Far<B> {
 pub(crate) enum Source<'a> {
     File(&'a Path),
     Memory(&'a [u8]),
+    /// The model compiled into the library (`fqgan_core::builtin`).
+    Builtin,
 }
 
 struct Load<'a>(Source<'a>);
@@ -104,6 +106,7 @@ impl BackendTask for Load<'_> {
         let model = match self.0 {
             Source::File(path) => Tokenizer::<B>::load(path, None, purpose, &device)?,
             Source::Memory(bytes) => Tokenizer::<B>::load_from_bytes(bytes, None, purpose, &device)?,
+            Source::Builtin => fqgan_core::builtin::tokenizer::<B>(purpose, &device)?,
         };
         Ok(Box::new(model))
     }
@@ -124,6 +127,7 @@ impl BackendTask for LoadGenerator<'_> {
         let model = match self.0 {
             Source::File(path) => Far::<B>::load(path, None, &device)?,
             Source::Memory(bytes) => Far::<B>::load_from_bytes(bytes, None, &device)?,
+            Source::Builtin => fqgan_core::builtin::generator::<B>(&device)?,
         };
         Ok(Box::new(model))
     }

@@ -14,7 +14,8 @@ use crate::status::{guard, Failure, Outcome, Status};
 use crate::tokenizer::{c_string, Tokenizer};
 
 /// A loaded FAR generator (paper §3.3): class label -> k token grids. Create it with
-/// `fqgan_generator_load_file` or `fqgan_generator_load_memory`, release it with
+/// `fqgan_generator_load_file`, `fqgan_generator_load_memory` or
+/// `fqgan_generator_load_builtin`, release it with
 /// `fqgan_generator_free`.
 ///
 /// Thread safety: as `fqgan_tokenizer`, every call taking a `const fqgan_generator*` may run on
@@ -22,6 +23,7 @@ use crate::tokenizer::{c_string, Tokenizer};
 pub struct Generator {
     engine: Box<dyn GeneratorEngine>,
     device: CString,
+    class_names: Vec<CString>,
 }
 
 /// How to load a generator. Get one from `fqgan_generator_params_default()`.
@@ -156,6 +158,48 @@ pub unsafe extern "C" fn fqgan_generator_load_memory(
         }
         let bytes = slice(data.cast::<u8>(), size, "data")?;
         *out = Generator::load(Source::Memory(bytes), params)?;
+        Ok(())
+    })
+}
+
+/// Loads the generator compiled into the library: a class-conditional FAR trained on the
+/// tokens of the built-in tokenizer (`fqgan_tokenizer_load_builtin`, which decodes its output)
+/// for the 10 ufoai texture classes; `fqgan_generator_get_class_name` names them. Its weights
+/// derive from GPL-2+ textures: see `models/LICENSE.md`. Added in ABI minor 2.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generator_load_builtin(
+    params: *const GeneratorParams,
+    out_generator: *mut *mut Generator,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_generator, "out_generator")?;
+        *out = Generator::load(Source::Builtin, params)?;
+        Ok(())
+    })
+}
+
+/// Writes to `*name` the name of class `label` (0 .. class_count - 1), e.g. "nature", as the
+/// training data's folders named it; the label in decimal when the file stores no names.
+/// Owned by the generator: valid until `fqgan_generator_free`. Added in ABI minor 2.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generator_get_class_name(
+    generator: *const Generator,
+    label: u32,
+    name: *mut *const c_char,
+) -> Status {
+    guard(|| {
+        let generator = arg(generator, "generator")?;
+        let class = generator.class_names.get(label as usize).ok_or_else(|| {
+            Failure::invalid(format!("`label` is {label}; this generator has {} classes", generator.class_names.len()))
+        })?;
+        arg(name.cast_const(), "name")?;
+        name.write(class.as_ptr());
         Ok(())
     })
 }
@@ -340,7 +384,9 @@ impl Generator {
             device(params.device, "params->device")?
         };
         let engine = engine::load_generator(source, device)?;
-        Ok(Box::into_raw(Box::new(Generator { engine, device: c_string(&device.to_string()) })))
+        let config = engine.config();
+        let class_names = (0..config.num_classes).map(|label| c_string(&config.class_name(label))).collect();
+        Ok(Box::into_raw(Box::new(Generator { engine, device: c_string(&device.to_string()), class_names })))
     }
 
     fn token_count(&self) -> usize {

@@ -36,7 +36,9 @@ pub const FQGAN_ABI_VERSION: u32 = 1;
 /// Additions that keep the ABI compatible (new functions, new trailing struct fields), counted
 /// from 0 within one `FQGAN_ABI_VERSION`; compare it with `fqgan_abi_minor_version()` before
 /// calling a function added later. 1: `fqgan_set_num_threads`, `fqgan_get_num_threads`.
-pub const FQGAN_ABI_MINOR_VERSION: u32 = 1;
+/// 2: `fqgan_tokenizer_load_builtin`, `fqgan_generator_load_builtin`,
+/// `fqgan_generator_get_class_name`.
+pub const FQGAN_ABI_MINOR_VERSION: u32 = 2;
 
 /// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
 #[no_mangle]

@@ -11,8 +11,9 @@ use crate::args::{arg, device, handle_out, output, slice, string, versioned, wri
 use crate::engine::{self, Engine, Source};
 use crate::status::{guard, Failure, Outcome, Status};
 
-/// A loaded tokenizer. Create it with `fqgan_tokenizer_load_file` or
-/// `fqgan_tokenizer_load_memory`, release it with `fqgan_tokenizer_free`.
+/// A loaded tokenizer. Create it with `fqgan_tokenizer_load_file`,
+/// `fqgan_tokenizer_load_memory` or `fqgan_tokenizer_load_builtin`, release it with
+/// `fqgan_tokenizer_free`.
 ///
 /// Thread safety: every call that takes a `const fqgan_tokenizer*` may run on many threads
 /// at once with the same handle. `fqgan_tokenizer_free` must not overlap any other call on
@@ -168,6 +169,28 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_memory(
         }
         let bytes = slice(data.cast::<u8>(), size, "data")?;
         *out = Tokenizer::load(Source::Memory(bytes), params)?;
+        Ok(())
+    })
+}
+
+/// Loads the tokenizer compiled into the library: a texture tokenizer trained on the ufoai game
+/// textures (64x64 tiles, two 1024-entry sub-codebooks "vis" and "sem", 8x8 tokens each, 0.3125
+/// bits per pixel). Its weights derive from GPL-2+ textures: see `models/LICENSE.md`.
+/// It decodes what `fqgan_generator_load_builtin`'s generator makes. Added in ABI minor 2.
+///
+/// - `params`: NULL for defaults (CPU).
+/// - `out_tokenizer`: receives the new handle; set to NULL on failure.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_load_builtin(
+    params: *const TokenizerParams,
+    out_tokenizer: *mut *mut Tokenizer,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_tokenizer, "out_tokenizer")?;
+        *out = Tokenizer::load(Source::Builtin, params)?;
         Ok(())
     })
 }

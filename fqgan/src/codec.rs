@@ -96,6 +96,13 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
 
     /// Decodes `file` (read from `source`, named in errors) to RGB, or RGBA when it has alpha.
     pub fn decompress(&self, file: &TokenFile, source: &Path) -> Result<DynamicImage> {
+        let all: Vec<usize> = (0..file.k()).collect();
+        self.decompress_codebooks(file, source, &all)
+    }
+
+    /// As [`AssetCodec::decompress`], from the sub-codebooks `codebooks` alone (indices into the
+    /// model's codebooks; the others are zeroed, as in the paper's Fig. 3).
+    pub fn decompress_codebooks(&self, file: &TokenFile, source: &Path, codebooks: &[usize]) -> Result<DynamicImage> {
         file.check_fits(self.fingerprint, self.model.config(), source)?;
         self.check_work(&file.layout, source)?;
         let layout = file.layout;
@@ -107,7 +114,8 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
             let ids: Vec<i64> =
                 file.tokens[tiles.start * per_tile..tiles.end * per_tile].iter().map(|&id| i64::from(id)).collect();
             let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [tiles.len(), k, g, g]), &device);
-            let decoded: Vec<f32> = self.model.decode(ids)?.into_data().convert::<f32>().to_vec().expect("f32 data");
+            let decoded: Vec<f32> =
+                self.model.decode_subset(ids, codebooks)?.into_data().convert::<f32>().to_vec().expect("f32 data");
             for (n, index) in tiles.enumerate() {
                 blender.add(index, &decoded[n * 3 * t * t..(n + 1) * 3 * t * t]);
             }

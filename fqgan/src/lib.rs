@@ -10,6 +10,7 @@
 //!   features supervise the semantic sub-codebooks through [`loss::semantic::info_nce`].
 
 pub mod bounds;
+pub mod builtin;
 pub mod codec;
 pub mod config;
 pub mod data;

@@ -110,6 +110,15 @@ static class GenerateBindingTest
             ExpectError(Status.InvalidArgument, "not a .fqt file", () => Fqt.Read(new byte[100]), "garbage fqt");
             ExpectError(Status.InvalidArgument, "`size` is 0", () => Fqt.Read(new byte[0]), "empty fqt");
 
+            Check(gen.Info.ClassNames.Count == 10 && gen.Info.ClassNames[3] == "3", "unnamed classes read as labels");
+            using (var builtin = Generator.LoadBuiltin())
+            using (var builtinTok = Tokenizer.LoadBuiltin())
+            {
+                Check(builtin.Info.ClassNames.Contains("nature"), "built-in class names");
+                var one = new GenerateParams { Count = 1 };
+                Check(builtin.GenerateImages(builtinTok, one).Length == 64 * 64 * 4, "built-in pair generates");
+            }
+
             File.WriteAllBytes(Path.Combine(args[3], "tokens.u32"), tokens.SelectMany(BitConverter.GetBytes).ToArray());
             File.WriteAllBytes(Path.Combine(args[3], "images.rgba"), images);
         }

@@ -273,6 +273,51 @@ int main(int argc, char **argv) {
            "`params->width`, `height`, `overlap` (100x64, 32)");
     free(tiled);
 
+    /* This generator's file stores no class names: its labels come back as text. */
+    const char *label_name = NULL;
+    CHECK(fqgan_generator_get_class_name(gen, 3, &label_name) == FQGAN_STATUS_OK && strcmp(label_name, "3") == 0);
+    EXPECT(fqgan_generator_get_class_name(gen, 10, &label_name), FQGAN_STATUS_INVALID_ARGUMENT,
+           "`label` is 10; this generator has 10 classes");
+    EXPECT(fqgan_generator_get_class_name(gen, 0, NULL), FQGAN_STATUS_INVALID_ARGUMENT, "`name`");
+
+    /* The built-in models: a matching pair, with named classes. */
+    CHECK(fqgan_abi_minor_version() >= 2);
+    fqgan_tokenizer *builtin_tok = (fqgan_tokenizer *)&failures;
+    fqgan_generator *builtin_gen = NULL;
+    EXPECT(fqgan_tokenizer_load_builtin(NULL, NULL), FQGAN_STATUS_INVALID_ARGUMENT, "`out_tokenizer` is null");
+    load.device = "tpu";
+    EXPECT(fqgan_tokenizer_load_builtin(NULL, &builtin_tok), FQGAN_STATUS_OK, "");
+    EXPECT(fqgan_generator_load_builtin(&load, &builtin_gen), FQGAN_STATUS_INVALID_ARGUMENT, "`params->device`");
+    CHECK(builtin_gen == NULL);
+    load.device = "cpu";
+    EXPECT(fqgan_generator_load_builtin(&load, &builtin_gen), FQGAN_STATUS_OK, "");
+    if (builtin_tok && builtin_gen) {
+        fqgan_generator_info builtin = {.struct_size = sizeof builtin};
+        CHECK(fqgan_generator_get_info(builtin_gen, &builtin) == FQGAN_STATUS_OK);
+        CHECK(builtin.class_count == 10 && builtin.codebook_count == 2 && builtin.grid_width == 8);
+        int has_nature = 0;
+        for (uint32_t label = 0; label < builtin.class_count; label++) {
+            const char *name = NULL;
+            CHECK(fqgan_generator_get_class_name(builtin_gen, label, &name) == FQGAN_STATUS_OK && name && *name);
+            has_nature |= name && strcmp(name, "nature") == 0;
+        }
+        CHECK(has_nature);
+        fqgan_generate_params one = fqgan_generate_params_default();
+        one.count = 1;
+        size_t one_bytes = 0;
+        EXPECT(fqgan_generate_images(builtin_gen, builtin_tok, &one, NULL, 0, &one_bytes, NULL, NULL), FQGAN_STATUS_OK, "");
+        CHECK(one_bytes == 64 * 64 * 4);
+        uint8_t *one_image = malloc(one_bytes);
+        EXPECT(fqgan_generate_images(builtin_gen, builtin_tok, &one, one_image, one_bytes, NULL, NULL, NULL),
+               FQGAN_STATUS_OK, "");
+        free(one_image);
+        /* The test tokenizer does not decode the built-in generator's tokens. */
+        EXPECT(fqgan_generate_images(builtin_gen, tok, &one, NULL, 0, &one_bytes, NULL, NULL),
+               FQGAN_STATUS_INVALID_ARGUMENT, "");
+    }
+    fqgan_generator_free(builtin_gen);
+    fqgan_tokenizer_free(builtin_tok);
+
     write_file(out_dir, "tokens.u32", tokens, n * sizeof *tokens);
     write_file(out_dir, "images.rgba", images, bytes);
     write_file(out_dir, "packed.fqt", packed, fqt_size);

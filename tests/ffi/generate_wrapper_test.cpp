@@ -4,6 +4,7 @@
 //
 // The same pair and parameters as tests/ffi/generate_test.c (class 3, 2 images, seed 7,
 // top_p 0.9); the C test compares the results with the Rust API, this one with the C calls.
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <stdexcept>
@@ -94,6 +95,15 @@ int main(int argc, char **argv) {
     }
     const std::vector<std::uint8_t> junk(80, 1);
     EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "not a .fqt file", fqgan::fqt_read(junk));
+
+    // The built-in pair: named classes, and the built-in tokenizer decodes the generator's tokens.
+    const std::vector<std::string> unnamed = gen.class_names();
+    CHECK(unnamed.size() == 10 && unnamed[3] == "3");
+    const fqgan::Generator builtin = fqgan::Generator::load_builtin();
+    const std::vector<std::string> names = builtin.class_names();
+    CHECK(names.size() == 10 && std::find(names.begin(), names.end(), "nature") != names.end());
+    const fqgan::Tokenizer builtin_tok = fqgan::Tokenizer::load_builtin();
+    CHECK(builtin.generate_images(builtin_tok, fqgan::GenerateParams().count(1)).size() == 64 * 64 * 4);
 
     if (failures) std::cerr << failures << " checks failed\n";
     else std::cout << "generate_wrapper_test: all checks passed\n";

@@ -129,7 +129,7 @@ impl BackendTask for EvalTokenizerArgs {
 
         let n = dataset.len() as f64;
         let report = EvalReport {
-            model: self.tokenizer.model.display().to_string(),
+            model: self.tokenizer.describe(),
             images: dataset.len(),
             image_size: config.image_size,
             psnr: psnr_sum / n,

@@ -71,19 +71,22 @@ impl Generated {
     }
 }
 
-/// One generated and decoded image per label.
+/// One generated and decoded image per label; with `prefix` (`[labels, k, P]` ids of the first
+/// P positions in raster order), each image continues its prefix.
 pub fn generate_images<B: Backend>(
     far: &Far<B>,
     tokenizer: &Tokenizer<B>,
     labels: &[i64],
+    prefix: Option<Tensor<B, 3, Int>>,
     options: &GenerateOptions,
 ) -> Result<Generated> {
     far.config().check_tokenizer(tokenizer.config())?;
     let (batch, k, grid) = (labels.len(), far.config().k(), tokenizer.config().grid_size());
     let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(labels.to_vec(), [batch]), &far.device());
     let start = Instant::now();
-    let bar = progress_bar(far.config().block_size as u64, "generate");
-    let tokens = generate_with_progress(far, labels, None, options, &mut |done, _| {
+    let given = prefix.as_ref().map_or(0, |p| p.dims()[2]);
+    let bar = progress_bar((far.config().block_size - given) as u64, "generate");
+    let tokens = generate_with_progress(far, labels, prefix, options, &mut |done, _| {
         bar.set_position(done as u64);
         ControlFlow::Continue(())
     })?

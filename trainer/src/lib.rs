@@ -1,8 +1,12 @@
 //! Pieces shared by the `fqgan-trainer` and `fqgan` command-line tools.
 
+pub mod curves;
+pub mod demo;
 pub mod eval_tokenizer;
 pub mod extract_codes;
 pub mod generation;
+pub mod plot;
+pub mod provenance;
 pub mod run_dir;
 pub mod sample;
 pub mod teacher_features;
@@ -52,15 +56,16 @@ fn parse_threads(s: &str) -> Result<usize, String> {
 /// Which tokenizer to load.
 #[derive(Args, Debug, Clone)]
 pub struct TokenizerArg {
-    /// Tokenizer weights (safetensors). Files written by fqgan carry their config; converted
-    /// official checkpoints need `--preset` or `--config` as well.
+    /// Tokenizer weights (safetensors); default the built-in ufoai texture tokenizer. Files
+    /// written by fqgan carry their config; converted official checkpoints need `--preset` or
+    /// `--config` as well.
     #[arg(long, value_name = "FILE")]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Config preset for a file without an embedded config (e.g. `dual-ds16`); see `fqgan-trainer presets`.
-    #[arg(long, conflicts_with = "config")]
+    #[arg(long, conflicts_with = "config", requires = "model")]
     pub preset: Option<String>,
     /// Config JSON file for a file without an embedded config.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "model")]
     pub config: Option<PathBuf>,
 }
 
@@ -70,15 +75,35 @@ impl TokenizerArg {
         read_config(self.preset.as_deref(), self.config.as_deref())
     }
 
+    /// The file's path, or `builtin:<name>`.
+    pub fn describe(&self) -> String {
+        describe(self.model.as_deref(), &fqgan::builtin::TOKENIZER)
+    }
+
+    /// Loads `--model`, or the built-in tokenizer (saying so on stderr) when none is given.
     pub fn load<B: fqgan::burn::tensor::backend::Backend>(
         &self,
         purpose: LoadPurpose,
         device: &B::Device,
     ) -> Result<Tokenizer<B>> {
+        let Some(path) = &self.model else {
+            announce_builtin(&fqgan::builtin::TOKENIZER, "--model");
+            return Ok(fqgan::builtin::tokenizer(purpose, device)?);
+        };
         let config = self.config_override()?;
-        Tokenizer::load(&self.model, config.as_ref(), purpose, device)
-            .with_context(|| format!("loading tokenizer {}", self.model.display()))
+        Tokenizer::load(path, config.as_ref(), purpose, device)
+            .with_context(|| format!("loading tokenizer {}", path.display()))
     }
+}
+
+fn describe(path: Option<&Path>, builtin: &fqgan::builtin::BuiltinModel) -> String {
+    path.map_or_else(|| format!("builtin:{}", builtin.name), |p| p.display().to_string())
+}
+
+/// Says which model a command uses when the user named none: stderr, so that stdout stays the
+/// command's output.
+fn announce_builtin(model: &fqgan::builtin::BuiltinModel, flag: &str) {
+    eprintln!("using the built-in {} ({}; {flag} picks another)", model.name, model.description);
 }
 
 /// A config from a preset name or a JSON file; `None` when neither is given.
@@ -89,23 +114,33 @@ pub fn read_config(preset: Option<&str>, file: Option<&Path>) -> Result<Option<T
 /// Which FAR generator to load.
 #[derive(Args, Debug, Clone)]
 pub struct FarArg {
-    /// FAR generator weights (safetensors). Files written by fqgan carry their config;
-    /// converted official checkpoints need `--far-preset` or `--far-config` as well.
+    /// FAR generator weights (safetensors); default the built-in ufoai texture generator (which
+    /// goes with the built-in tokenizer). Files written by fqgan carry their config; converted
+    /// official checkpoints need `--far-preset` or `--far-config` as well.
     #[arg(long, value_name = "FILE")]
-    pub far: PathBuf,
+    pub far: Option<PathBuf>,
     /// FAR config preset for a file without an embedded config (e.g. `far-b-dual`).
-    #[arg(long, conflicts_with = "far_config")]
+    #[arg(long, conflicts_with = "far_config", requires = "far")]
     pub far_preset: Option<String>,
     /// FAR config JSON file for a file without an embedded config.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "far")]
     pub far_config: Option<PathBuf>,
 }
 
 impl FarArg {
+    /// The file's path, or `builtin:<name>`.
+    pub fn describe(&self) -> String {
+        describe(self.far.as_deref(), &fqgan::builtin::GENERATOR)
+    }
+
+    /// Loads `--far`, or the built-in generator (saying so on stderr) when none is given.
     pub fn load<B: fqgan::burn::tensor::backend::Backend>(&self, device: &B::Device) -> Result<Far<B>> {
+        let Some(path) = &self.far else {
+            announce_builtin(&fqgan::builtin::GENERATOR, "--far");
+            return Ok(fqgan::builtin::generator(device)?);
+        };
         let config = read_far_config(self.far_preset.as_deref(), self.far_config.as_deref())?;
-        Far::load(&self.far, config.as_ref(), device)
-            .with_context(|| format!("loading FAR generator {}", self.far.display()))
+        Far::load(path, config.as_ref(), device).with_context(|| format!("loading FAR generator {}", path.display()))
     }
 }
 

@@ -111,6 +111,16 @@ enum Command {
         #[command(flatten)]
         device: DeviceArg,
     },
+    /// Draw a run's training curves (loss and PSNR for a tokenizer, training and validation
+    /// loss for a generator) from its metrics.jsonl as a PNG; the trainers write one as
+    /// curves.png when they finish.
+    Plot {
+        /// A run's metrics.jsonl (or the run folder).
+        metrics: PathBuf,
+        /// Where to write the picture (default: curves.png next to the metrics).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// List the config presets, or print one as JSON.
     Presets {
         /// Print this preset's full config as JSON.
@@ -181,6 +191,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::TeacherFeatures { args, device } => {
             device.run(args)??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plot { metrics, output } => {
+            let metrics = if metrics.is_dir() { metrics.join("metrics.jsonl") } else { metrics };
+            let output = output.unwrap_or_else(|| metrics.with_file_name("curves.png"));
+            fqgan_trainer::curves::write(&metrics, &output)?;
+            println!("wrote {}", output.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Presets { name: Some(name) } => {

@@ -55,7 +55,7 @@ impl BackendTask for SampleArgs {
         }
         let labels: Vec<i64> = classes.iter().flat_map(|&c| std::iter::repeat_n(c as i64, self.per_class)).collect();
         let options = self.sampling.options(far.config().k())?;
-        let generated = generate_images(&far, &tokenizer, &labels, &options)?;
+        let generated = generate_images(&far, &tokenizer, &labels, None, &options)?;
         save_rgb(&self.output, &image_grid(&generated.images, self.per_class))?;
         println!(
             "wrote {}: classes {classes:?} x {} images, seed {}, {:.1} tokens/s",

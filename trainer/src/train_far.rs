@@ -13,8 +13,9 @@ use fqgan::burn::module::{AutodiffModule, Module};
 use fqgan::burn::tensor::backend::{AutodiffBackend, Backend};
 use fqgan::device::BackendTask;
 use fqgan::train::codes::{unigram_loss, Codes};
-use fqgan::train::far::{eval_loss, FarTraining};
+use fqgan::train::far::{eval_loss, EvalClass, FarTraining};
 use fqgan::train::optim::AdamWConfig;
+use fqgan::weights::TensorFile;
 use fqgan::{Far, FarConfig};
 use serde_json::json;
 
@@ -26,7 +27,8 @@ pub struct TrainFarArgs {
     #[arg(long, value_name = "FILE")]
     pub codes: PathBuf,
     /// Validation codes (same tokenizer and classes): their loss is reported every
-    /// --val-every steps and at the end.
+    /// --val-every steps and at the end, with each image's class and, for a model trained with
+    /// label dropout, with the null class (the gap says how much the generator uses the class).
     #[arg(long, value_name = "FILE")]
     pub val_codes: Option<PathBuf>,
     /// Run folder: checkpoints, metrics.jsonl and the final far.safetensors go here.
@@ -76,6 +78,8 @@ pub struct TrainFarArgs {
     /// Checkpoints to keep.
     #[arg(long, default_value_t = 3)]
     pub keep_last: usize,
+    #[arg(long, value_name = "KEY=VALUE", help = crate::provenance::NOTE_HELP)]
+    pub note: Vec<String>,
     /// Hide the progress bar (metrics still go to metrics.jsonl and stdout).
     #[arg(long)]
     pub quiet: bool,
@@ -90,12 +94,23 @@ impl BackendTask for TrainFarArgs {
 }
 
 /// The model to train: from --init, a config file that must fit the codes, or a preset
-/// fitted to them.
+/// fitted to them. A model without class names takes the codes' names.
 fn new_model<B: AutodiffBackend>(args: &TrainFarArgs, codes: &Codes, device: &B::Device) -> Result<Far<B>> {
+    // A flat data folder is one class named "": such codes name nothing.
+    let names = if codes.classes.iter().all(|c| !c.is_empty()) { codes.classes.clone() } else { Vec::new() };
+    let named = |mut config: FarConfig| {
+        if config.class_names.is_empty() && config.num_classes == codes.classes.len() {
+            config.class_names = names.clone();
+        }
+        config
+    };
     let model = if let Some(path) = &args.init {
-        Far::<B>::load(path, None, device).with_context(|| format!("loading --init {}", path.display()))?
+        let file = TensorFile::read(path).with_context(|| format!("reading --init {}", path.display()))?;
+        let config = Far::<B>::embedded_config(&file)?.map(named);
+        Far::<B>::from_tensor_file(&file, config.as_ref(), device)
+            .with_context(|| format!("loading --init {}", path.display()))?
     } else if let Some(path) = &args.config {
-        Far::<B>::new(&crate::read_far_config(None, Some(path))?.expect("a file"), device)?
+        Far::<B>::new(&named(crate::read_far_config(None, Some(path))?.expect("a file")), device)?
     } else {
         let name =
             args.preset.clone().unwrap_or(if codes.k() == 3 { "small-triple" } else { "small-dual" }.to_string());
@@ -103,6 +118,7 @@ fn new_model<B: AutodiffBackend>(args: &TrainFarArgs, codes: &Codes, device: &B:
         let config = FarConfig {
             vocab_sizes: codes.vocab_sizes.clone(),
             num_classes: codes.classes.len(),
+            class_names: names.clone(),
             block_size: codes.tokens,
             ..preset
         };
@@ -176,7 +192,8 @@ fn train<B: AutodiffBackend>(args: TrainFarArgs, device: B::Device) -> Result<()
 
     let bar = progress_bar(args.steps, training.step, args.quiet);
     let tokens_per_step = (args.batch_size * codes.tokens) as f64;
-    let (mut last_loss, mut last_val) = (f64::NAN, None);
+    let mut last_loss = f64::NAN;
+    let mut last_val: Option<(u64, ValReport)> = None;
     while training.step < args.steps {
         let start = Instant::now();
         let m = training.train_step(&codes, args.batch_size)?;
@@ -192,22 +209,87 @@ fn train<B: AutodiffBackend>(args: TrainFarArgs, device: B::Device) -> Result<()
             training.save_checkpoint(&run.checkpoint_path(training.step))?;
             run.prune_checkpoints(args.keep_last)?;
         }
-        if done || (args.val_every > 0 && training.step % args.val_every == 0) {
-            if let Some(val) = &val {
-                let loss = eval_loss(&training.model.valid(), val, args.val_batch_size)?;
-                writeln!(metrics, "{}", json!({"step": training.step, "val_loss": loss}))?;
-                bar.suspend(|| println!("step {:>6}  train loss {:.4}  val loss {loss:.4}", training.step, m.loss));
-                last_val = Some(loss);
-            }
+        if let (Some(val), true) = (&val, args.val_every > 0 && training.step % args.val_every == 0) {
+            let report = ValReport::measure(&training.model.valid(), val, args.val_batch_size)?;
+            writeln!(metrics, "{}", report.json(training.step))?;
+            bar.suspend(|| println!("step {:>6}  train loss {:.4}  {report}", training.step, m.loss));
+            last_val = Some((training.step, report));
         }
     }
     bar.finish();
+    // The final model is always validated, also when no step ran (--steps at the resumed step).
+    if let Some(val) = val.as_ref().filter(|_| last_val.as_ref().is_none_or(|(step, _)| *step != training.step)) {
+        let report = ValReport::measure(&training.model.valid(), val, args.val_batch_size)?;
+        writeln!(metrics, "{}", report.json(training.step))?;
+        last_val = Some((training.step, report));
+    }
+    drop(metrics);
+    crate::curves::write_for_run(&run.path);
     let model_path = args.out.join("far.safetensors");
-    training.model.valid().save(&model_path)?;
-    println!("final train loss {last_loss:.4} (last step), unigram baseline {train_baseline:.4}");
-    if let (Some(loss), Some(baseline)) = (last_val, val_baseline) {
-        println!("final val loss {loss:.4}, unigram baseline {baseline:.4}");
+    let provenance = crate::provenance::record(
+        &args.note,
+        json!({
+            "codes": args.codes.display().to_string(),
+            "steps": training.step,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "init": args.init.as_ref().map(|p| p.display().to_string()),
+        }),
+    )?;
+    training.model.valid().save_with_provenance(&model_path, Some(&provenance))?;
+    if last_loss.is_finite() {
+        println!("final train loss {last_loss:.4} (last step), unigram baseline {train_baseline:.4}");
+    }
+    if let (Some((_, report)), Some(baseline)) = (&last_val, val_baseline) {
+        println!("final {report}, unigram baseline {baseline:.4}");
     }
     println!("wrote {} after {} steps", model_path.display(), training.step);
     Ok(())
+}
+
+/// Validation loss with each image's class and, where the model has one, with the null class:
+/// their gap is how much the generator uses the class.
+struct ValReport {
+    loss: f64,
+    null_class_loss: Option<f64>,
+    /// Sub-tokens per image: the gap per image is the per-sub-token gap times this. Knowing one
+    /// of C classes can lower an image's loss by at most ln C nats in all, so per sub-token the
+    /// gap stays below ln C / (k * tokens), about 0.018 nats for 10 classes and 128 sub-tokens.
+    sub_tokens: usize,
+}
+
+impl ValReport {
+    fn measure<B: Backend>(model: &Far<B>, val: &Codes, batch_size: usize) -> Result<Self> {
+        let loss = eval_loss(model, val, batch_size, EvalClass::Own)?;
+        let null_class_loss = match model.config().null_class() {
+            Some(_) => Some(eval_loss(model, val, batch_size, EvalClass::Null)?),
+            None => None,
+        };
+        Ok(Self { loss, null_class_loss, sub_tokens: val.k() * val.tokens })
+    }
+
+    /// How many nats lower an image's total loss is when the generator knows its class.
+    fn class_nats_per_image(&self) -> Option<f64> {
+        self.null_class_loss.map(|null| (null - self.loss) * self.sub_tokens as f64)
+    }
+
+    fn json(&self, step: u64) -> serde_json::Value {
+        json!({
+            "step": step,
+            "val_loss": self.loss,
+            "val_null_class_loss": self.null_class_loss,
+            "val_class_nats_per_image": self.class_nats_per_image(),
+        })
+    }
+}
+
+impl std::fmt::Display for ValReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "val loss {:.4}", self.loss)?;
+        if let (Some(null), Some(gain)) = (self.null_class_loss, self.class_nats_per_image()) {
+            write!(f, " (null class {null:.4}: the class is worth {gain:.2} nats per image)")?;
+        }
+        Ok(())
+    }
 }

@@ -97,10 +97,7 @@ pub struct TrainTokenizerArgs {
     /// for the sample grids, saved in checkpoints and written as tokenizer-ema.safetensors.
     #[arg(long, value_name = "DECAY", value_parser = parse_decay)]
     pub ema: Option<f64>,
-    /// Extra provenance for the final model files, KEY=VALUE, repeatable (e.g. --note
-    /// "data=ufoai-textures 2.5-2" --note "licence=GPL-2+"): stored with the data, steps and
-    /// commit under the files' `provenance` metadata.
-    #[arg(long, value_name = "KEY=VALUE")]
+    #[arg(long, value_name = "KEY=VALUE", help = crate::provenance::NOTE_HELP)]
     pub note: Vec<String>,
     /// Weight of the adversarial terms.
     #[arg(long, default_value_t = 0.5)]
@@ -263,6 +260,7 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
     );
 
     let mut metrics = run.metrics()?;
+    let objective_is_l2 = matches!(args.reconstruction, ReconstructionArg::L2);
     let bar = progress_bar(args.steps, training.step, args.quiet);
     let mut skipped = 0;
     while training.step < args.steps {
@@ -284,6 +282,10 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         let mut line = serde_json::to_value(&m)?;
         line["images_per_second"] = per_second.into();
         line["skipped_images"] = skipped.into();
+        if objective_is_l2 {
+            // The L2 term is the MSE of images in [-1, 1]: a peak-to-peak range of 2.
+            line["psnr"] = (10.0 * (4.0 / m.reconstruction).log10()).into();
+        }
         writeln!(metrics, "{line}")?;
         let usage: Vec<String> = m.usage.iter().map(|u| format!("{:.0}%", u * 100.0)).collect();
         let semantic: Vec<String> = m.semantic.iter().map(|s| format!("{s:.3}")).collect();
@@ -308,6 +310,8 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         }
     }
     bar.finish();
+    drop(metrics);
+    crate::curves::write_for_run(&run.path);
     let provenance = provenance(&args, training.step)?;
     let model_path = args.out.join("tokenizer.safetensors");
     training.model.clone().save_with_provenance(&model_path, Some(&provenance))?;
@@ -323,32 +327,19 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
 /// What the final model files record about their training: data, steps, seed, objective
 /// settings, the trainer's version and commit, and the caller's `--note`s.
 fn provenance(args: &TrainTokenizerArgs, steps: u64) -> Result<serde_json::Value> {
-    let mut notes = serde_json::Map::new();
-    for note in &args.note {
-        let (key, value) = note.split_once('=').with_context(|| format!("--note '{note}' is not KEY=VALUE"))?;
-        notes.insert(key.to_string(), value.into());
-    }
-    // Best effort: a build outside a git checkout records "unknown".
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    Ok(serde_json::json!({
-        "trainer": format!("fqgan-trainer {}", env!("CARGO_PKG_VERSION")),
-        "commit": commit,
-        "data": args.data.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
-        "steps": steps,
-        "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
-        "lr": args.lr,
-        "seed": args.seed,
-        "disc_start": args.disc_start,
-        "ema": args.ema,
-        "notes": notes,
-    }))
+    crate::provenance::record(
+        &args.note,
+        serde_json::json!({
+            "data": args.data.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+            "steps": steps,
+            "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum,
+            "lr": args.lr,
+            "seed": args.seed,
+            "disc_start": args.disc_start,
+            "ema": args.ema,
+        }),
+    )
 }
 
 /// One teacher per supervised sub-codebook, from --teacher/--teacher-weights or --teacher-features.

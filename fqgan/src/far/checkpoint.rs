@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use super::config::FarConfig;
 use super::model::Far;
 use crate::error::{Error, Result};
-use crate::tokenizer::checkpoint::{CONFIG_KEY, FORMAT_KEY};
+use crate::tokenizer::checkpoint::{CONFIG_KEY, FORMAT_KEY, PROVENANCE_KEY};
 use crate::weights::{load_module, module_tensors, write_safetensors, KeyMap, LoadRules, TensorFile};
 
 pub const FAR_FORMAT: &str = "fqgan.far.v1";
@@ -38,18 +38,20 @@ impl<B: Backend> Far<B> {
         Self::from_tensor_file(&TensorFile::from_bytes(bytes, "<memory>")?, config, device)
     }
 
+    /// The config stored in `file`'s metadata, if it has one.
+    pub fn embedded_config(file: &TensorFile) -> Result<Option<FarConfig>> {
+        file.metadata
+            .get(CONFIG_KEY)
+            .map(|json| FarConfig::from_json(json).map_err(|e| Error::weights(&file.source, format!("embedded config: {e}"))))
+            .transpose()
+    }
+
     pub fn from_tensor_file(file: &TensorFile, config: Option<&FarConfig>, device: &B::Device) -> Result<Self> {
-        let config = match (config, file.metadata.get(CONFIG_KEY)) {
-            (Some(config), _) => config.clone(),
-            (None, Some(json)) => {
-                FarConfig::from_json(json).map_err(|e| Error::weights(&file.source, format!("embedded config: {e}")))?
-            }
-            (None, None) => {
-                return Err(Error::weights(
-                    &file.source,
-                    "has no embedded config (an official checkpoint?): give the config or a preset",
-                ))
-            }
+        let config = match config {
+            Some(config) => config.clone(),
+            None => Self::embedded_config(file)?.ok_or_else(|| {
+                Error::weights(&file.source, "has no embedded config (an official checkpoint?): give the config or a preset")
+            })?,
         };
         let model = Far::unloaded(&config, device)?;
         // A checkpoint saved after sampling may hold the official KV-cache buffers.
@@ -59,11 +61,20 @@ impl<B: Backend> Far<B> {
 
     /// Saves weights and config to one safetensors file, atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_with_provenance(path, None)
+    }
+
+    /// As [`Far::save`], with a `provenance` metadata entry (JSON) when given, as
+    /// [`crate::Tokenizer::save_with_provenance`] writes it.
+    pub fn save_with_provenance(&self, path: impl AsRef<Path>, provenance: Option<&serde_json::Value>) -> Result<()> {
         let tensors = module_tensors(self, &far_key_map(self.config()));
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             (FORMAT_KEY.to_string(), FAR_FORMAT.to_string()),
             (CONFIG_KEY.to_string(), self.config().to_json()),
         ]);
+        if let Some(provenance) = provenance {
+            metadata.insert(PROVENANCE_KEY.to_string(), provenance.to_string());
+        }
         write_safetensors(path.as_ref(), &tensors, metadata)
     }
 }

@@ -32,6 +32,10 @@ pub struct FarConfig {
     /// 3 = sem_high); its length is k.
     pub vocab_sizes: Vec<usize>,
     pub num_classes: usize,
+    /// The classes' names in label order (`extract-codes` takes them from the data folders);
+    /// empty when unknown, as in the official checkpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
     /// Prefix tokens for the condition; class-conditional models use exactly 1.
     #[serde(default = "one")]
     pub cls_token_num: usize,
@@ -131,6 +135,7 @@ impl FarConfig {
             rope_base: rope_base(),
             vocab_sizes: Vec::new(),
             num_classes: 0,
+            class_names: Vec::new(),
             cls_token_num: 1,
             block_size: 0,
             class_dropout_prob: dropout(),
@@ -197,6 +202,30 @@ impl FarConfig {
         (self.class_dropout_prob > 0.0).then_some(self.num_classes)
     }
 
+    /// The label of the class named `name`, or a label given as a number.
+    pub fn class_label(&self, name: &str) -> Result<usize> {
+        if let Some(label) = self.class_names.iter().position(|n| n == name) {
+            return Ok(label);
+        }
+        match name.parse::<usize>() {
+            Ok(label) if label < self.num_classes => Ok(label),
+            _ if self.class_names.is_empty() => Err(Error::Input(format!(
+                "class '{name}' is not a label in 0..{} (this generator stores no class names)",
+                self.num_classes
+            ))),
+            _ => Err(Error::Input(format!(
+                "no class '{name}': this generator knows {} (or labels 0..{})",
+                self.class_names.join(", "),
+                self.num_classes
+            ))),
+        }
+    }
+
+    /// The name of class `label`, or the label as text when the generator stores no names.
+    pub fn class_name(&self, label: usize) -> String {
+        self.class_names.get(label).cloned().unwrap_or_else(|| label.to_string())
+    }
+
     /// Errors unless `tokenizer` decodes what this generator makes: one codebook of the same
     /// size per sub-token, and a token grid of `block_size` positions.
     pub fn check_tokenizer(&self, tokenizer: &TokenizerConfig) -> Result<()> {
@@ -239,6 +268,12 @@ impl FarConfig {
             count(&format!("vocab_sizes[{i}]"), size, 2..=1 << 24)?;
         }
         count("num_classes", self.num_classes, 1..=1 << 20)?;
+        if !self.class_names.is_empty() {
+            count("class_names (one per class)", self.class_names.len(), self.num_classes..=self.num_classes)?;
+        }
+        for (i, name) in self.class_names.iter().enumerate() {
+            count(&format!("class_names[{i}] (bytes)"), name.len(), 1..=256)?;
+        }
         count("block_size", self.block_size, 1..=1 << 16)?;
         let layer = {
             use crate::bounds::mul;
@@ -339,6 +374,7 @@ impl FarConfig {
             rope_base: f64_of("rope_base")?,
             vocab_sizes: vec![usize_of("vocab_size")?; k],
             num_classes: usize_of("num_classes")?,
+            class_names: Vec::new(),
             cls_token_num: usize_of("cls_token_num")?,
             block_size: usize_of("block_size")?,
             class_dropout_prob: f64_of("class_dropout_prob")?,

@@ -172,6 +172,12 @@ impl Codes {
                 self.classes.len()
             )));
         }
+        if !config.class_names.is_empty() && config.class_names[..self.classes.len()] != self.classes[..] {
+            return Err(Error::Config(format!(
+                "FAR `class_names` {:?} differ from the codes' classes {:?}",
+                config.class_names, self.classes
+            )));
+        }
         Ok(())
     }
 

@@ -151,14 +151,35 @@ impl<B: AutodiffBackend> FarTraining<B> {
     }
 }
 
+/// Which class a validation pass conditions on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalClass {
+    /// Each image's own label.
+    Own,
+    /// The null class (unconditional, as classifier-free guidance uses it): the loss with the
+    /// class withheld, so `Null` minus `Own` says how much the generator uses the class.
+    Null,
+}
+
 /// Mean cross entropy per sub-token (nats) of `model` on every (image, view) row of `codes`,
-/// in batches of `batch_size`. Dropout is off when `B` is not an autodiff backend.
-pub fn eval_loss<B: Backend>(model: &Far<B>, codes: &Codes, batch_size: usize) -> Result<f64> {
+/// in batches of `batch_size`, conditioned on `class`. Dropout is off when `B` is not an
+/// autodiff backend. Errors for [`EvalClass::Null`] on a model trained without label dropout
+/// (it has no null class).
+pub fn eval_loss<B: Backend>(model: &Far<B>, codes: &Codes, batch_size: usize, class: EvalClass) -> Result<f64> {
+    let null = match class {
+        EvalClass::Own => None,
+        EvalClass::Null => Some(model.config().null_class().ok_or_else(|| {
+            Error::Input("the generator has no null class (class_dropout_prob is 0)".into())
+        })?),
+    };
     let rows: Vec<(usize, usize)> = (0..codes.images()).flat_map(|i| (0..codes.views).map(move |v| (i, v))).collect();
     let device = model.device();
     let mut total = 0.0;
     for chunk in rows.chunks(batch_size.max(1)) {
-        let (tokens, labels) = codes.batch::<B>(chunk, &device);
+        let (tokens, mut labels) = codes.batch::<B>(chunk, &device);
+        if let Some(null) = null {
+            labels = labels.zeros_like().add_scalar(null as i32);
+        }
         let logits = model.forward(tokens.clone(), labels, &mut Trace::off())?;
         total += model.loss(&logits, tokens).into_scalar().elem::<f64>() * chunk.len() as f64;
     }

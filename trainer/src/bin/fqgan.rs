@@ -13,6 +13,7 @@ use fqgan::image::{image_grid, images_to_tensor, read_image, read_rgb_sized, sav
 use fqgan::tokenizer::LoadPurpose;
 use fqgan::tokens::{Coding, TokenFile};
 use fqgan_trainer::assets::{self, CompressSettings, Job};
+use fqgan_trainer::demo::Demo;
 use fqgan_trainer::generation::{generate_images, SamplingArgs};
 use fqgan_trainer::{summary, DeviceArg, FarArg, TokenizerArg};
 
@@ -25,6 +26,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job on the example images with the built-in models, in about a minute on a
+    /// CPU: compress each to .fqt and decode it (a table with a JPEG of the same byte budget
+    /// beside it), decode each sub-codebook alone, generate textures of every class, and
+    /// regenerate each image's bottom half from its top half; pictures go to --output.
+    Demo {
+        /// Images to compress (a folder or files).
+        #[arg(long, default_value = "examples/images")]
+        images: PathBuf,
+        /// Folder for the pictures, the .fqt files and report.json.
+        #[arg(short, long, value_name = "DIR", default_value = "out/demo")]
+        output: PathBuf,
+        /// Generated textures per class.
+        #[arg(long, default_value_t = 6)]
+        per_class: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[command(flatten)]
+        tokenizer: TokenizerArg,
+        #[command(flatten)]
+        far: FarArg,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
     /// Encode an image to k token grids and decode it back; prints sizes, bits per pixel and
     /// PSNR, and writes the reconstruction.
     Reconstruct {
@@ -48,9 +72,10 @@ enum Command {
     /// Generate one image per class label with a FAR generator, decode them with the matching
     /// tokenizer and write them as one grid image.
     Generate {
-        /// Class labels, one image each (comma-separated, e.g. `1,1,7`).
+        /// Classes, one image each (comma-separated names or numbers, e.g. `nature,nature,base`
+        /// or `1,1,7`); `fqgan info --generator` lists the generator's class names.
         #[arg(long, value_delimiter = ',', required = true)]
-        labels: Vec<i64>,
+        labels: Vec<String>,
         /// Where to write the grid (format from the extension, e.g. `.png`).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
@@ -66,10 +91,16 @@ enum Command {
         #[command(flatten)]
         device: DeviceArg,
     },
-    /// Print a tokenizer file's config as JSON.
+    /// Print a tokenizer's config as JSON (with --generator: the generator's, whose
+    /// `class_names` lists its classes).
     Info {
+        /// Describe the generator (--far, default the built-in one) instead of the tokenizer.
+        #[arg(long)]
+        generator: bool,
         #[command(flatten)]
         tokenizer: TokenizerArg,
+        #[command(flatten)]
+        far: FarArg,
     },
     /// Compress images of any size (files, or folders searched recursively) into .fqt token
     /// files, then decode each again and print a table of sizes, bits per pixel, PSNR and SSIM.
@@ -176,6 +207,9 @@ impl CompressArgs {
 fn main() -> ExitCode {
     fqgan_trainer::end_quietly_on_broken_pipe();
     let result = match Cli::parse().command {
+        Command::Demo { images, output, per_class, sampling, tokenizer, far, device } => {
+            device.run(Demo { images, out: output, per_class, sampling, tokenizer, far }).and_then(|r| r)
+        }
         Command::Reconstruct { input, output, codebooks, resize, tokenizer, device } => {
             device.run(Reconstruct { input, output, codebooks, resize, tokenizer }).and_then(|r| r)
         }
@@ -183,7 +217,10 @@ fn main() -> ExitCode {
             let task = Generate { labels, output, sampling, columns, far, tokenizer };
             device.run(task).and_then(|r| r)
         }
-        Command::Info { tokenizer } => tokenizer
+        Command::Info { generator: true, far, .. } => {
+            far.load::<fqgan::device::Cpu>(&Default::default()).map(|model| println!("{}", model.config().to_json()))
+        }
+        Command::Info { tokenizer, .. } => tokenizer
             .load::<fqgan::device::Cpu>(LoadPurpose::Training, &Default::default())
             .map(|model| println!("{}", model.config().to_json())),
         Command::Compress { inputs, output, compress, limit, no_metrics, report, tokenizer, device } => device
@@ -264,7 +301,7 @@ impl BackendTask for Reconstruct {
 }
 
 struct Generate {
-    labels: Vec<i64>,
+    labels: Vec<String>,
     output: PathBuf,
     sampling: SamplingArgs,
     columns: usize,
@@ -279,11 +316,17 @@ impl BackendTask for Generate {
         let far = self.far.load::<B>(&device)?;
         let tokenizer = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
         let options = self.sampling.options(far.config().k())?;
-        let generated = generate_images(&far, &tokenizer, &self.labels, &options)?;
+        let labels = self
+            .labels
+            .iter()
+            .map(|name| Ok(far.config().class_label(name).context("--labels")? as i64))
+            .collect::<Result<Vec<_>>>()?;
+        let generated = generate_images(&far, &tokenizer, &labels, None, &options)?;
         save_rgb(&self.output, &image_grid(&generated.images, self.columns))?;
 
         let grid = tokenizer.config().grid_size();
-        println!("labels       {:?}", self.labels);
+        let names: Vec<String> = labels.iter().map(|&l| far.config().class_name(l as usize)).collect();
+        println!("classes      {}", names.join(", "));
         println!(
             "tokens       {} x {} x {grid}x{grid}, seed {}",
             self.labels.len(),
@@ -323,7 +366,7 @@ impl BackendTask for Compress {
         println!(
             "model {} ({}), {:.1} s",
             codec.fingerprint(),
-            self.tokenizer.model.display(),
+            self.tokenizer.describe(),
             start.elapsed().as_secs_f64()
         );
         if let Some(path) = &self.report {

@@ -1,0 +1,243 @@
+//! `fqgan demo`: the main job, start to end, on the example images with the built-in models.
+//! It compresses each image to `.fqt`, decodes it, and sets it beside a JPEG of the same byte
+//! budget; it decodes each sub-codebook alone; it generates textures of every class; and it
+//! regenerates the bottom half of each image from its top half.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use fqgan::burn::tensor::backend::Backend;
+use fqgan::burn::tensor::{Int, Tensor};
+use fqgan::codec::AssetCodec;
+use fqgan::device::BackendTask;
+use fqgan::far::GenerateOptions;
+use fqgan::image::{image_grid, images_to_tensor, read_image, save_rgb, RgbImage};
+use fqgan::metrics::{psnr, ssim};
+use fqgan::tokenizer::LoadPurpose;
+use fqgan::tokens::{Coding, TokenFile};
+use fqgan::{Far, Tokenizer};
+use serde::Serialize;
+
+use crate::assets::{self, CompressSettings, Row};
+use crate::generation::{generate_images, SamplingArgs};
+use crate::{FarArg, TokenizerArg};
+
+pub struct Demo {
+    pub images: PathBuf,
+    pub out: PathBuf,
+    /// Generated textures per class.
+    pub per_class: usize,
+    pub sampling: SamplingArgs,
+    pub tokenizer: TokenizerArg,
+    pub far: FarArg,
+}
+
+/// One image's row of the table: the `.fqt` round trip and a JPEG of at most its size.
+#[derive(Serialize)]
+struct Comparison {
+    #[serde(flatten)]
+    fqt: Row,
+    jpeg: Jpeg,
+}
+
+#[derive(Serialize)]
+struct Jpeg {
+    quality: u8,
+    bytes: u64,
+    bits_per_pixel: f64,
+    psnr: f64,
+    ssim: f64,
+    /// False when even quality 1 is larger than the `.fqt` file.
+    within_budget: bool,
+}
+
+impl BackendTask for Demo {
+    type Output = Result<()>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let started = Instant::now();
+        if !(1..=64).contains(&self.per_class) {
+            anyhow::bail!("--per-class is {}; it must be in 1..=64", self.per_class);
+        }
+        let tokenizer = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
+        let far = self.far.load::<B>(&device)?;
+        far.config().check_tokenizer(tokenizer.config()).context("the generator does not fit the tokenizer")?;
+        let fqt_dir = self.out.join("fqt");
+        let jobs = assets::plan(std::slice::from_ref(&self.images), &fqt_dir, "fqt", assets::image_extensions())
+            .with_context(|| format!("the demo's images ({}; --images picks others)", self.images.display()))?;
+        let codec = AssetCodec::new(&tokenizer);
+        let names: Vec<&str> = tokenizer.config().codebooks.iter().map(|c| c.name.as_str()).collect();
+
+        let mut comparisons = Vec::new();
+        let mut panels = Vec::new();
+        let mut originals = Vec::new();
+        let progress = assets::progress_bar(jobs.len() as u64, "compress");
+        for job in &jobs {
+            progress.set_message(job.name.clone());
+            let image = read_image(&job.input)?;
+            let original = image.to_rgb8();
+            let settings = CompressSettings { overlap: None, coding: Coding::Entropy, metrics: true };
+            let (row, decoded) = assets::compress_one(&codec, job, image, settings)?;
+            let jpeg = jpeg_within(&original, row.fqt_bytes)?;
+            let file = TokenFile::read(&job.output)?;
+            panels.push(original.clone());
+            panels.push(decoded.context("compress_one decodes when metrics are on")?.to_rgb8());
+            for i in 0..names.len() {
+                panels.push(codec.decompress_codebooks(&file, &job.output, &[i])?.to_rgb8());
+            }
+            originals.push(original);
+            comparisons.push(Comparison { fqt: row, jpeg });
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+        print!("{}", table(&comparisons));
+        let reconstructions = self.out.join("reconstructions.png");
+        save_rgb(&reconstructions, &image_grid(&panels, 2 + names.len()))?;
+
+        let generated_path = self.out.join("generated.png");
+        let classes = self.generate_per_class(&far, &tokenizer, &generated_path)?;
+        let completions_path = self.out.join("completions.png");
+        self.complete_bottom_halves(&far, &tokenizer, &originals, &completions_path)?;
+
+        let report = self.out.join("report.json");
+        fqgan::weights::write_atomic(&report, serde_json::to_string_pretty(&comparisons)?.as_bytes())?;
+        println!();
+        println!("wrote {}", self.out.display());
+        println!(
+            "  reconstructions.png  per image: original | reconstruction | {}",
+            names.iter().map(|n| format!("{n} alone")).collect::<Vec<_>>().join(" | ")
+        );
+        println!("  generated.png        {} per class, one row each: {}", self.per_class, classes.join(", "));
+        println!("  completions.png      per image: original (64 px) | its tokens decoded | 4 new bottom halves");
+        println!("  fqt/, report.json    the token files and the table as JSON");
+        println!("done in {:.1} s", started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+impl Demo {
+    /// A grid of `per_class` generated textures for each class, a row per class; returns the
+    /// class names in row order.
+    fn generate_per_class<B: Backend>(&self, far: &Far<B>, tokenizer: &Tokenizer<B>, path: &Path) -> Result<Vec<String>> {
+        let config = far.config();
+        let labels: Vec<i64> =
+            (0..config.num_classes).flat_map(|c| std::iter::repeat_n(c as i64, self.per_class)).collect();
+        let generated = generate_images(far, tokenizer, &labels, None, &self.sampling.options(config.k())?)?;
+        save_rgb(path, &image_grid(&generated.images, self.per_class))?;
+        Ok((0..config.num_classes).map(|c| config.class_name(c)).collect())
+    }
+
+    /// Each image shrunk to one tile, encoded, and its bottom half generated four times from
+    /// the top half's tokens, unconditionally (the null class): the top half is the only guide.
+    fn complete_bottom_halves<B: Backend>(
+        &self,
+        far: &Far<B>,
+        tokenizer: &Tokenizer<B>,
+        originals: &[RgbImage],
+        path: &Path,
+    ) -> Result<()> {
+        const COMPLETIONS: usize = 4;
+        let config = far.config();
+        let Some(null) = config.null_class() else {
+            println!("(no completions: the generator has no null class)");
+            return Ok(());
+        };
+        let size = tokenizer.config().image_size as u32;
+        let (k, grid) = (config.k(), config.grid_size());
+        let small: Vec<RgbImage> = originals
+            .iter()
+            .map(|image| image::imageops::resize(image, size, size, image::imageops::FilterType::Lanczos3))
+            .collect();
+        let tokens = tokenizer.encode(images_to_tensor::<B>(&small, &far.device())?)?;
+        let decoded = fqgan::image::tensor_to_images(tokenizer.decode(tokens.clone())?);
+        let n = small.len();
+        let top: Tensor<B, 3, Int> = tokens.reshape([n, k, grid * grid]).slice([0..n, 0..k, 0..grid * grid / 2]);
+        let prefix = Tensor::cat((0..n).flat_map(|i| vec![top.clone().slice([i..i + 1, 0..k, 0..grid * grid / 2]); COMPLETIONS]).collect(), 0);
+        let labels = vec![null as i64; n * COMPLETIONS];
+        // The null class is its own guide: guidance would only repeat it.
+        let mut options: GenerateOptions = self.sampling.options(k)?;
+        options.sampling.iter_mut().for_each(|s| s.cfg_scale = 1.0);
+        let completed = generate_images(far, tokenizer, &labels, Some(prefix), &options)?;
+        let mut panels = Vec::new();
+        for i in 0..n {
+            panels.push(small[i].clone());
+            panels.push(decoded[i].clone());
+            panels.extend(completed.images[i * COMPLETIONS..(i + 1) * COMPLETIONS].iter().cloned());
+        }
+        Ok(save_rgb(path, &image_grid(&panels, 2 + COMPLETIONS))?)
+    }
+}
+
+/// The best JPEG of `image` (quality 1..=100, the `image` crate's baseline encoder) of at most
+/// `budget` bytes, or quality 1 when even that is larger.
+fn jpeg_within(image: &RgbImage, budget: u64) -> Result<Jpeg> {
+    let encode = |quality: u8| -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+            .encode_image(image)
+            .context("encoding the comparison JPEG")?;
+        Ok(bytes)
+    };
+    // Size grows with quality (near enough for a search): the largest quality within budget.
+    let (mut low, mut high) = (1u8, 100u8);
+    let mut best = (1u8, encode(1)?);
+    while low <= high {
+        let quality = low + (high - low) / 2;
+        let bytes = encode(quality)?;
+        if bytes.len() as u64 <= budget {
+            best = (quality, bytes);
+            low = quality + 1;
+        } else {
+            high = quality - 1;
+        }
+        if quality == 1 {
+            break;
+        }
+    }
+    let (quality, bytes) = best;
+    let decoded = image::load_from_memory(&bytes).context("decoding the comparison JPEG")?.to_rgb8();
+    let pixels = f64::from(image.width()) * f64::from(image.height());
+    Ok(Jpeg {
+        quality,
+        bytes: bytes.len() as u64,
+        bits_per_pixel: bytes.len() as f64 * 8.0 / pixels,
+        psnr: psnr(image, &decoded),
+        ssim: ssim(image, &decoded),
+        within_budget: bytes.len() as u64 <= budget,
+    })
+}
+
+fn table(rows: &[Comparison]) -> String {
+    let width = rows.iter().map(|r| r.fqt.name.chars().count()).chain([4]).max().unwrap_or(4);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>9}  {:>7}  {:>6}  {:>7}  {:>6}   {:>7}  {:>3}  {:>6}  {:>7}  {:>6}",
+        "file", "size", ".fqt B", "bpp", "PSNR", "SSIM", "JPEG B", "q", "bpp", "PSNR", "SSIM"
+    );
+    let _ = writeln!(out, "{}", "-".repeat(width + 90));
+    for r in rows {
+        let (f, j) = (&r.fqt, &r.jpeg);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>9}  {:>7}  {:>6.3}  {:>7.2}  {:>6.3}   {:>7}  {:>3}  {:>6.3}  {:>7.2}  {:>6.3}",
+            f.name,
+            format!("{}x{}", f.width, f.height),
+            f.fqt_bytes,
+            f.bits_per_pixel,
+            f.psnr.unwrap_or(f64::NAN),
+            f.ssim.unwrap_or(f64::NAN),
+            format!("{}{}", j.bytes, if j.within_budget { "" } else { "*" }),
+            j.quality,
+            j.bits_per_pixel,
+            j.psnr,
+            j.ssim
+        );
+    }
+    if rows.iter().any(|r| !r.jpeg.within_budget) {
+        let _ = writeln!(out, "* even quality 1 is larger than the .fqt file: JPEG cannot go this small");
+    }
+    out
+}
