@@ -110,6 +110,11 @@ fn draw_panel(canvas: &mut RgbImage, x0: u32, panel: &Panel, x_label: &str) {
     vline(canvas, plot_x, plot_y, plot_y + plot_h, BLACK);
     draw_text(canvas, plot_x + plot_w - text_width(x_label), PANEL_H - 22, x_label, BLACK);
     draw_text(canvas, x0 + 8, PANEL_H - 22, &panel.y_label, GREY);
+    // The legend on a white box, so that lines under it do not cross its text.
+    let legend_w = 52 + panel.series.iter().map(|s| text_width(&s.label)).max().unwrap_or(0);
+    for y in plot_y + 4..plot_y + 12 + panel.series.len() as u32 * 18 {
+        hline(canvas, plot_x + 6, (plot_x + 6 + legend_w).min(plot_x + plot_w - 1), y, Rgb([255, 255, 255]));
+    }
     for (i, s) in panel.series.iter().enumerate() {
         let y = plot_y + 10 + i as u32 * 18;
         for dy in 0..3 {

@@ -51,6 +51,43 @@ impl RunDir {
         Ok(())
     }
 
+    /// Continues a run from its newest checkpoint with `load`, and drops the metrics lines of
+    /// steps after it (a run stopped between checkpoints logged steps that will run again);
+    /// says when there is no checkpoint and the run starts afresh.
+    pub fn resume(&self, load: impl FnOnce(&Path) -> Result<u64>) -> Result<()> {
+        let Some(last) = self.latest_checkpoint() else {
+            println!("no checkpoint in {}: starting a new run", self.path.display());
+            return Ok(());
+        };
+        let step = load(&last).with_context(|| format!("resuming from {}", last.display()))?;
+        println!("resumed from {} at step {step}", last.display());
+        self.truncate_metrics(step)
+    }
+
+    /// Keeps the metrics of a run that has done `steps` updates: lines of earlier steps, and at
+    /// step `steps` those that are not an update's (validation, baselines). Step lines count
+    /// from 0, so update `steps` is the next one to run.
+    fn truncate_metrics(&self, steps: u64) -> Result<()> {
+        let path = self.path.join("metrics.jsonl");
+        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+        let keep = |line: &str| match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(value) => match value.get("step").and_then(|s| s.as_u64()) {
+                Some(step) => step < steps || (step == steps && value.get("loss").is_none()),
+                None => true,
+            },
+            // A line cut short by a crash.
+            Err(_) => false,
+        };
+        let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && keep(l)).collect();
+        if kept.len() == text.lines().filter(|l| !l.trim().is_empty()).count() {
+            return Ok(());
+        }
+        let mut out = kept.join("\n");
+        out.push('\n');
+        fqgan::weights::write_atomic(&path, out.as_bytes())?;
+        Ok(())
+    }
+
     /// `metrics.jsonl`, opened for appending (a resumed run continues the same file).
     pub fn metrics(&self) -> Result<File> {
         let path = self.path.join("metrics.jsonl");
@@ -71,4 +108,36 @@ pub fn progress_bar(len: u64, position: u64, quiet: bool) -> ProgressBar {
     );
     bar.set_position(position);
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resuming_drops_the_steps_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path()).unwrap();
+        let lines = [
+            r#"{"step":0,"unigram_val_loss":6.9}"#,
+            r#"{"step":0,"loss":7.0}"#,
+            r#"{"step":1,"loss":6.0}"#,
+            r#"{"step":2,"val_loss":5.5}"#,
+            r#"{"step":2,"loss":5.0}"#,
+            r#"{"step":3,"loss":4.0}"#,
+            r#"{"step":3,"lo"#,
+        ];
+        std::fs::write(dir.path().join("metrics.jsonl"), lines.join("\n")).unwrap();
+        std::fs::write(run.checkpoint_path(2), b"").unwrap();
+        run.resume(|_| Ok(2)).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+        assert_eq!(text, lines[..4].join("\n") + "\n");
+    }
+
+    #[test]
+    fn resuming_without_a_checkpoint_starts_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path()).unwrap();
+        run.resume(|_| panic!("no checkpoint to load")).unwrap();
+    }
 }

@@ -153,10 +153,10 @@ fn train<B: AutodiffBackend>(args: TrainFarArgs, device: B::Device) -> Result<()
     };
     let mut training = FarTraining::new(model, optim, args.seed);
     if args.resume {
-        if let Some(last) = run.latest_checkpoint() {
-            training.load_checkpoint(&last, &device).with_context(|| format!("resuming from {}", last.display()))?;
-            println!("resumed from {} at step {}", last.display(), training.step);
-        }
+        run.resume(|last| {
+            training.load_checkpoint(last, &device)?;
+            Ok(training.step)
+        })?;
     }
     let c = training.model.config();
     println!(

@@ -230,10 +230,10 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         training = training.with_ema(decay);
     }
     if args.resume {
-        if let Some(last) = run.latest_checkpoint() {
-            training.load_checkpoint(&last, &device).with_context(|| format!("resuming from {}", last.display()))?;
-            println!("resumed from {} at step {}", last.display(), training.step);
-        }
+        run.resume(|last| {
+            training.load_checkpoint(last, &device)?;
+            Ok(training.step)
+        })?;
     }
 
     let dataset = ImageDataset::scan(&args.data)?;

@@ -137,8 +137,12 @@ impl<B: AutodiffBackend> FarTraining<B> {
                 format!("not a FAR training checkpoint (format is not '{FAR_TRAINING_FORMAT}')"),
             ));
         }
-        let config = FarConfig::from_json(file.metadata.get("config").map(String::as_str).unwrap_or_default())
+        let mut config = FarConfig::from_json(file.metadata.get("config").map(String::as_str).unwrap_or_default())
             .map_err(|e| Error::weights(path, format!("checkpoint config: {e}")))?;
+        // Checkpoints from before generators stored class names take the run's.
+        if config.class_names.is_empty() {
+            config.class_names.clone_from(&self.model.config().class_names);
+        }
         if &config != self.model.config() {
             return Err(Error::weights(path, "checkpoint was trained with a different FAR config"));
         }
