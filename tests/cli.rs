@@ -143,6 +143,8 @@ fn train_with_accumulation_and_ema_then_evaluate() {
         "0.9",
         "--note",
         "data=examples/images",
+        "--checkpoint-every",
+        "1",
         "--quiet",
     ]);
     assert!(out.status.success(), "{}", text(&out));
@@ -166,6 +168,43 @@ fn train_with_accumulation_and_ema_then_evaluate() {
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
     assert_eq!(last["step"], 1);
+
+    // The EMA follows its formula: after step 2, ema = 0.9 ema(step 1) + 0.1 weights(step 2).
+    let tensor = |file: &str, key: &str| -> Vec<f32> {
+        fqgan::weights::TensorFile::read(run.join(file)).unwrap().tensors[key].to_vec().unwrap()
+    };
+    let key = "decoder.conv_out.weight";
+    let (ema_1, ema_2) = (
+        tensor("checkpoint-00000001.safetensors", &format!("ema.{key}")),
+        tensor("checkpoint-00000002.safetensors", &format!("ema.{key}")),
+    );
+    let weights_2 = tensor("checkpoint-00000002.safetensors", &format!("model.{key}"));
+    let worst = (0..ema_2.len()).map(|i| (ema_2[i] - (0.9 * ema_1[i] + 0.1 * weights_2[i])).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-6, "EMA off its formula by {worst}");
+    assert!(ema_2.iter().zip(&weights_2).any(|(e, w)| (e - w).abs() > 1e-6), "the EMA equals the raw weights");
+    // Accumulating two micro-batches is not one: the same run without --grad-accum ends elsewhere.
+    let single = dir.path().join("single");
+    let out = trainer(&[
+        "train-tokenizer",
+        "--data",
+        path(&images),
+        "--preset",
+        "small-dual-ds8",
+        "--out",
+        path(&single),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let raw = |run: &Path| -> Vec<f32> {
+        fqgan::weights::TensorFile::read(run.join("tokenizer.safetensors")).unwrap().tensors[key].to_vec().unwrap()
+    };
+    let (accumulated, plain) = (raw(&run), raw(&single));
+    let moved = accumulated.iter().zip(&plain).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(moved > 1e-5, "--grad-accum 2 changed nothing ({moved})");
 
     let report_dir = dir.path().join("eval");
     let model = run.join("tokenizer-ema.safetensors");
@@ -235,7 +274,8 @@ fn teacher_flags_are_checked_against_the_config() {
 }
 
 /// The semantic term from the command line, with the tiny golden CLIP teacher (32 wide) on a
-/// small-dual-ds8 whose `sem` head is made 32 wide: live, and from precomputed features.
+/// small-dual-ds8 whose `sem` head is made 32 wide: live, and from precomputed features. On the
+/// same centre crops the two paths feed the same features to the same loss.
 #[test]
 fn semantic_term_from_a_live_teacher_and_from_precomputed_features() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,15 +329,16 @@ fn semantic_term_from_a_live_teacher_and_from_precomputed_features() {
         assert_eq!(semantic.len(), 1, "{line}");
         semantic[0].as_f64().unwrap()
     };
-    let live = semantic_after_one_step(
-        "live",
-        &["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&teacher_config)],
-    );
+    let live_teacher =
+        ["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&teacher_config)];
+    let live = semantic_after_one_step("live", &[&live_teacher[..], &["--center-crops"]].concat());
     let stored = semantic_after_one_step("stored", &["--teacher-features", path(&features)]);
     // InfoNCE over 2 images lies between 0 and log(2) + 2 (cosines in [-1, 1]).
-    for value in [live, stored] {
-        assert!(value.is_finite() && value > 0.0 && value < 2.0 + 2f64.ln(), "{live} {stored}");
-    }
+    assert!(live.is_finite() && live > 0.0 && live < 2.0 + 2f64.ln(), "{live}");
+    assert!((live - stored).abs() < 1e-4, "live teacher {live} vs precomputed features {stored}");
+    // Random crops and flips change what the live teacher sees, and so the term.
+    let augmented = semantic_after_one_step("augmented", &live_teacher);
+    assert!((augmented - live).abs() > 1e-4, "augmentation changed nothing: {augmented} vs {live}");
 }
 
 fn examples(name: &str) -> PathBuf {
@@ -336,7 +377,10 @@ fn compress_without_a_model_uses_the_builtin_tokenizer() {
     let out = fqgan(&["compress", path(&examples("grass.png")), "-o", path(dir.path())]);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("using the built-in ufoai-small-dual-ds8") && log.contains("builtin:ufoai-small-dual-ds8"), "{log}");
+    assert!(
+        log.contains("using the built-in ufoai-small-dual-ds8") && log.contains("builtin:ufoai-small-dual-ds8"),
+        "{log}"
+    );
     let file = fqgan::tokens::TokenFile::read(&dir.path().join("grass.fqt")).unwrap();
     let device = Default::default();
     let builtin = fqgan::builtin::tokenizer::<fqgan::device::Cpu>(fqgan::tokenizer::LoadPurpose::Inference, &device);

@@ -1,5 +1,6 @@
-//! Images of any size through tiles, the model and `.fqt` files, on a small random model:
-//! odd sizes, a 1024x1024 texture, lossless alpha, and the seam measurement.
+//! Images of any size through tiles, the model and `.fqt` files: odd sizes, a 1024x1024
+//! texture, lossless alpha, and the seam measurement, on the built-in (trained) tokenizer where
+//! quality or seams are judged and on a small random model elsewhere.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,11 @@ fn model(seed: u64) -> Tokenizer<Cpu> {
     fqgan::device::seeded::<Cpu, _>(&device, seed, || {
         Tokenizer::new(&TokenizerConfig::preset("small-dual-ds8").unwrap(), &device).unwrap()
     })
+}
+
+/// The built-in tokenizer, trained on game textures: its tiles carry real per-tile errors.
+fn trained() -> Tokenizer<Cpu> {
+    fqgan::builtin::tokenizer(fqgan::tokenizer::LoadPurpose::Inference, &Default::default()).unwrap()
 }
 
 fn sample_image(name: &str) -> RgbImage {
@@ -52,12 +58,20 @@ fn odd_sizes_round_trip_through_tiles() {
 
     // Every tile's tokens are the model's tokens for exactly that window of the image.
     let layout = file.layout;
-    let last = layout.count() - 1;
-    let (x0, y0) = layout.origin(last);
-    let window = image::imageops::crop_imm(&image, x0, y0, 64, 64).to_image();
-    let ids = model.encode(fqgan::image::images_to_tensor::<Cpu>(&[window], &model.device()).unwrap()).unwrap();
+    let windows: Vec<RgbImage> = (0..layout.count())
+        .map(|index| {
+            let (x0, y0) = layout.origin(index);
+            image::imageops::crop_imm(&image, x0, y0, 64, 64).to_image()
+        })
+        .collect();
+    let ids = model.encode(fqgan::image::images_to_tensor::<Cpu>(&windows, &model.device()).unwrap()).unwrap();
     let ids: Vec<u32> = ids.into_data().convert::<i64>().iter::<i64>().map(|v| v as u32).collect();
-    assert_eq!(&file.tokens[last * ids.len()..], &ids[..]);
+    assert_eq!(file.tokens.len(), ids.len());
+    let per_tile = file.tokens_per_tile();
+    for index in 0..layout.count() {
+        let tile = index * per_tile..(index + 1) * per_tile;
+        assert_eq!(file.tokens[tile.clone()], ids[tile], "tile {index} at {:?}", layout.origin(index));
+    }
 
     // A random model reconstructs poorly, but the image must be the input's, not noise.
     let noise = RgbImage::from_fn(300, 171, |x, y| {
@@ -74,7 +88,7 @@ fn odd_sizes_round_trip_through_tiles() {
 
 #[test]
 fn a_1024_texture_round_trips() {
-    let model = model(4);
+    let model = trained();
     let codec = AssetCodec::new(&model);
     let image = texture(1024, 1024);
     let (file, decoded) = round_trip(&codec, &DynamicImage::ImageRgb8(image.clone()), codec.default_overlap());
@@ -87,6 +101,9 @@ fn a_1024_texture_round_trips() {
         psnr(&image, &decoded.to_rgb8())
     );
     assert!(bytes * 8 < file.packed_token_bits() as usize, "entropy coding must beat bit-packing");
+    // The brick texture at full resolution, far from the model's training data: ~21 dB.
+    let quality = psnr(&image, &decoded.to_rgb8());
+    assert!(quality > 19.5, "the trained tokenizer reconstructs the 1024 texture at {quality:.2} dB");
 }
 
 #[test]
@@ -241,23 +258,24 @@ fn blending_hides_per_tile_errors() {
     );
 }
 
-/// The same measurement through the real pipeline. A random model's output is noise with no
-/// per-tile bias, so hard edges do not show either (printed for comparison); what is checked
-/// is that blending adds no seam of its own.
+/// The same measurement through the real pipeline, on the trained tokenizer, whose tiles are
+/// each off by their own colour shift: cut hard, the tile edges show; blended, they must not.
 #[test]
 fn model_round_trip_shows_no_seams() {
-    let model = model(6);
+    let model = trained();
     let codec = AssetCodec::new(&model);
     let image = texture(240, 200);
     let measure = |overlap| {
         let (file, decoded) = round_trip(&codec, &DynamicImage::ImageRgb8(image.clone()), overlap);
         let s = seams(&image, &decoded.to_rgb8(), &file.layout);
-        report(&format!("model, overlap {overlap}"), &s);
+        report(&format!("trained model, overlap {overlap}"), &s);
         s
     };
-    measure(0);
+    let hard = measure(0);
     let blended = measure(codec.default_overlap());
+    // Measured: 1.45x the interior jump cut hard, 0.89x blended (8 px).
+    assert!(jump(&hard) > 1.25, "hard tile edges must show, else this measures nothing: {:.3}", jump(&hard));
     let band = blended.band_error / blended.interior_error;
     assert!(band < 1.1, "border band error must be within 10% of the interior error, is {band:.3}x");
-    assert!(jump(&blended) < 1.2, "blended tile edges jump {:.3}x the interior", jump(&blended));
+    assert!(jump(&blended) < 1.1, "blended tile edges jump {:.3}x the interior", jump(&blended));
 }

@@ -20,7 +20,9 @@ pub fn render_metrics(path: &Path) -> Result<RgbImage> {
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1))
+        })
         .collect::<Result<Vec<Value>>>()?;
     let steps = |key: &str| by_step(&lines, key);
     let train_loss = steps("loss");
@@ -64,7 +66,9 @@ pub fn write(metrics: &Path, png: &Path) -> Result<()> {
 fn by_step(lines: &[Value], key: &str) -> Vec<(f64, f64)> {
     let mut points = BTreeMap::new();
     for line in lines {
-        if let (Some(step), Some(value)) = (line.get("step").and_then(Value::as_u64), line.get(key).and_then(Value::as_f64)) {
+        if let (Some(step), Some(value)) =
+            (line.get("step").and_then(Value::as_u64), line.get(key).and_then(Value::as_f64))
+        {
             points.insert(step, value);
         }
     }

@@ -120,7 +120,12 @@ impl BackendTask for Demo {
 impl Demo {
     /// A grid of `per_class` generated textures for each class, a row per class; returns the
     /// class names in row order.
-    fn generate_per_class<B: Backend>(&self, far: &Far<B>, tokenizer: &Tokenizer<B>, path: &Path) -> Result<Vec<String>> {
+    fn generate_per_class<B: Backend>(
+        &self,
+        far: &Far<B>,
+        tokenizer: &Tokenizer<B>,
+        path: &Path,
+    ) -> Result<Vec<String>> {
         let config = far.config();
         let labels: Vec<i64> =
             (0..config.num_classes).flat_map(|c| std::iter::repeat_n(c as i64, self.per_class)).collect();
@@ -154,7 +159,10 @@ impl Demo {
         let decoded = fqgan::image::tensor_to_images(tokenizer.decode(tokens.clone())?);
         let n = small.len();
         let top: Tensor<B, 3, Int> = tokens.reshape([n, k, grid * grid]).slice([0..n, 0..k, 0..grid * grid / 2]);
-        let prefix = Tensor::cat((0..n).flat_map(|i| vec![top.clone().slice([i..i + 1, 0..k, 0..grid * grid / 2]); COMPLETIONS]).collect(), 0);
+        let prefix = Tensor::cat(
+            (0..n).flat_map(|i| vec![top.clone().slice([i..i + 1, 0..k, 0..grid * grid / 2]); COMPLETIONS]).collect(),
+            0,
+        );
         let labels = vec![null as i64; n * COMPLETIONS];
         // The null class is its own guide: guidance would only repeat it.
         let mut options: GenerateOptions = self.sampling.options(k)?;

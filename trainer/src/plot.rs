@@ -62,8 +62,12 @@ pub fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
 }
 
 fn draw_panel(canvas: &mut RgbImage, x0: u32, panel: &Panel, x_label: &str) {
-    let all: Vec<(f64, f64)> =
-        panel.series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let all: Vec<(f64, f64)> = panel
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
     let (plot_x, plot_y) = (x0 + LEFT, TOP);
     let (plot_w, plot_h) = (PANEL_W - LEFT - RIGHT, PANEL_H - TOP - BOTTOM);
     draw_text(canvas, x0 + LEFT, 12, &panel.title, BLACK);
@@ -71,7 +75,10 @@ fn draw_panel(canvas: &mut RgbImage, x0: u32, panel: &Panel, x_label: &str) {
         draw_text(canvas, plot_x + 20, plot_y + plot_h / 2, "no data", GREY);
         return;
     }
-    let x_range = span(all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min), all.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max));
+    let x_range = span(
+        all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min),
+        all.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max),
+    );
     // Robust y range: spikes beyond the 1st..99th percentile are clipped at the frame.
     let mut ys: Vec<f64> = all.iter().map(|p| p.1).collect();
     ys.sort_by(f64::total_cmp);
@@ -98,7 +105,8 @@ fn draw_panel(canvas: &mut RgbImage, x0: u32, panel: &Panel, x_label: &str) {
         draw_text(canvas, (px as u32).saturating_sub(width / 2), plot_y + plot_h + 8, &label, BLACK);
     }
     for s in &panel.series {
-        let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).map(to_px).collect();
+        let points: Vec<(f64, f64)> =
+            s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).map(to_px).collect();
         for pair in points.windows(2) {
             line(canvas, pair[0], pair[1], s.color);
         }

@@ -90,6 +90,10 @@ pub struct TrainTokenizerArgs {
     /// teachers. They describe whole images, so this turns off random crops and flips.
     #[arg(long, value_name = "FILE", conflicts_with = "teacher")]
     pub teacher_features: Vec<PathBuf>,
+    /// Train on each image's centre crop, without random crops or flips (what
+    /// --teacher-features implies; with a live teacher it gives the same training).
+    #[arg(long)]
+    pub center_crops: bool,
     /// Weight of each supervised sub-codebook's InfoNCE term (paper eq. 8); 0 turns it off.
     #[arg(long, default_value_t = 0.5)]
     pub semantic_weight: f64,
@@ -247,7 +251,11 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
     let micro_batches = args.grad_accum as usize;
     let loader = Loader::new(
         dataset,
-        if precomputed { Augment::center(size) } else { Augment { size, min_crop_fraction: 0.8, hflip: true } },
+        if precomputed || args.center_crops {
+            Augment::center(size)
+        } else {
+            Augment { size, min_crop_fraction: 0.8, hflip: true }
+        },
         LoaderConfig {
             batch_size: args.batch_size,
             seed: args.seed,

@@ -42,7 +42,9 @@ impl<B: Backend> Far<B> {
     pub fn embedded_config(file: &TensorFile) -> Result<Option<FarConfig>> {
         file.metadata
             .get(CONFIG_KEY)
-            .map(|json| FarConfig::from_json(json).map_err(|e| Error::weights(&file.source, format!("embedded config: {e}"))))
+            .map(|json| {
+                FarConfig::from_json(json).map_err(|e| Error::weights(&file.source, format!("embedded config: {e}")))
+            })
             .transpose()
     }
 
@@ -50,7 +52,10 @@ impl<B: Backend> Far<B> {
         let config = match config {
             Some(config) => config.clone(),
             None => Self::embedded_config(file)?.ok_or_else(|| {
-                Error::weights(&file.source, "has no embedded config (an official checkpoint?): give the config or a preset")
+                Error::weights(
+                    &file.source,
+                    "has no embedded config (an official checkpoint?): give the config or a preset",
+                )
             })?,
         };
         let model = Far::unloaded(&config, device)?;

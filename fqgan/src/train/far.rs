@@ -172,9 +172,12 @@ pub enum EvalClass {
 pub fn eval_loss<B: Backend>(model: &Far<B>, codes: &Codes, batch_size: usize, class: EvalClass) -> Result<f64> {
     let null = match class {
         EvalClass::Own => None,
-        EvalClass::Null => Some(model.config().null_class().ok_or_else(|| {
-            Error::Input("the generator has no null class (class_dropout_prob is 0)".into())
-        })?),
+        EvalClass::Null => Some(
+            model
+                .config()
+                .null_class()
+                .ok_or_else(|| Error::Input("the generator has no null class (class_dropout_prob is 0)".into()))?,
+        ),
     };
     let rows: Vec<(usize, usize)> = (0..codes.images()).flat_map(|i| (0..codes.views).map(move |v| (i, v))).collect();
     let device = model.device();
