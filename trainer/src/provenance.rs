@@ -15,9 +15,10 @@ pub fn record(notes: &[String], fields: serde_json::Value) -> Result<serde_json:
         let (key, value) = note.split_once('=').with_context(|| format!("--note '{note}' is not KEY=VALUE"))?;
         note_map.insert(key.to_string(), value.into());
     }
-    // Best effort: a build outside a git checkout records "unknown".
+    // Best effort: the checkout the trainer was built from, wherever it runs; "unknown" for a
+    // build outside a git checkout.
     let commit = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
         .output()
         .ok()
         .filter(|o| o.status.success())
