@@ -125,28 +125,27 @@ fn train_with_accumulation_and_ema_then_evaluate() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let images = examples_images();
-    let out = trainer(&[
-        "train-tokenizer",
-        "--data",
-        path(&images),
-        "--preset",
-        "small-dual-ds8",
-        "--out",
-        path(&run),
-        "--steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--grad-accum",
-        "2",
-        "--ema",
-        "0.9",
-        "--note",
-        "data=examples/images",
-        "--checkpoint-every",
-        "1",
-        "--quiet",
-    ]);
+    let train = |out: &Path, extra: &[&str]| {
+        let base = [
+            "train-tokenizer",
+            "--data",
+            path(&images),
+            "--preset",
+            "small-dual-ds8",
+            "--out",
+            path(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--quiet",
+        ];
+        trainer(&[&base[..], extra].concat())
+    };
+    let out = train(
+        &run,
+        &["--grad-accum", "2", "--ema", "0.9", "--note", "data=examples/images", "--checkpoint-every", "1"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     for file in [
         "tokenizer.safetensors",
@@ -184,20 +183,7 @@ fn train_with_accumulation_and_ema_then_evaluate() {
     assert!(ema_2.iter().zip(&weights_2).any(|(e, w)| (e - w).abs() > 1e-6), "the EMA equals the raw weights");
     // Accumulating two micro-batches is not one: the same run without --grad-accum ends elsewhere.
     let single = dir.path().join("single");
-    let out = trainer(&[
-        "train-tokenizer",
-        "--data",
-        path(&images),
-        "--preset",
-        "small-dual-ds8",
-        "--out",
-        path(&single),
-        "--steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--quiet",
-    ]);
+    let out = train(&single, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let raw = |run: &Path| -> Vec<f32> {
         fqgan::weights::TensorFile::read(run.join("tokenizer.safetensors")).unwrap().tensors[key].to_vec().unwrap()
