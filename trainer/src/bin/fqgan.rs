@@ -26,8 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job on the example images with the built-in models, in about a minute on a
-    /// CPU: compress each to .fqt and decode it (a table with a JPEG of the same byte budget
+    /// The main job on the example images with the built-in models, in seconds on a CPU:
+    /// compress each to .fqt and decode it (a table with a JPEG of the same byte budget
     /// beside it), decode each sub-codebook alone, generate textures of every class, and
     /// regenerate each image's bottom half from its top half; pictures go to --output.
     Demo {
