@@ -330,4 +330,83 @@ mod tests {
         assert!(std::fs::OpenOptions::new().write(true).create_new(true).open(&a).is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary file left behind");
     }
+
+    /// Two writers of one path, with a reader watching: every read sees one writer's whole file
+    /// (never a mix or a prefix), and no temporary file is left.
+    #[test]
+    fn two_writers_of_one_path_leave_one_whole_file() {
+        const SIZE: usize = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        super::write_atomic(&path, &vec![0u8; SIZE]).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for byte in [1u8, 2] {
+                let path = &path;
+                scope.spawn(move || (0..20).for_each(|_| super::write_atomic(path, &vec![byte; SIZE]).unwrap()));
+            }
+            let reader = scope.spawn(|| {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let bytes = std::fs::read(&path).unwrap();
+                    assert_eq!(bytes.len(), SIZE, "a partial file was visible");
+                    assert!(bytes.iter().all(|&b| b == bytes[0]), "two writers' bytes mixed");
+                    reads += 1;
+                }
+                reads
+            });
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 0);
+        });
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+    }
+
+    /// Run as a child by `a_write_killed_midway_leaves_the_old_file`: writes forever.
+    #[test]
+    #[ignore = "a helper process, started by another test"]
+    fn helper_writes_until_killed() {
+        if let Some(path) = std::env::var_os("FQGAN_TEST_WRITE_FOREVER") {
+            let big = vec![7u8; 256 << 20];
+            loop {
+                super::write_atomic(std::path::Path::new(&path), &big).unwrap();
+            }
+        }
+    }
+
+    /// A process killed (SIGKILL) while writing leaves the previous file whole: at worst a
+    /// stray temporary file, which no reader opens.
+    #[cfg(unix)]
+    #[test]
+    fn a_write_killed_midway_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.safetensors");
+        std::fs::write(&path, b"the old model").unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "weights::tests::helper_writes_until_killed", "--nocapture"])
+            .env("FQGAN_TEST_WRITE_FOREVER", &path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let temporary = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+                .and_then(|e| e.metadata().ok())
+                .is_some_and(|m| m.len() > 0)
+        };
+        let start = std::time::Instant::now();
+        while !temporary() && start.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(temporary(), "the helper never started writing");
+        // Killed during its first write, or (on a loaded machine) a later one: either way the file
+        // is one whole version, never a prefix.
+        let bytes = std::fs::read(&path).unwrap();
+        let whole_new = bytes.len() == 256 << 20 && bytes.iter().all(|&b| b == 7);
+        assert!(bytes == b"the old model" || whole_new, "the killed write left {} bytes", bytes.len());
+    }
 }
