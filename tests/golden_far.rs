@@ -2,15 +2,16 @@
 
 use std::path::PathBuf;
 
-use fqgan::device::Cpu;
+use fqgan::burn::tensor::backend::Backend;
+use fqgan::device::{Cpu, NdArray};
 use fqgan::verify::verify_case;
 
 fn case(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/golden").join(name)
 }
 
-fn assert_case_passes(name: &str, k: usize) {
-    let report = verify_case::<Cpu>(&case(name), &Default::default()).unwrap();
+fn assert_case_passes<B: Backend>(name: &str, k: usize) {
+    let report = verify_case::<B>(&case(name), &Default::default()).unwrap();
     println!("{report}");
     assert_eq!(report.failed(), 0, "{name}:\n{report}");
     // Every headline output must really have been compared, not skipped.
@@ -35,12 +36,18 @@ fn assert_case_passes(name: &str, k: usize) {
 
 #[test]
 fn far_dual_matches_the_official_model() {
-    assert_case_passes("far_dual", 2);
+    assert_case_passes::<Cpu>("far_dual", 2);
 }
 
 #[test]
 fn far_triple_matches_the_official_model() {
-    assert_case_passes("far_triple", 3);
+    assert_case_passes::<Cpu>("far_triple", 3);
+}
+
+/// The alternative CPU backend (`--device ndarray`): the same forward, caches and sampling.
+#[test]
+fn far_dual_matches_the_official_model_on_ndarray() {
+    assert_case_passes::<NdArray>("far_dual", 2);
 }
 
 /// Sampling parity: feeding back the ids the official sampler drew (per-sub-token CFG scale,

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use fqgan::device::Cpu;
+use fqgan::burn::tensor::backend::Backend;
+use fqgan::device::{Cpu, NdArray};
 use fqgan::teachers::Teacher;
 use fqgan::verify::verify_case;
 
@@ -13,7 +14,17 @@ fn case() -> PathBuf {
 
 #[test]
 fn teachers_and_info_nce_match_the_official_towers() {
-    let report = verify_case::<Cpu>(&case(), &Default::default()).unwrap();
+    assert_towers_match::<Cpu>();
+}
+
+/// The alternative CPU backend (`--device ndarray`) runs the same towers.
+#[test]
+fn teachers_and_info_nce_match_the_official_towers_on_ndarray() {
+    assert_towers_match::<NdArray>();
+}
+
+fn assert_towers_match<B: Backend>() {
+    let report = verify_case::<B>(&case(), &Default::default()).unwrap();
     println!("{report}");
     assert_eq!(report.failed(), 0, "{report}");
     assert!(report.skipped.is_empty(), "unchecked tensors {:?}", report.skipped);
