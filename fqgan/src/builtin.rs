@@ -17,8 +17,6 @@ use crate::weights::TensorFile;
 pub struct BuiltinModel {
     /// What the CLI and the C library call it.
     pub name: &'static str,
-    /// Where it lives in the repository.
-    pub path: &'static str,
     /// What it is, in a line.
     pub description: &'static str,
     pub bytes: &'static [u8],
@@ -36,7 +34,6 @@ impl BuiltinModel {
 /// validation textures.
 pub const TOKENIZER: BuiltinModel = BuiltinModel {
     name: "ufoai-small-dual-ds8",
-    path: "models/ufoai-small-dual-ds8.safetensors",
     description: "texture tokenizer, small-dual-ds8, trained on ufoai-textures (GPL-2+)",
     bytes: include_bytes!("../../models/ufoai-small-dual-ds8.safetensors"),
 };
@@ -45,13 +42,9 @@ pub const TOKENIZER: BuiltinModel = BuiltinModel {
 /// (names in its config's `class_names`).
 pub const GENERATOR: BuiltinModel = BuiltinModel {
     name: "ufoai-far-small-dual",
-    path: "models/ufoai-far-small-dual.safetensors",
     description: "texture generator, FAR small-dual, 10 ufoai classes, over ufoai-small-dual-ds8 (GPL-2+)",
     bytes: include_bytes!("../../models/ufoai-far-small-dual.safetensors"),
 };
-
-/// Every built-in model.
-pub const ALL: [BuiltinModel; 2] = [TOKENIZER, GENERATOR];
 
 /// The built-in tokenizer on `device`.
 pub fn tokenizer<B: Backend>(purpose: LoadPurpose, device: &B::Device) -> Result<Tokenizer<B>> {

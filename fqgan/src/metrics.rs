@@ -10,7 +10,13 @@ pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
     if mse == 0.0 {
         return 120.0;
     }
-    10.0 * (255.0f64.powi(2) / mse).log10()
+    psnr_from_mse(mse, 255.0)
+}
+
+/// PSNR in dB of a mean squared error `mse` for values spanning `peak_to_peak` (255 for 8-bit
+/// pixels, 2 for images in [-1, 1] as the models see them).
+pub fn psnr_from_mse(mse: f64, peak_to_peak: f64) -> f64 {
+    10.0 * (peak_to_peak * peak_to_peak / mse).log10()
 }
 
 /// Structural similarity (Wang et al. 2004) with the usual settings: an 11x11 Gaussian window

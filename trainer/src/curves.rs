@@ -33,7 +33,10 @@ pub fn render_metrics(path: &Path) -> Result<RgbImage> {
         // Runs before `psnr` was logged: an L2 reconstruction term is the MSE on [-1, 1] images.
         let mut psnr = steps("psnr");
         if psnr.is_empty() {
-            psnr = steps("reconstruction").into_iter().map(|(s, mse)| (s, 10.0 * (4.0 / mse).log10())).collect();
+            psnr = steps("reconstruction")
+                .into_iter()
+                .map(|(s, mse)| (s, fqgan::metrics::psnr_from_mse(mse, 2.0)))
+                .collect();
         }
         vec![
             raw_and_smoothed("training loss (all terms)", "loss", &train_loss, plot::BLUE),

@@ -78,8 +78,9 @@ impl RunDir {
             // A line cut short by a crash.
             Err(_) => false,
         };
-        let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && keep(l)).collect();
-        if kept.len() == text.lines().filter(|l| !l.trim().is_empty()).count() {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let kept: Vec<&str> = lines.iter().copied().filter(|l| keep(l)).collect();
+        if kept.len() == lines.len() {
             return Ok(());
         }
         let mut out = kept.join("\n");

@@ -291,8 +291,8 @@ fn train<B: AutodiffBackend>(args: TrainTokenizerArgs, device: B::Device) -> Res
         line["images_per_second"] = per_second.into();
         line["skipped_images"] = skipped.into();
         if objective_is_l2 {
-            // The L2 term is the MSE of images in [-1, 1]: a peak-to-peak range of 2.
-            line["psnr"] = (10.0 * (4.0 / m.reconstruction).log10()).into();
+            // The L2 term is the MSE of images in [-1, 1].
+            line["psnr"] = fqgan::metrics::psnr_from_mse(m.reconstruction, 2.0).into();
         }
         writeln!(metrics, "{line}")?;
         let usage: Vec<String> = m.usage.iter().map(|u| format!("{:.0}%", u * 100.0)).collect();

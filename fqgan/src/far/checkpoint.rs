@@ -1,7 +1,6 @@
 //! FAR weight files: the project's own safetensors (config embedded in `__metadata__`) and
 //! official checkpoints converted to safetensors, which use the same key names.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
@@ -9,7 +8,7 @@ use burn::tensor::backend::Backend;
 use super::config::FarConfig;
 use super::model::Far;
 use crate::error::{Error, Result};
-use crate::tokenizer::checkpoint::{CONFIG_KEY, FORMAT_KEY, PROVENANCE_KEY};
+use crate::tokenizer::checkpoint::{model_metadata, CONFIG_KEY};
 use crate::weights::{load_module, module_tensors, write_safetensors, KeyMap, LoadRules, TensorFile};
 
 pub const FAR_FORMAT: &str = "fqgan.far.v1";
@@ -73,13 +72,6 @@ impl<B: Backend> Far<B> {
     /// [`crate::Tokenizer::save_with_provenance`] writes it.
     pub fn save_with_provenance(&self, path: impl AsRef<Path>, provenance: Option<&serde_json::Value>) -> Result<()> {
         let tensors = module_tensors(self, &far_key_map(self.config()));
-        let mut metadata = HashMap::from([
-            (FORMAT_KEY.to_string(), FAR_FORMAT.to_string()),
-            (CONFIG_KEY.to_string(), self.config().to_json()),
-        ]);
-        if let Some(provenance) = provenance {
-            metadata.insert(PROVENANCE_KEY.to_string(), provenance.to_string());
-        }
-        write_safetensors(path.as_ref(), &tensors, metadata)
+        write_safetensors(path.as_ref(), &tensors, model_metadata(FAR_FORMAT, self.config().to_json(), provenance))
     }
 }

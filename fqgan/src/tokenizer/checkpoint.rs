@@ -19,6 +19,19 @@ pub const CONFIG_KEY: &str = "config";
 /// Metadata key of a trained file's provenance (JSON), see [`Tokenizer::save_with_provenance`].
 pub const PROVENANCE_KEY: &str = "provenance";
 
+/// The metadata of a model file: its format, its config (JSON) and, when given, its provenance.
+pub(crate) fn model_metadata(
+    format: &str,
+    config: String,
+    provenance: Option<&serde_json::Value>,
+) -> HashMap<String, String> {
+    let mut metadata = HashMap::from([(FORMAT_KEY.to_string(), format.to_string()), (CONFIG_KEY.to_string(), config)]);
+    if let Some(provenance) = provenance {
+        metadata.insert(PROVENANCE_KEY.to_string(), provenance.to_string());
+    }
+    metadata
+}
+
 /// What to keep when loading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadPurpose {
@@ -126,14 +139,11 @@ impl<B: Backend> Tokenizer<B> {
     /// trained on, for how long, by which commit) when given.
     pub fn save_with_provenance(&self, path: impl AsRef<Path>, provenance: Option<&serde_json::Value>) -> Result<()> {
         let tensors = module_tensors(self, &tokenizer_key_map(self.config()));
-        let mut metadata = HashMap::from([
-            (FORMAT_KEY.to_string(), TOKENIZER_FORMAT.to_string()),
-            (CONFIG_KEY.to_string(), self.config().to_json()),
-        ]);
-        if let Some(provenance) = provenance {
-            metadata.insert(PROVENANCE_KEY.to_string(), provenance.to_string());
-        }
-        write_safetensors(path.as_ref(), &tensors, metadata)
+        write_safetensors(
+            path.as_ref(),
+            &tensors,
+            model_metadata(TOKENIZER_FORMAT, self.config().to_json(), provenance),
+        )
     }
 }
 
