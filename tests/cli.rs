@@ -120,27 +120,31 @@ fn examples_images() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/images")
 }
 
+/// `train-tokenizer` on `data` into `out` for `steps` steps of 2 images, quietly, with `extra` flags.
+fn train_tokenizer(data: &Path, out: &Path, steps: u64, extra: &[&str]) -> Output {
+    let steps = steps.to_string();
+    let base = [
+        "train-tokenizer",
+        "--data",
+        path(data),
+        "--out",
+        path(out),
+        "--steps",
+        &steps,
+        "--batch-size",
+        "2",
+        "--quiet",
+    ];
+    trainer(&[&base[..], extra].concat())
+}
+
 #[test]
 fn train_with_accumulation_and_ema_then_evaluate() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let images = examples_images();
     let train = |out: &Path, extra: &[&str]| {
-        let base = [
-            "train-tokenizer",
-            "--data",
-            path(&images),
-            "--preset",
-            "small-dual-ds8",
-            "--out",
-            path(out),
-            "--steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--quiet",
-        ];
-        trainer(&[&base[..], extra].concat())
+        train_tokenizer(&images, out, 2, &[&["--preset", "small-dual-ds8"], extra].concat())
     };
     let out = train(
         &run,
@@ -231,31 +235,17 @@ fn teacher_flags_are_checked_against_the_config() {
     let teachers = golden("teachers");
     let (weights, config) = (teachers.join("weights_clip.safetensors"), teachers.join("hf_config_clip.json"));
     let images = examples_images();
-    let base = [
-        "train-tokenizer",
-        "--data",
-        path(&images),
-        "--preset",
-        "small-dual-ds8",
-        "--out",
-        path(dir.path()),
-        "--steps",
-        "1",
-    ];
+    let train = |teacher: &[&str]| {
+        train_tokenizer(&images, dir.path(), 1, &[&["--preset", "small-dual-ds8"], teacher].concat())
+    };
     // small-dual-ds8 predicts 64-wide features for `sem`; the tiny golden CLIP is 32 wide.
-    let out = trainer(
-        &[&base[..], &["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]]
-            .concat(),
-    );
+    let out = train(&["--teacher", "clip", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]);
     let log = text(&out);
     assert!(!out.status.success() && log.contains("'sem'") && log.contains("64") && log.contains("32"), "{log}");
-    let out = trainer(
-        &[&base[..], &["--teacher", "dinov2", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]]
-            .concat(),
-    );
+    let out = train(&["--teacher", "dinov2", "--teacher-weights", path(&weights), "--teacher-config", path(&config)]);
     let log = text(&out);
     assert!(!out.status.success() && log.contains("Dinov2") && log.contains("Clip"), "{log}");
-    let out = trainer(&[&base[..], &["--teacher", "clip"]].concat());
+    let out = train(&["--teacher", "clip"]);
     assert!(!out.status.success() && text(&out).contains("--teacher-weights"), "{}", text(&out));
 }
 
@@ -293,21 +283,7 @@ fn semantic_term_from_a_live_teacher_and_from_precomputed_features() {
 
     let semantic_after_one_step = |run: &str, teacher: &[&str]| -> f64 {
         let run = dir.path().join(run);
-        let base = [
-            "train-tokenizer",
-            "--data",
-            path(&images),
-            "--config",
-            path(&config_path),
-            "--out",
-            path(&run),
-            "--steps",
-            "1",
-            "--batch-size",
-            "2",
-            "--quiet",
-        ];
-        let out = trainer(&[&base[..], teacher].concat());
+        let out = train_tokenizer(&images, &run, 1, &[&["--config", path(&config_path)], teacher].concat());
         assert!(out.status.success(), "{}", text(&out));
         let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
         let line: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
