@@ -1,6 +1,7 @@
-//! The generator pipeline as a user runs it, on the committed example images: a tiny
-//! tokenizer from `init`, `extract-codes` with ten crops, `train-far` for a few dozen steps,
-//! then `sample`. The trained generator must beat the class-blind unigram baseline.
+//! The generator pipeline as a user runs it, on patches of the committed example images: a tiny
+//! tokenizer from `init`, `extract-codes`, `train-far` for a few hundred steps, then `sample`.
+//! The trained generator must beat the class-blind unigram baseline on an image it never
+//! trained on.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -24,6 +25,12 @@ fn path(p: &Path) -> &str {
 fn images_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/images")
 }
+
+/// The example image the generator never trains on.
+const HELD_OUT: &str = "gravel.png";
+
+/// The side of the patches the tiny tokenizer sees (its image size).
+const PATCH: u32 = 32;
 
 /// 32 px, downsample 4: 8x8 tokens from two 64-entry codebooks.
 fn tiny_tokenizer() -> TokenizerConfig {
@@ -65,41 +72,65 @@ fn trained_generator_beats_the_unigram_baseline() {
     std::fs::write(d("far.json"), tiny_far().to_json()).unwrap();
     check(trainer(&["init", "--config", path(&d("tok.json")), "--seed", "1", "-o", path(&d("tok.safetensors"))]));
 
-    let log = check(trainer(&[
-        "extract-codes",
-        "--model",
-        path(&d("tok.safetensors")),
-        "--data",
-        path(&images_dir()),
-        "--views",
-        "ten-crop",
-        "-o",
-        path(&d("codes.safetensors")),
-        "--quiet",
-    ]));
-    assert!(log.contains("6 images x 10 views"), "{log}");
+    // The generator must learn something about images (which tokens follow which), not only
+    // the images it saw: it trains on 32 px patches of five images and is validated on the
+    // patches of a sixth.
+    let (train, val) = (d("train"), d("val"));
+    let mut patches = [0; 2];
+    for entry in std::fs::read_dir(images_dir()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".png") else { continue };
+        let held_out = name == HELD_OUT;
+        let folder = if held_out { &val } else { &train };
+        std::fs::create_dir_all(folder).unwrap();
+        let image = image::open(entry.path()).unwrap();
+        for y in (0..image.height() / PATCH).map(|y| y * PATCH) {
+            for x in (0..image.width() / PATCH).map(|x| x * PATCH) {
+                image.crop_imm(x, y, PATCH, PATCH).save(folder.join(format!("{stem}-{x}-{y}.png"))).unwrap();
+                patches[usize::from(held_out)] += 1;
+            }
+        }
+    }
+    for (data, views, codes, count) in [
+        (&train, "flip", "codes.safetensors", format!("{} images x 2 views", patches[0])),
+        (&val, "center", "val-codes.safetensors", format!("{} images x 1 views", patches[1])),
+        (&images_dir(), "ten-crop", "ten-crop.safetensors", "6 images x 10 views".to_string()),
+    ] {
+        let log = check(trainer(&[
+            "extract-codes",
+            "--model",
+            path(&d("tok.safetensors")),
+            "--data",
+            path(data),
+            "--views",
+            views,
+            "-o",
+            path(&d(codes)),
+            "--quiet",
+        ]));
+        assert!(log.contains(&count), "{log}");
+    }
 
-    // Validating on the training codes measures the fit without dropout.
     let log = check(trainer(&[
         "train-far",
         "--codes",
         path(&d("codes.safetensors")),
         "--val-codes",
-        path(&d("codes.safetensors")),
+        path(&d("val-codes.safetensors")),
         "--config",
         path(&d("far.json")),
         "--out",
         path(&d("run")),
         "--steps",
-        "80",
+        "200",
         "--batch-size",
-        "6",
+        "16",
         "--lr",
         "5e-3",
         "--val-every",
         "0",
         "--checkpoint-every",
-        "40",
+        "100",
         "--keep-last",
         "1",
         "--seed",
@@ -110,19 +141,20 @@ fn trained_generator_beats_the_unigram_baseline() {
     let text = std::fs::read_to_string(d("run/metrics.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let losses = metric(&lines, "loss");
-    assert_eq!(losses.len(), 80);
+    assert_eq!(losses.len(), 200);
     assert!(metric(&lines, "tokens_per_second").iter().all(|&t| t > 0.0));
-    let baseline = metric(&lines, "unigram_train_loss")[0];
+    let baseline = metric(&lines, "unigram_val_loss")[0];
     let val = *metric(&lines, "val_loss").last().unwrap();
     // Label dropout is on (the preset's 0.1), so the class-blind loss is reported beside it.
     let null_class = metric(&lines, "val_null_class_loss");
     assert!(null_class.len() == 1 && null_class[0].is_finite() && null_class[0] != val, "{null_class:?} vs {val}");
-    let (early, late) = (losses[..5].iter().sum::<f64>() / 5.0, losses[75..].iter().sum::<f64>() / 5.0);
+    let (early, late) = (losses[..5].iter().sum::<f64>() / 5.0, losses[195..].iter().sum::<f64>() / 5.0);
     println!(
-        "train loss {early:.3} -> {late:.3}; final loss on the training codes {val:.3}, unigram baseline {baseline:.3}"
+        "train loss {early:.3} -> {late:.3}; final loss on the held-out image {val:.3}, unigram baseline there {baseline:.3}"
     );
     assert!(late < early - 0.5, "loss did not fall: {early} -> {late}");
-    assert!(val < baseline - 0.05, "final loss {val} is not clearly below the unigram baseline {baseline}");
+    // Seen: 2.188 against 2.267, falling steadily from step 20 (2.291) on.
+    assert!(val < baseline - 0.04, "final held-out loss {val} is not clearly below the unigram baseline {baseline}");
     let checkpoints: Vec<_> = std::fs::read_dir(d("run"))
         .unwrap()
         .flatten()

@@ -279,3 +279,42 @@ fn model_round_trip_shows_no_seams() {
     assert!(band < 1.1, "border band error must be within 10% of the interior error, is {band:.3}x");
     assert!(jump(&blended) < 1.1, "blended tile edges jump {:.3}x the interior", jump(&blended));
 }
+
+/// Whole-image work reports its tiles batch by batch and stops when told to, both ways.
+#[test]
+fn progress_counts_tiles_and_can_cancel() {
+    use std::ops::ControlFlow;
+
+    let model = model(5);
+    let mut codec = AssetCodec::new(&model);
+    codec.batch = 4;
+    let image = DynamicImage::ImageRgb8(texture(300, 171)); // 6 x 3 tiles
+    let mut seen = Vec::new();
+    let file = codec
+        .compress_with_progress(&image, codec.default_overlap(), Coding::Packed, &mut |done, total| {
+            seen.push((done, total));
+            ControlFlow::Continue(())
+        })
+        .unwrap()
+        .expect("not cancelled");
+    assert_eq!(seen, [(4, 18), (8, 18), (12, 18), (16, 18), (18, 18)]);
+    assert_eq!(file, codec.compress(&image, codec.default_overlap(), Coding::Packed).unwrap());
+
+    let stop_after =
+        |n: usize| move |done: usize, _| if done >= n { ControlFlow::Break(()) } else { ControlFlow::Continue(()) };
+    let cancelled = codec.compress_with_progress(&image, 0, Coding::Packed, &mut stop_after(8)).unwrap();
+    assert!(cancelled.is_none());
+    let path = std::path::Path::new("t.fqt");
+    let mut calls = 0;
+    let decoded = codec
+        .decompress_with_progress(&file, path, &[0, 1], &mut |done, total| {
+            calls += 1;
+            assert_eq!((done, total), ((calls * 4).min(18), 18));
+            ControlFlow::Continue(())
+        })
+        .unwrap()
+        .expect("not cancelled");
+    assert_eq!(calls, 5);
+    assert_eq!(decoded.to_rgb8(), codec.decompress(&file, path).unwrap().to_rgb8());
+    assert!(codec.decompress_with_progress(&file, path, &[0, 1], &mut stop_after(4)).unwrap().is_none());
+}

@@ -3,6 +3,7 @@
 //! RGB goes through the model tile by tile (see [`crate::tiling`]); alpha, which the model
 //! does not see, is stored losslessly next to the tokens.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
@@ -25,6 +26,14 @@ pub struct AssetCodec<'a, B: Backend> {
     /// tile size^2): a few KB of PNG or `.fqt` can describe an image that would keep the model
     /// busy for hours. Default [`DEFAULT_MAX_WORK_PIXELS`].
     pub max_work_pixels: u64,
+}
+
+/// Told `(tiles done, tiles in all)` after each batch of tiles; `ControlFlow::Break(())` stops
+/// the work, and the call returns `Ok(None)`.
+pub type Progress<'p> = dyn FnMut(usize, usize) -> ControlFlow<()> + 'p;
+
+fn no_progress(_: usize, _: usize) -> ControlFlow<()> {
+    ControlFlow::Continue(())
 }
 
 /// 2^24 tile pixels: a 4096 x 4096 image without overlap (seconds to a few minutes on a CPU).
@@ -51,6 +60,18 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
     }
 
     pub fn compress(&self, image: &DynamicImage, overlap: u32, coding: Coding) -> Result<TokenFile> {
+        let file = self.compress_with_progress(image, overlap, coding, &mut no_progress)?;
+        Ok(file.expect("compression without a progress callback always completes"))
+    }
+
+    /// As [`AssetCodec::compress`], reporting each batch of tiles to `progress`, which can stop it.
+    pub fn compress_with_progress(
+        &self,
+        image: &DynamicImage,
+        overlap: u32,
+        coding: Coding,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<TokenFile>> {
         let config = self.model.config();
         let layout = TileLayout::new(image.width(), image.height(), self.tile(), overlap)?;
         self.check_work(&layout, Path::new("the image"))?;
@@ -63,9 +84,12 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
             let input = Tensor::<B, 4>::from_data(TensorData::new(values, [tiles.len(), 3, t, t]), &device);
             let ids = self.model.encode(input)?.into_data().convert::<i64>();
             tokens.extend(ids.iter::<i64>().map(|id| id as u32));
+            if progress(first + tiles.len(), layout.count()).is_break() {
+                return Ok(None);
+            }
         }
         let alpha = image.color().has_alpha().then(|| image.to_rgba8().pixels().map(|p| p[3]).collect());
-        Ok(TokenFile {
+        Ok(Some(TokenFile {
             fingerprint: self.fingerprint,
             layout,
             grid: config.grid_size() as u32,
@@ -73,7 +97,7 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
             tokens,
             alpha,
             coding,
-        })
+        }))
     }
 
     /// Errors when `layout` asks for more than [`AssetCodec::max_work_pixels`].
@@ -103,6 +127,19 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
     /// As [`AssetCodec::decompress`], from the sub-codebooks `codebooks` alone (indices into the
     /// model's codebooks; the others are zeroed, as in the paper's Fig. 3).
     pub fn decompress_codebooks(&self, file: &TokenFile, source: &Path, codebooks: &[usize]) -> Result<DynamicImage> {
+        let image = self.decompress_with_progress(file, source, codebooks, &mut no_progress)?;
+        Ok(image.expect("decompression without a progress callback always completes"))
+    }
+
+    /// As [`AssetCodec::decompress_codebooks`], reporting each batch of tiles to `progress`,
+    /// which can stop it.
+    pub fn decompress_with_progress(
+        &self,
+        file: &TokenFile,
+        source: &Path,
+        codebooks: &[usize],
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<DynamicImage>> {
         file.check_fits(self.fingerprint, self.model.config(), source)?;
         self.check_work(&file.layout, source)?;
         let layout = file.layout;
@@ -116,17 +153,21 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
             let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [tiles.len(), k, g, g]), &device);
             let decoded: Vec<f32> =
                 self.model.decode_subset(ids, codebooks)?.into_data().convert::<f32>().to_vec().expect("f32 data");
+            let done = tiles.end;
             for (n, index) in tiles.enumerate() {
                 blender.add(index, &decoded[n * 3 * t * t..(n + 1) * 3 * t * t]);
             }
+            if progress(done, layout.count()).is_break() {
+                return Ok(None);
+            }
         }
         let rgb = rgb_from_planes(&blender.finish(), layout.width, layout.height);
-        Ok(match &file.alpha {
+        Ok(Some(match &file.alpha {
             None => DynamicImage::ImageRgb8(rgb),
             Some(alpha) => DynamicImage::ImageRgba8(RgbaImage::from_fn(layout.width, layout.height, |x, y| {
                 let [r, g, b] = rgb.get_pixel(x, y).0;
                 image::Rgba([r, g, b, alpha[(y * layout.width + x) as usize]])
             })),
-        })
+        }))
     }
 }

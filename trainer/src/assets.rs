@@ -1,6 +1,7 @@
 //! The asset commands of `fqgan`: compressing image files and folders into `.fqt` token
 //! files, decompressing them, and measuring the round trip.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -166,19 +167,31 @@ pub struct CompressSettings {
     pub metrics: bool,
 }
 
+/// Shows on `bar` how many tiles of the file `name` are done: one large image can take minutes.
+fn tile_progress<'a>(bar: &'a ProgressBar, name: &'a str) -> impl FnMut(usize, usize) -> ControlFlow<()> + 'a {
+    move |done, total| {
+        if total > 1 {
+            bar.set_message(format!("{name} ({done}/{total} tiles)"));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Compresses one image file into `job.output` (atomically) and, when asked, reads that file
-/// back and decodes it. Returns the row and the decoded image.
+/// back and decodes it, showing its tiles on `bar`. Returns the row and the decoded image.
 pub fn compress_one<B: Backend>(
     codec: &AssetCodec<'_, B>,
     job: &Job,
     image: DynamicImage,
     settings: CompressSettings,
+    bar: &ProgressBar,
 ) -> Result<(Row, Option<DynamicImage>)> {
     let original_bytes = std::fs::metadata(&job.input).with_context(|| job.input.display().to_string())?.len();
     let overlap = settings.overlap.unwrap_or_else(|| codec.default_overlap());
     let file = codec
-        .compress(&image, overlap, settings.coding)
-        .with_context(|| format!("compressing {}", job.input.display()))?;
+        .compress_with_progress(&image, overlap, settings.coding, &mut tile_progress(bar, &job.name))
+        .with_context(|| format!("compressing {}", job.input.display()))?
+        .expect("the tile progress never stops the work");
     if let Some(parent) = job.output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
@@ -200,7 +213,7 @@ pub fn compress_one<B: Backend>(
     if !settings.metrics {
         return Ok((row, None));
     }
-    let decoded = codec.decompress(&TokenFile::read(&job.output)?, &job.output)?;
+    let decoded = decompress_one(codec, &TokenFile::read(&job.output)?, &job.output, &job.name, bar)?;
     let (a, b) = (image.to_rgb8(), decoded.to_rgb8());
     row.psnr = Some(psnr(&a, &b));
     row.ssim = Some(ssim(&a, &b));
@@ -226,7 +239,7 @@ pub fn compress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job], setting
             .map(|(job, image)| {
                 progress.set_message(job.name.clone());
                 let row = image
-                    .and_then(|image| compress_one(codec, job, image, settings))
+                    .and_then(|image| compress_one(codec, job, image, settings, &progress))
                     .map(|(row, _)| row)
                     .unwrap_or_else(|e| Row::failed(job, &e));
                 if let Some(error) = &row.error {
@@ -241,6 +254,19 @@ pub fn compress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job], setting
     rows
 }
 
+/// Decodes `file` (read from `source`), showing its tiles on `bar`.
+fn decompress_one<B: Backend>(
+    codec: &AssetCodec<'_, B>,
+    file: &TokenFile,
+    source: &Path,
+    name: &str,
+    bar: &ProgressBar,
+) -> Result<DynamicImage> {
+    let all: Vec<usize> = (0..file.k()).collect();
+    let image = codec.decompress_with_progress(file, source, &all, &mut tile_progress(bar, name))?;
+    Ok(image.expect("the tile progress never stops the work"))
+}
+
 /// Decodes every `.fqt` job to an image file; returns the failures as (name, message).
 pub fn decompress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job]) -> Vec<(String, String)> {
     let progress = progress_bar(jobs.len() as u64, "decompress");
@@ -249,7 +275,7 @@ pub fn decompress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job]) -> Ve
         progress.set_message(job.name.clone());
         let result = (|| -> Result<()> {
             let file = TokenFile::read(&job.input)?;
-            let image = codec.decompress(&file, &job.input)?;
+            let image = decompress_one(codec, &file, &job.input, &job.name, &progress)?;
             if let Some(parent) = job.output.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }

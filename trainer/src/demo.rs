@@ -79,7 +79,7 @@ impl BackendTask for Demo {
             let image = read_image(&job.input)?;
             let original = image.to_rgb8();
             let settings = CompressSettings { overlap: None, coding: Coding::Entropy, metrics: true };
-            let (row, decoded) = assets::compress_one(&codec, job, image, settings)?;
+            let (row, decoded) = assets::compress_one(&codec, job, image, settings, &progress)?;
             let jpeg = jpeg_within(&original, row.fqt_bytes)?;
             let file = TokenFile::read(&job.output)?;
             panels.push(original.clone());

@@ -503,7 +503,9 @@ impl BackendTask for Roundtrip {
         let codec = self.limit.codec(&model);
         let image = read_image(&self.input)?;
         let start = Instant::now();
-        let (row, decoded) = assets::compress_one(&codec, &job, image, self.settings)?;
+        let progress = assets::progress_bar(1, "roundtrip");
+        let (row, decoded) = assets::compress_one(&codec, &job, image, self.settings, &progress)?;
+        progress.finish_and_clear();
         let elapsed = start.elapsed();
         save_image(&self.output, &decoded.context("round trip decodes")?)?;
         print!("{}", summary::table(std::slice::from_ref(&row)));
