@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 use fqgan::weights::{write_safetensors, TensorFile};
 
+#[path = "common/crafted.rs"]
+mod crafted;
+
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/golden").join(name)
 }
@@ -354,4 +357,28 @@ fn compress_without_a_model_uses_the_builtin_tokenizer() {
     assert!(out.status.success() && log.contains("classes      nature, base"), "{log}");
     let out = fqgan(&["generate", "--labels", "lava", "-o", path(&grid)]);
     assert!(!out.status.success() && text(&out).contains("no class 'lava'"), "{}", text(&out));
+}
+
+/// Under a 1 GiB address-space cap, in a shell that ran the binary.
+fn capped(bin: &str) -> Command {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg("ulimit -v 1048576 && exec \"$0\" \"$@\"").arg(bin).env("FQGAN_NUM_THREADS", "1");
+    command
+}
+
+/// Every crafted model file through `fqgan info`, with the address space capped at 1 GiB: each
+/// ends in an error that names the field, never in a signal (an allocation failure aborts).
+#[test]
+fn crafted_models_are_refused_by_the_cli_under_a_memory_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, file, names) in crafted::write_all(dir.path()) {
+        let flags = match kind {
+            "tokenizer" => vec!["--model", path(&file)],
+            _ => vec!["--generator", "--far", path(&file)],
+        };
+        let out = capped(env!("CARGO_BIN_EXE_fqgan")).arg("info").args(&flags).output().unwrap();
+        let log = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{}: {:?}\n{log}", file.display(), out.status);
+        assert!(log.contains(names) && log.contains(path(&file)), "{}: expected {names} and the path: {log}", file.display());
+    }
 }

@@ -12,6 +12,14 @@ fn ffi_suite_needs_linux() {
     panic!("tests/ffi.rs builds and runs the C, C++ and C# programs on Linux only; run it there");
 }
 
+// The crafted files are built with the core crate's names, as the other suites that use them.
+#[cfg(target_os = "linux")]
+extern crate fqgan_core as fqgan;
+
+#[cfg(target_os = "linux")]
+#[path = "common/crafted.rs"]
+mod crafted;
+
 #[cfg(target_os = "linux")]
 mod linux {
 
@@ -308,6 +316,20 @@ mod linux {
         assert_eq!(tokens, fixture.tokens, "tokens from C differ from the Rust API's");
         assert_same_image(&dir.path().join("decoded.rgba"), &rgba_bytes(&fixture.decoded), "C decode");
         assert_same_image(&dir.path().join("decoded_0.rgba"), &rgba_bytes(&fixture.decoded_0), "C decode_subset");
+    }
+
+    /// Every crafted model file through the C loaders, with the address space capped at 1 GiB.
+    #[test]
+    fn crafted_models_are_refused_through_the_c_api_under_a_memory_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("hostile_test");
+        compile("gcc", "-std=c11", &["tests/ffi/hostile_test.c"], &exe);
+        let mut command = Command::new("sh");
+        command.arg("-c").arg("ulimit -v 1048576 && exec \"$0\" \"$@\"").arg(&exe);
+        for (kind, file, names) in super::crafted::write_all(dir.path()) {
+            command.arg(kind).arg(file).arg(names);
+        }
+        run(command.env("LD_LIBRARY_PATH", library_dir()).env("FQGAN_NUM_THREADS", "1"));
     }
 
     #[test]

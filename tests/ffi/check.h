@@ -33,7 +33,7 @@ static void check(int condition, const char *what, int line) {
 }
 #define CHECK(condition) check((condition), #condition, __LINE__)
 
-static unsigned char *read_file(const char *path, size_t *size) {
+static inline unsigned char *read_file(const char *path, size_t *size) {
     FILE *file = fopen(path, "rb");
     if (!file) return NULL;
     fseek(file, 0, SEEK_END);
@@ -48,7 +48,7 @@ static unsigned char *read_file(const char *path, size_t *size) {
     return data;
 }
 
-static void write_file(const char *dir, const char *name, const void *data, size_t size) {
+static inline void write_file(const char *dir, const char *name, const void *data, size_t size) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *file = fopen(path, "wb");
