@@ -8,7 +8,7 @@ use fqgan_core::tiling::TileLayout;
 use fqgan_core::tokens::{Coding, Header, TokenFile, MAX_CODEBOOKS};
 
 use crate::args::{arg, output, slice, versioned_copy, write_versioned};
-use crate::status::{guard, Failure, Outcome, Status};
+use crate::status::{c_u32, guard, Failure, Outcome, Status};
 use crate::tokenizer::Tokenizer;
 
 /// The most sub-codebooks a `.fqt` file holds: the length of `fqgan_fqt_info.codebook_sizes`.
@@ -192,7 +192,7 @@ pub unsafe extern "C" fn fqgan_fqt_read(
 /// The file `fqgan_fqt_write` describes, checked against the tokenizer.
 fn token_file(tokenizer: &Tokenizer, params: &FqtWriteParams, tokens: &[u32]) -> Outcome<TokenFile> {
     let config = tokenizer.engine.config();
-    let tile = config.image_size as u32;
+    let tile = c_u32("image_size", config.image_size)?;
     let (width, height) = match (params.width, params.height) {
         (0, 0) => (tile, tile),
         size => size,
@@ -218,8 +218,8 @@ fn token_file(tokenizer: &Tokenizer, params: &FqtWriteParams, tokens: &[u32]) ->
     Ok(TokenFile {
         fingerprint: tokenizer.fingerprint,
         layout,
-        grid: config.grid_size() as u32,
-        codebook_sizes: config.codebooks.iter().map(|c| c.size as u32).collect(),
+        grid: c_u32("grid", config.grid_size())?,
+        codebook_sizes: config.codebooks.iter().map(|c| c_u32("codebook size", c.size)).collect::<Outcome<_>>()?,
         tokens: tokens.to_vec(),
         alpha: None,
         coding,

@@ -10,7 +10,7 @@ use fqgan_core::DeviceChoice;
 
 use crate::args::{arg, device, handle_out, output, slice, string, versioned, versioned_copy, write_versioned};
 use crate::engine::{self, GeneratorEngine, Source};
-use crate::status::{guard, Failure, Outcome, Status};
+use crate::status::{c_u32, guard, Failure, Outcome, Status};
 use crate::tokenizer::{c_string, Tokenizer};
 
 /// A loaded FAR generator (paper §3.3): class label -> k token grids. Create it with
@@ -228,11 +228,11 @@ pub unsafe extern "C" fn fqgan_generator_get_info(generator: *const Generator, i
     guard(|| {
         let generator = arg(generator, "generator")?;
         let config = generator.engine.config();
-        let grid = config.grid_size() as u32;
+        let grid = c_u32("grid", config.grid_size())?;
         let value = GeneratorInfo {
             struct_size: std::mem::size_of::<GeneratorInfo>(),
-            class_count: config.num_classes as u32,
-            codebook_count: config.k() as u32,
+            class_count: c_u32("class_count", config.num_classes)?,
+            codebook_count: c_u32("codebook_count", config.k())?,
             grid_width: grid,
             grid_height: grid,
             supports_guidance: u32::from(config.null_class().is_some()),
@@ -261,7 +261,7 @@ pub unsafe extern "C" fn fqgan_generator_get_vocab_size(
             Failure::invalid(format!("`index` is {index}; this generator has {} sub-tokens", sizes.len()))
         })?;
         arg(size.cast_const(), "size")?;
-        size.write(*vocab as u32);
+        size.write(c_u32("size", *vocab)?);
         Ok(())
     })
 }

@@ -63,6 +63,14 @@ impl From<fqgan_core::Error> for Failure {
 
 pub(crate) type Outcome<T = ()> = Result<T, Failure>;
 
+/// `value` for a `uint32_t` field of a C struct. The config limits (`docs/limits.md`) keep every
+/// size of a loaded model far below 2^32, so this does not fail today; should a limit ever grow
+/// past it, the call fails naming the field instead of handing C a wrapped number.
+pub(crate) fn c_u32(field: &str, value: usize) -> Outcome<u32> {
+    u32::try_from(value)
+        .map_err(|_| Failure::new(Status::Internal, format!("`{field}` is {value}, which does not fit a uint32_t")))
+}
+
 thread_local! {
     /// Per thread, so that concurrent callers never see each other's messages.
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -122,6 +130,14 @@ mod tests {
         assert!(last_error().contains("panic: boom"), "{}", last_error());
         assert_eq!(guard(|| Ok(())), Status::Ok);
         assert_eq!(last_error(), "");
+    }
+
+    #[test]
+    fn c_counts_never_wrap() {
+        assert_eq!(c_u32("size", 1 << 24).unwrap(), 1 << 24);
+        let failure = c_u32("size", 1 << 32).unwrap_err();
+        assert_eq!(failure.status, Status::Internal);
+        assert!(failure.message.contains("`size` is 4294967296"), "{}", failure.message);
     }
 
     #[test]

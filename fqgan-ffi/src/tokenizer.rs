@@ -9,7 +9,7 @@ use fqgan_core::DeviceChoice;
 
 use crate::args::{arg, device, handle_out, output, slice, string, versioned, write_versioned};
 use crate::engine::{self, Engine, Source};
-use crate::status::{guard, Failure, Outcome, Status};
+use crate::status::{c_u32, guard, Failure, Outcome, Status};
 
 /// A loaded tokenizer. Create it with `fqgan_tokenizer_load_file`,
 /// `fqgan_tokenizer_load_memory` or `fqgan_tokenizer_load_builtin`, release it with
@@ -221,15 +221,15 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_info(tokenizer: *const Tokenizer, i
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
         let config = tokenizer.engine.config();
-        let (size, grid) = (config.image_size as u32, config.grid_size() as u32);
+        let (size, grid) = (c_u32("image_size", config.image_size)?, c_u32("grid", config.grid_size())?);
         let value = TokenizerInfo {
             struct_size: std::mem::size_of::<TokenizerInfo>(),
-            codebook_count: config.k() as u32,
+            codebook_count: c_u32("codebook_count", config.k())?,
             image_width: size,
             image_height: size,
             grid_width: grid,
             grid_height: grid,
-            downsample: config.downsample() as u32,
+            downsample: c_u32("downsample", config.downsample())?,
             token_count: tokenizer.token_count(),
             rgba_size: tokenizer.rgba_size(),
             device: tokenizer.device.as_ptr(),
@@ -258,8 +258,8 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_codebook(
         let value = CodebookInfo {
             struct_size: std::mem::size_of::<CodebookInfo>(),
             name: tokenizer.codebook_names[index as usize].as_ptr(),
-            size: codebook.size as u32,
-            dim: codebook.dim as u32,
+            size: c_u32("size", codebook.size)?,
+            dim: c_u32("dim", codebook.dim)?,
         };
         write_versioned(info, value, "info", "set info->struct_size = sizeof(fqgan_codebook_info)")
     })
