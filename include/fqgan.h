@@ -66,11 +66,16 @@
 // from 0 within one `FQGAN_ABI_VERSION`; compare it with `fqgan_abi_minor_version()` before
 // calling a function added later. 1: `fqgan_set_num_threads`, `fqgan_get_num_threads`.
 // 2: `fqgan_tokenizer_load_builtin`, `fqgan_generator_load_builtin`,
-// `fqgan_generator_get_class_name`.
-#define FQGAN_ABI_MINOR_VERSION 2
+// `fqgan_generator_get_class_name`. 3: `fqgan_fqt_encode_image`, `fqgan_fqt_decode_image`,
+// `fqgan_fqt_image_params_default`.
+#define FQGAN_ABI_MINOR_VERSION 3
 
 // The most sub-codebooks a `.fqt` file holds: the length of `fqgan_fqt_info.codebook_sizes`.
 #define FQGAN_FQT_MAX_CODEBOOKS 16
+
+// `fqgan_fqt_image_params.overlap` for the tokenizer's default overlap (an eighth of a tile,
+// as `fqgan compress` uses).
+#define FQGAN_OVERLAP_DEFAULT UINT32_MAX
 
 // The result of every call that can fail. `FQGAN_STATUS_OK` is 0; on any other value
 // `fqgan_last_error()` explains what went wrong and names the argument at fault.
@@ -279,10 +284,12 @@ typedef struct fqgan_generator_info {
   const char *device;
 } fqgan_generator_info;
 
-// Called after each generated token position with `done` (1 .. total) and `total` (the
-// positions of one image; all `count` images advance together). Return 0 to go on, non-zero
-// to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and writes no output. It runs on
-// the calling thread, inside the fqgan call: it must not free the handles in use.
+// Called as long work advances, with `done` (1 .. total) and `total`: by generation after each
+// token position (`total` = the positions of one image; all `count` images advance together),
+// by whole-image `.fqt` encoding and decoding after each batch of tiles (`total` = the tiles).
+// Return 0 to go on, non-zero to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and
+// writes no output. It runs on the calling thread, inside the fqgan call: it must not free the
+// handles in use.
 typedef int (*fqgan_progress_fn)(void *user_data, uint32_t done, uint32_t total);
 
 // What `fqgan_fqt_write` stores besides the tokens. Get one from
@@ -327,6 +334,24 @@ typedef struct fqgan_fqt_info {
   // The model that made the file (128-bit hash of its decoding config and codebooks).
   uint8_t fingerprint[16];
 } fqgan_fqt_info;
+
+// How `fqgan_fqt_encode_image` and `fqgan_fqt_decode_image` handle a whole image. Get one
+// from `fqgan_fqt_image_params_default()`; `struct_size` follows `fqgan_generate_params`' rule.
+typedef struct fqgan_fqt_image_params {
+  size_t struct_size;
+  // Encoding: pixels shared by neighbouring tiles, below half a tile, or
+  // `FQGAN_OVERLAP_DEFAULT`. Decoding uses the overlap the file records.
+  uint32_t overlap;
+  // Encoding: an `fqgan_fqt_coding` value (default ENTROPY, the smaller files).
+  int32_t coding;
+  // Non-zero: the image's rows run from the bottom up (Unity's `Texture2D`, OpenGL), both
+  // for the image encoded and for the pixels decoded.
+  uint32_t bottom_up;
+  // The most model work one call may do, in tile pixels (tiles x tile size^2); 0 for the
+  // default, 2^24 (a 4096 x 4096 image). A few KB of `.fqt` can describe an image that would
+  // keep the model busy for hours: larger files fail with `FQGAN_STATUS_INVALID_ARGUMENT`.
+  uint64_t max_work_pixels;
+} fqgan_fqt_image_params;
 
 #ifdef __cplusplus
 extern "C" {
@@ -654,6 +679,59 @@ fqgan_status fqgan_fqt_read(const struct fqgan_tokenizer *tokenizer,
                             uint32_t *tokens,
                             size_t tokens_capacity,
                             size_t *tokens_required);
+
+// The tokenizer's default overlap, range coding, top row first, the default work limit.
+struct fqgan_fqt_image_params fqgan_fqt_image_params_default(void);
+
+// Encodes an image of any size into the bytes of a `.fqt` file: cut into overlapping tiles of
+// the tokenizer's image size, each encoded, the ids stored losslessly. An RGBA8 image keeps
+// its alpha plane losslessly when any pixel is not fully opaque.
+//
+// - `params`: NULL for `fqgan_fqt_image_params_default()`.
+// - `progress`, `user_data`: may be NULL; called after each batch of tiles (see
+//   `fqgan_progress_fn`).
+// - `bytes`, `bytes_capacity`: the output. Its length depends on the image, so
+//   `bytes_capacity` must be at least the bound a query gives: call once with `bytes = NULL,
+//   bytes_capacity = 0` (nothing is encoded; `image` is read for its size and format only) and
+//   `*bytes_size` receives the most bytes the file can take. On success `*bytes_size`
+//   receives the bytes written.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use; `progress` must be safe to call
+// with `user_data`.
+fqgan_status fqgan_fqt_encode_image(const struct fqgan_tokenizer *tokenizer,
+                                    const struct fqgan_image *image,
+                                    const struct fqgan_fqt_image_params *params,
+                                    fqgan_progress_fn progress,
+                                    void *user_data,
+                                    uint8_t *bytes,
+                                    size_t bytes_capacity,
+                                    size_t *bytes_size);
+
+// Decodes the bytes of a `.fqt` file made with `tokenizer` into packed RGBA8 pixels of the
+// file's size (`fqgan_fqt_info.width` x `height` from `fqgan_fqt_read`), the tiles blended at
+// their seams; alpha is the file's, or 255 when it has none.
+//
+// - `params`: NULL for defaults; `bottom_up` and `max_work_pixels` apply.
+// - `progress`, `user_data`: may be NULL; called after each batch of tiles.
+// - `rgba`, `rgba_capacity`, `rgba_required`: width * height * 4 bytes, with the usual size
+//   query (which reads the file's header only).
+//
+// Fails with `FQGAN_STATUS_INVALID_ARGUMENT` for a damaged file, one made by another model,
+// or one past `max_work_pixels`.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use; `progress` must be safe to call
+// with `user_data`.
+fqgan_status fqgan_fqt_decode_image(const struct fqgan_tokenizer *tokenizer,
+                                    const uint8_t *fqt,
+                                    size_t fqt_size,
+                                    const struct fqgan_fqt_image_params *params,
+                                    fqgan_progress_fn progress,
+                                    void *user_data,
+                                    uint8_t *rgba,
+                                    size_t rgba_capacity,
+                                    size_t *rgba_required);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -379,6 +379,10 @@ fn crafted_models_are_refused_by_the_cli_under_a_memory_cap() {
         let out = capped(env!("CARGO_BIN_EXE_fqgan")).arg("info").args(&flags).output().unwrap();
         let log = text(&out);
         assert_eq!(out.status.code(), Some(1), "{}: {:?}\n{log}", file.display(), out.status);
-        assert!(log.contains(names) && log.contains(path(&file)), "{}: expected {names} and the path: {log}", file.display());
+        assert!(
+            log.contains(names) && log.contains(path(&file)),
+            "{}: expected {names} and the path: {log}",
+            file.display()
+        );
     }
 }

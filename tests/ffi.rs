@@ -28,10 +28,11 @@ mod linux {
     use std::sync::OnceLock;
 
     use fqgan_core::burn::tensor::{Int, Tensor, TensorData};
+    use fqgan_core::codec::AssetCodec;
     use fqgan_core::device::Cpu;
     use fqgan_core::far::{generate, Far, FarConfig, GenerateOptions, SubTokenSampling};
     use fqgan_core::fingerprint::Fingerprint;
-    use fqgan_core::image::{images_to_tensor, read_rgb_sized, tensor_to_images, RgbImage};
+    use fqgan_core::image::{images_to_tensor, read_rgb_sized, tensor_to_images, DynamicImage, RgbImage, RgbaImage};
     use fqgan_core::tiling::TileLayout;
     use fqgan_core::tokenizer::LoadPurpose;
     use fqgan_core::tokens::{Coding, TokenFile};
@@ -330,6 +331,43 @@ mod linux {
             command.arg(kind).arg(file).arg(names);
         }
         run(command.env("LD_LIBRARY_PATH", library_dir()).env("FQGAN_NUM_THREADS", "1"));
+    }
+
+    /// Whole images through `fqgan_fqt_encode_image` / `fqgan_fqt_decode_image` against the
+    /// Rust codec: a 150x70 RGBA image (3 x 2 tiles) with a real alpha plane.
+    #[test]
+    fn c_whole_images_match_the_rust_codec() {
+        let fixture = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let (width, height) = (150, 70);
+        let photo = read_rgb_sized(root().join("examples/images/chelsea.png"), 256, true).unwrap();
+        let pixels = (0..height)
+            .flat_map(|y| (0..width).map(move |x| (x, y)))
+            .flat_map(|(x, y)| {
+                let [r, g, b] = photo.get_pixel(x, y).0;
+                [r, g, b, if x < 100 { 255 } else { (y * 3) as u8 }]
+            })
+            .collect();
+        let image = RgbaImage::from_raw(width, height, pixels).unwrap();
+        let input = dir.path().join("input.rgba");
+        std::fs::write(&input, image.as_raw()).unwrap();
+        let exe = dir.path().join("fqt_image_test");
+        compile("gcc", "-std=c11", &["tests/ffi/fqt_image_test.c"], &exe);
+        run(native(&exe)
+            .arg(&fixture.model)
+            .arg(&generation().tokenizer)
+            .arg(&input)
+            .arg(width.to_string())
+            .arg(height.to_string())
+            .arg(dir.path()));
+
+        let tokenizer =
+            Tokenizer::<Cpu>::load(&fixture.model, None, LoadPurpose::Inference, &Default::default()).unwrap();
+        let codec = AssetCodec::new(&tokenizer);
+        let file = codec.compress(&DynamicImage::ImageRgba8(image), codec.default_overlap(), Coding::Entropy).unwrap();
+        assert_same_image(&dir.path().join("image.fqt"), &file.to_bytes().unwrap(), ".fqt bytes from C");
+        let decoded = codec.decompress(&file, Path::new("rust.fqt")).unwrap().to_rgba8();
+        assert_same_image(&dir.path().join("decoded.rgba"), decoded.as_raw(), "whole image decoded through C");
     }
 
     #[test]

@@ -269,3 +269,34 @@ fn the_header_alone_answers_a_size_query() {
         assert!(TokenFile::read_header(&corrupt, source).unwrap_err().to_string().contains("checksum"));
     }
 }
+
+/// `TokenFile::max_len` sizes a buffer before the ids exist: no ids or alpha values may make a
+/// file longer (uniform noise, and ids built to defeat the adaptive models), and packed ids
+/// without alpha take exactly the bound.
+#[test]
+fn no_content_outgrows_the_size_bound() {
+    let noise = |i: usize| (i as u32).wrapping_mul(2654435761).rotate_left(11);
+    let contents: [(&str, Box<dyn Fn(usize, u32) -> u32>); 3] = [
+        ("noise", Box::new(move |i, size| noise(i) % size)),
+        ("alternating", Box::new(|i, size| if i % 2 == 0 { 0 } else { size - 1 })),
+        ("rare after common", Box::new(|i, size| if i % 97 == 96 { size - 1 } else { 0 })),
+    ];
+    for (name, id) in &contents {
+        for alpha in [false, true] {
+            for coding in [Coding::Packed, Coding::Entropy] {
+                let mut file = sample(coding);
+                let sizes = file.codebook_sizes.clone();
+                for (i, token) in file.tokens.iter_mut().enumerate() {
+                    *token = id(i, sizes[i / 64 % 2]);
+                }
+                file.alpha = alpha.then(|| (0..150 * 70).map(|i| id(i, 256) as u8).collect());
+                let bound = TokenFile::max_len(&file.layout, file.grid, &sizes, alpha, coding);
+                let len = file.to_bytes().unwrap().len() as u64;
+                assert!(len <= bound, "{name}, alpha {alpha}, {coding:?}: {len} bytes > bound {bound}");
+                if coding == Coding::Packed && !alpha {
+                    assert_eq!(len, bound, "{name}: packed ids have an exact size");
+                }
+            }
+        }
+    }
+}

@@ -10,11 +10,13 @@ use std::path::Path;
 
 use fqgan_core::burn::tensor::backend::Backend;
 use fqgan_core::burn::tensor::{Int, Tensor, TensorData};
+use fqgan_core::codec::{AssetCodec, Progress};
 use fqgan_core::device::BackendTask;
 use fqgan_core::far::{generate_with_progress, Far, FarConfig, GenerateOptions};
 use fqgan_core::fingerprint::Fingerprint;
-use fqgan_core::image::{images_to_tensor, tensor_to_images, RgbImage};
+use fqgan_core::image::{images_to_tensor, tensor_to_images, DynamicImage, RgbImage};
 use fqgan_core::tokenizer::LoadPurpose;
+use fqgan_core::tokens::{Coding, TokenFile};
 use fqgan_core::{DeviceChoice, Result, Tokenizer, TokenizerConfig};
 
 /// What the C API needs from a tokenizer, whatever its backend. `Send + Sync` because one
@@ -27,6 +29,36 @@ pub(crate) trait Engine: Send + Sync {
     fn encode(&self, image: &RgbImage) -> Result<Vec<u32>>;
     /// k x g x g ids -> one image, decoding with only the sub-codebooks in `which`.
     fn decode(&self, tokens: &[u32], which: &[usize]) -> Result<RgbImage>;
+    /// An image of any size -> a `.fqt` file, tile by tile (`None` when `progress` cancelled).
+    fn compress(
+        &self,
+        image: &DynamicImage,
+        work: &WholeImage,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<TokenFile>>;
+    /// A `.fqt` file made with this model -> its image, RGBA when the file has alpha.
+    fn decompress(
+        &self,
+        file: &TokenFile,
+        work: &WholeImage,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<DynamicImage>>;
+}
+
+/// How whole images are tiled and bounded (see [`AssetCodec`]).
+pub(crate) struct WholeImage {
+    /// `None` for the codec's default overlap.
+    pub overlap: Option<u32>,
+    pub coding: Coding,
+    pub max_work_pixels: u64,
+}
+
+impl WholeImage {
+    fn codec<'a, B: Backend>(&self, model: &'a Tokenizer<B>) -> AssetCodec<'a, B> {
+        let mut codec = AssetCodec::new(model);
+        codec.max_work_pixels = self.max_work_pixels;
+        codec
+    }
 }
 
 impl<B: Backend> Engine for Tokenizer<B> {
@@ -52,6 +84,27 @@ impl<B: Backend> Engine for Tokenizer<B> {
         let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [1, config.k(), g, g]), &self.device());
         let image = self.decode_subset(ids, which)?;
         Ok(tensor_to_images(image).remove(0))
+    }
+
+    fn compress(
+        &self,
+        image: &DynamicImage,
+        work: &WholeImage,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<TokenFile>> {
+        let codec = work.codec(self);
+        let overlap = work.overlap.unwrap_or_else(|| codec.default_overlap());
+        codec.compress_with_progress(image, overlap, work.coding, progress)
+    }
+
+    fn decompress(
+        &self,
+        file: &TokenFile,
+        work: &WholeImage,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<DynamicImage>> {
+        let all: Vec<usize> = (0..file.k()).collect();
+        work.codec(self).decompress_with_progress(file, Path::new("the .fqt bytes"), &all, progress)
     }
 }
 

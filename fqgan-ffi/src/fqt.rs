@@ -25,11 +25,17 @@ pub enum FqtCoding {
 }
 
 impl FqtCoding {
-    fn from_raw(value: i32) -> Option<Coding> {
+    /// `params->coding` from C, checked.
+    pub(crate) fn from_raw(value: i32) -> Outcome<Coding> {
         [(Self::Packed, Coding::Packed), (Self::Entropy, Coding::Entropy)]
             .into_iter()
             .find(|(c, _)| *c as i32 == value)
             .map(|(_, coding)| coding)
+            .ok_or_else(|| {
+                Failure::invalid(format!(
+                    "`params->coding` is {value}; expected FQGAN_FQT_CODING_PACKED (0) or ENTROPY (1)"
+                ))
+            })
     }
 }
 
@@ -197,12 +203,7 @@ fn token_file(tokenizer: &Tokenizer, params: &FqtWriteParams, tokens: &[u32]) ->
         (0, 0) => (tile, tile),
         size => size,
     };
-    let coding = FqtCoding::from_raw(params.coding).ok_or_else(|| {
-        Failure::invalid(format!(
-            "`params->coding` is {}; expected FQGAN_FQT_CODING_PACKED (0) or ENTROPY (1)",
-            params.coding
-        ))
-    })?;
+    let coding = FqtCoding::from_raw(params.coding)?;
     let layout = TileLayout::new(width, height, tile, params.overlap).map_err(|e| {
         Failure::invalid(format!("`params->width`, `height`, `overlap` ({width}x{height}, {}): {e}", params.overlap))
     })?;

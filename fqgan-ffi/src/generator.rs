@@ -84,11 +84,33 @@ pub struct GenerateParams {
     pub top_k: u32,
 }
 
-/// Called after each generated token position with `done` (1 .. total) and `total` (the
-/// positions of one image; all `count` images advance together). Return 0 to go on, non-zero
-/// to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and writes no output. It runs on
-/// the calling thread, inside the fqgan call: it must not free the handles in use.
+/// Called as long work advances, with `done` (1 .. total) and `total`: by generation after each
+/// token position (`total` = the positions of one image; all `count` images advance together),
+/// by whole-image `.fqt` encoding and decoding after each batch of tiles (`total` = the tiles).
+/// Return 0 to go on, non-zero to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and
+/// writes no output. It runs on the calling thread, inside the fqgan call: it must not free the
+/// handles in use.
 pub type ProgressFn = Option<unsafe extern "C" fn(user_data: *mut c_void, done: u32, total: u32) -> c_int>;
+
+/// `progress` as the core library's callback: a non-zero answer stops the work.
+///
+/// # Safety
+/// `progress` must be safe to call with `user_data`.
+pub(crate) unsafe fn reporter(
+    progress: ProgressFn,
+    user_data: *mut c_void,
+) -> impl FnMut(usize, usize) -> ControlFlow<()> {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    move |done, total| match progress {
+        Some(callback) if callback(user_data, count(done), count(total)) != 0 => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    }
+}
+
+/// What a call returns when its progress callback stopped it.
+pub(crate) fn cancelled() -> Failure {
+    Failure::new(Status::Cancelled, "cancelled by the progress callback")
+}
 
 /// The parameters `fqgan_generator_load_*` use when given NULL: the CPU device.
 #[no_mangle]
@@ -449,12 +471,12 @@ impl Generator {
 
     /// Generates, reporting to `progress`; a non-zero answer becomes `FQGAN_STATUS_CANCELLED`.
     unsafe fn run(&self, request: &Request, progress: ProgressFn, user_data: *mut c_void) -> Outcome<Vec<u32>> {
-        let mut report = |done: usize, total: usize| match progress {
-            Some(callback) if callback(user_data, done as u32, total as u32) != 0 => ControlFlow::Break(()),
-            _ => ControlFlow::Continue(()),
-        };
         self.engine
-            .generate(&vec![i64::from(request.class_id); request.count as usize], &request.options, &mut report)?
-            .ok_or_else(|| Failure::new(Status::Cancelled, "cancelled by the progress callback"))
+            .generate(
+                &vec![i64::from(request.class_id); request.count as usize],
+                &request.options,
+                &mut reporter(progress, user_data),
+            )?
+            .ok_or_else(cancelled)
     }
 }

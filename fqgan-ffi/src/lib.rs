@@ -9,7 +9,7 @@
 //! - outputs go to caller-owned buffers with a "required size" query.
 //!
 //! Sections of the header follow the modules: version, errors, threads, tokenizer, generator,
-//! `.fqt` token files.
+//! `.fqt` token files, whole images to and from `.fqt`.
 
 mod args;
 mod engine;
@@ -22,9 +22,12 @@ mod generator;
 
 mod fqt;
 
+mod fqt_image;
+
 use std::ffi::c_char;
 
 pub use fqt::{FqtCoding, FqtInfo, FqtWriteParams, FQGAN_FQT_MAX_CODEBOOKS};
+pub use fqt_image::{FqtImageParams, FQGAN_OVERLAP_DEFAULT};
 pub use generator::{GenerateParams, Generator, GeneratorInfo, GeneratorParams, ProgressFn};
 pub use status::Status;
 pub use tokenizer::{CodebookInfo, Image, PixelFormat, Tokenizer, TokenizerInfo, TokenizerParams};
@@ -37,8 +40,9 @@ pub const FQGAN_ABI_VERSION: u32 = 1;
 /// from 0 within one `FQGAN_ABI_VERSION`; compare it with `fqgan_abi_minor_version()` before
 /// calling a function added later. 1: `fqgan_set_num_threads`, `fqgan_get_num_threads`.
 /// 2: `fqgan_tokenizer_load_builtin`, `fqgan_generator_load_builtin`,
-/// `fqgan_generator_get_class_name`.
-pub const FQGAN_ABI_MINOR_VERSION: u32 = 2;
+/// `fqgan_generator_get_class_name`. 3: `fqgan_fqt_encode_image`, `fqgan_fqt_decode_image`,
+/// `fqgan_fqt_image_params_default`.
+pub const FQGAN_ABI_MINOR_VERSION: u32 = 3;
 
 /// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
 #[no_mangle]

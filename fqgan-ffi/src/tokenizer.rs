@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
 
 use fqgan_core::fingerprint::Fingerprint;
-use fqgan_core::image::RgbImage;
+use fqgan_core::image::{DynamicImage, RgbImage, RgbaImage};
 use fqgan_core::DeviceChoice;
 
 use crate::args::{arg, device, handle_out, output, slice, string, versioned, write_versioned};
@@ -386,42 +386,8 @@ impl Tokenizer {
 
     /// Checks an image view against the model and copies its RGB channels out.
     unsafe fn read_image(&self, image: &Image) -> Outcome<RgbImage> {
-        let format = PixelFormat::from_raw(image.format).ok_or_else(|| {
-            Failure::invalid(format!(
-                "`image->format` is {}; expected FQGAN_PIXEL_FORMAT_RGBA8 (0) or RGB8 (1)",
-                image.format
-            ))
-        })?;
-        let (width, height) = (image.width, image.height);
-        if width == 0 || height == 0 {
-            return Err(Failure::invalid(format!("`image->width` x `image->height` is {width}x{height}: empty")));
-        }
-        let size = self.engine.config().image_size;
-        if (width as usize, height as usize) != (size, size) {
-            return Err(Failure::invalid(format!(
-                "`image->width` x `image->height` is {width}x{height}; this tokenizer takes {size}x{size} images \
-                 (resize before encoding)"
-            )));
-        }
-        let bpp = format.bytes_per_pixel();
-        let row = width as usize * bpp;
-        if image.stride < row {
-            return Err(Failure::invalid(format!(
-                "`image->stride` is {}; {width} pixels of {bpp} bytes need at least {row}",
-                image.stride
-            )));
-        }
-        let total =
-            image.stride.checked_mul(height as usize - 1).and_then(|rows| rows.checked_add(row)).ok_or_else(|| {
-                Failure::invalid(format!("`image->stride` {} overflows the address space", image.stride))
-            })?;
-        let pixels = slice(image.pixels, total, "image->pixels")?;
-        let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
-        for y in 0..height as usize {
-            let row = &pixels[y * image.stride..][..row];
-            rgb.extend(row.chunks_exact(bpp).flat_map(|pixel| &pixel[..3]));
-        }
-        Ok(RgbImage::from_raw(width, height, rgb).expect("width * height * 3 bytes"))
+        let size = self.engine.config().image_size as u32;
+        Ok(read_pixels(image, Some((size, size)), false)?.to_rgb8())
     }
 
     unsafe fn decode_into(
@@ -477,6 +443,54 @@ impl Tokenizer {
         }
         Ok(tokens)
     }
+}
+
+/// Checks an image view (and its size, when `expected`) and copies its pixels out, top row first
+/// (`bottom_up`: the view's rows run from the bottom): RGB for RGB8 views, RGBA for RGBA8.
+pub(crate) unsafe fn read_pixels(
+    image: &Image,
+    expected: Option<(u32, u32)>,
+    bottom_up: bool,
+) -> Outcome<DynamicImage> {
+    let format = PixelFormat::from_raw(image.format).ok_or_else(|| {
+        Failure::invalid(format!(
+            "`image->format` is {}; expected FQGAN_PIXEL_FORMAT_RGBA8 (0) or RGB8 (1)",
+            image.format
+        ))
+    })?;
+    let (width, height) = (image.width, image.height);
+    if width == 0 || height == 0 {
+        return Err(Failure::invalid(format!("`image->width` x `image->height` is {width}x{height}: empty")));
+    }
+    if let Some((w, h)) = expected.filter(|&size| size != (width, height)) {
+        return Err(Failure::invalid(format!(
+            "`image->width` x `image->height` is {width}x{height}; this tokenizer takes {w}x{h} images \
+             (resize before encoding)"
+        )));
+    }
+    let bpp = format.bytes_per_pixel();
+    let row = width as usize * bpp;
+    if image.stride < row {
+        return Err(Failure::invalid(format!(
+            "`image->stride` is {}; {width} pixels of {bpp} bytes need at least {row}",
+            image.stride
+        )));
+    }
+    let total = image
+        .stride
+        .checked_mul(height as usize - 1)
+        .and_then(|rows| rows.checked_add(row))
+        .ok_or_else(|| Failure::invalid(format!("`image->stride` {} overflows the address space", image.stride)))?;
+    let pixels = slice(image.pixels, total, "image->pixels")?;
+    let mut packed = Vec::with_capacity(row * height as usize);
+    for y in 0..height as usize {
+        let source = if bottom_up { height as usize - 1 - y } else { y };
+        packed.extend_from_slice(&pixels[source * image.stride..][..row]);
+    }
+    Ok(match format {
+        PixelFormat::Rgb8 => DynamicImage::ImageRgb8(RgbImage::from_raw(width, height, packed).expect("w * h * 3")),
+        PixelFormat::Rgba8 => DynamicImage::ImageRgba8(RgbaImage::from_raw(width, height, packed).expect("w * h * 4")),
+    })
 }
 
 pub(crate) fn c_string(text: &str) -> CString {

@@ -161,6 +161,23 @@ impl TokenFile {
         self.tokens.chunks(self.tokens_per_tile()).flat_map(|tile| &tile[c * plane..(c + 1) * plane]).copied().collect()
     }
 
+    /// The most bytes a file of `layout` can take, whatever its ids and alpha values: exact for
+    /// packed ids, a worst case for range-coded ids and for alpha. For callers that must size a
+    /// buffer before the model has produced the ids (the C API's whole-image encode).
+    pub fn max_len(layout: &TileLayout, grid: u32, codebook_sizes: &[u32], has_alpha: bool, coding: Coding) -> u64 {
+        let ids = layout.count() as u64 * u64::from(grid).pow(2);
+        let payload: u64 = match coding {
+            Coding::Packed => codebook_sizes.iter().map(|&n| packed_len(ids, bits_for(n))).sum(),
+            Coding::Entropy => {
+                range_coder::max_stream_len(codebook_sizes.iter().map(|&n| ids * u64::from(bits_for(n))).sum())
+            }
+        };
+        // An alpha value is one decision, plus 8 for its residual when the prediction misses.
+        let pixels = u64::from(layout.width) * u64::from(layout.height);
+        let alpha = if has_alpha { range_coder::max_stream_len(pixels * 9) } else { 0 };
+        (FIXED_HEADER + 4 * codebook_sizes.len()) as u64 + 4 + payload + 4 + alpha + 4
+    }
+
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate(Path::new("<token file being written>"))?;
         let l = &self.layout;

@@ -22,6 +22,17 @@ pub const MAX_TREE_BITS: u32 = 16;
 /// checks counts against this before allocating anything.
 pub const MAX_DECISIONS_PER_BIT: u64 = 48;
 
+/// The most bits one decision can add to a stream, for writers that size a buffer before they
+/// have the symbols: the rarest outcome adaptation allows has probability 31/2048 (6.05 bits),
+/// a direct bit costs exactly 1, and truncating `range` to whole units costs under 2^-12 bit.
+pub const MAX_BITS_PER_DECISION: u64 = 7;
+
+/// The most bytes a stream of `decisions` decisions can take, including the leading cache byte
+/// and the five bytes `finish` flushes.
+pub fn max_stream_len(decisions: u64) -> u64 {
+    (decisions * MAX_BITS_PER_DECISION).div_ceil(8) + 8
+}
+
 pub struct RangeEncoder {
     low: u64,
     range: u32,
