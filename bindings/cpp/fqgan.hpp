@@ -238,7 +238,8 @@ private:
     fqgan_generate_params c_ = fqgan_generate_params_default();
 };
 
-/// Called after each token position; return false to cancel.
+/// Called as long work advances (generation: token positions; whole images: tiles); return
+/// false to cancel.
 using Progress = std::function<bool(std::uint32_t done, std::uint32_t total)>;
 
 namespace detail {
@@ -386,6 +387,50 @@ inline FqtFile fqt_read(Span<const std::uint8_t> bytes, const Tokenizer *tokeniz
     file.tokens.resize(file.info.token_count);
     detail::check(fqgan_fqt_read(tok, bytes.data(), bytes.size(), nullptr, file.tokens.data(), file.tokens.size(), nullptr));
     return file;
+}
+
+/// A whole decoded image: packed RGBA8, `width * 4` bytes per row.
+struct Rgba8Image {
+    std::uint32_t width = 0;
+    std::uint32_t height = 0;
+    std::vector<std::uint8_t> pixels;
+};
+
+/// Encodes an image of any size into the bytes of a .fqt file, tiled, with its alpha plane
+/// when any pixel is not opaque (ABI minor 3). `params`: overlap, coding, bottom-up rows and
+/// the work limit (`fqgan_fqt_image_params_default()`).
+inline std::vector<std::uint8_t> fqt_encode_image(const Tokenizer &tokenizer, const ImageView &image,
+                                                  const fqgan_fqt_image_params &params = fqgan_fqt_image_params_default(),
+                                                  const Progress &progress = nullptr) {
+    const fqgan_image view = image.c();
+    std::size_t size = 0;
+    detail::check(fqgan_fqt_encode_image(tokenizer.get(), &view, &params, nullptr, nullptr, nullptr, 0, &size));
+    std::vector<std::uint8_t> bytes(size);
+    detail::with_progress(progress, [&](fqgan_progress_fn callback, void *user_data) {
+        return fqgan_fqt_encode_image(tokenizer.get(), &view, &params, callback, user_data, bytes.data(), bytes.size(),
+                                      &size);
+    });
+    bytes.resize(size);
+    return bytes;
+}
+
+/// Decodes the bytes of a .fqt file made with `tokenizer` into the whole image, its tiles
+/// blended and its alpha kept (ABI minor 3).
+inline Rgba8Image fqt_decode_image(const Tokenizer &tokenizer, Span<const std::uint8_t> fqt,
+                                   const fqgan_fqt_image_params &params = fqgan_fqt_image_params_default(),
+                                   const Progress &progress = nullptr) {
+    Rgba8Image image;
+    fqgan_fqt_info info{};
+    info.struct_size = sizeof info;
+    detail::check(fqgan_fqt_read(tokenizer.get(), fqt.data(), fqt.size(), &info, nullptr, 0, nullptr));
+    image.width = info.width;
+    image.height = info.height;
+    image.pixels.resize(std::size_t(info.width) * info.height * 4);
+    detail::with_progress(progress, [&](fqgan_progress_fn callback, void *user_data) {
+        return fqgan_fqt_decode_image(tokenizer.get(), fqt.data(), fqt.size(), &params, callback, user_data,
+                                      image.pixels.data(), image.pixels.size(), nullptr);
+    });
+    return image;
 }
 
 }  // namespace fqgan

@@ -24,6 +24,8 @@ using System.Collections.Generic;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
 
 #if !UNITY_5_3_OR_NEWER
 namespace AOT
@@ -206,6 +208,42 @@ namespace Fqgan
         public uint[] Tokens { get; internal set; }
     }
 
+    /// <summary>How Fqt.EncodeImage and Fqt.DecodeImage handle a whole image
+    /// (fqgan_fqt_image_params; ABI minor 3).</summary>
+    public sealed class FqtImageOptions
+    {
+        /// <summary>Encoding: pixels shared by neighbouring tiles; -1 for the tokenizer's default
+        /// (an eighth of a tile). Decoding uses the overlap the file records.</summary>
+        public int Overlap { get; set; } = -1;
+        /// <summary>Encoding: how ids are stored.</summary>
+        public FqtCoding Coding { get; set; } = FqtCoding.Entropy;
+        /// <summary>Rows run from the bottom up, as in Unity's Texture2D (GetRawTextureData /
+        /// LoadRawTextureData of an RGBA32 texture) and OpenGL; both ways.</summary>
+        public bool BottomUp { get; set; }
+        /// <summary>The most model work one call may do, in tile pixels; 0 for the library's
+        /// default (2^24, a 4096 x 4096 image).</summary>
+        public long MaxWorkPixels { get; set; }
+
+        internal Native.FqtImageParams ToNative()
+        {
+            Native.FqtImageParams p = Native.fqgan_fqt_image_params_default();
+            if (Overlap >= 0) p.Overlap = (uint)Overlap;
+            p.Coding = (int)Coding;
+            p.BottomUp = BottomUp ? 1u : 0u;
+            if (MaxWorkPixels < 0) throw new ArgumentOutOfRangeException(nameof(MaxWorkPixels));
+            p.MaxWorkPixels = (ulong)MaxWorkPixels;
+            return p;
+        }
+    }
+
+    /// <summary>A whole decoded image: packed RGBA8, Width * 4 bytes per row.</summary>
+    public sealed class Rgba8Image
+    {
+        public int Width { get; internal set; }
+        public int Height { get; internal set; }
+        public byte[] Pixels { get; internal set; }
+    }
+
     /// <summary>The library's version information.</summary>
     public static unsafe class Library
     {
@@ -366,26 +404,10 @@ namespace Fqgan
         /// <summary>As Encode, into caller memory of at least Info.TokenCount values.</summary>
         public void Encode(ReadOnlySpan<byte> pixels, int width, int height, PixelFormat format, int stride, Span<uint> tokens)
         {
-            if (width < 0) throw new ArgumentOutOfRangeException(nameof(width));
-            if (height < 0) throw new ArgumentOutOfRangeException(nameof(height));
-            if (stride < 0) throw new ArgumentOutOfRangeException(nameof(stride));
-            int bytesPerPixel = format == PixelFormat.Rgb8 ? 3 : 4;
-            long rowStride = stride != 0 ? stride : (long)width * bytesPerPixel;
-            // The native side reads stride * (height - 1) + width * bytesPerPixel bytes.
-            long needed = height == 0 ? 0 : rowStride * (height - 1) + (long)width * bytesPerPixel;
-            if (pixels.Length < needed)
-                throw new ArgumentException($"pixels has {pixels.Length} bytes; a {width}x{height} {format} image with stride {rowStride} needs {needed}", nameof(pixels));
             fixed (byte* pixelPtr = pixels)
             fixed (uint* tokenPtr = tokens)
             {
-                var image = new Native.Image
-                {
-                    Pixels = pixelPtr,
-                    Width = (uint)width,
-                    Height = (uint)height,
-                    Stride = (UIntPtr)rowStride,
-                    Format = (int)format,
-                };
+                Native.Image image = Native.ImageOf(pixelPtr, pixels.Length, width, height, format, stride);
                 Native.Check(Native.fqgan_tokenizer_encode(_handle, &image, tokenPtr, (UIntPtr)tokens.Length, null));
             }
         }
@@ -636,6 +658,91 @@ namespace Fqgan
             }
         }
 
+        /// <summary>Encodes an image of any size into the bytes of a .fqt file: tiled, each tile
+        /// encoded, the alpha plane kept losslessly when any pixel is not opaque (ABI minor 3).
+        /// stride: bytes from row to row; 0 means packed. progress sees tiles; false cancels.</summary>
+        public static byte[] EncodeImage(Tokenizer tokenizer, ReadOnlySpan<byte> pixels, int width, int height,
+            PixelFormat format = PixelFormat.Rgba8, int stride = 0, FqtImageOptions options = null, Progress progress = null)
+        {
+            if (tokenizer == null) throw new ArgumentNullException(nameof(tokenizer));
+            Native.FqtImageParams p = (options ?? new FqtImageOptions()).ToNative();
+            fixed (byte* pixelPtr = pixels)
+            {
+                Native.Image image = Native.ImageOf(pixelPtr, pixels.Length, width, height, format, stride);
+                UIntPtr query;
+                Native.Check(Native.fqgan_fqt_encode_image(tokenizer.Handle, &image, &p, null, IntPtr.Zero, null, UIntPtr.Zero, &query));
+                UIntPtr bound = query;
+                var bytes = new byte[(long)bound];
+                UIntPtr size = UIntPtr.Zero;
+                fixed (byte* bytePtr = bytes)
+                {
+                    IntPtr imageAddress = (IntPtr)(&image), paramsAddress = (IntPtr)(&p), address = (IntPtr)bytePtr;
+                    IntPtr sizeAddress = (IntPtr)(&size);
+                    Native.WithProgress(progress, (callback, userData) => Native.fqgan_fqt_encode_image(
+                        tokenizer.Handle, (Native.Image*)imageAddress, (Native.FqtImageParams*)paramsAddress,
+                        callback, userData, (byte*)address, bound, (UIntPtr*)sizeAddress));
+                }
+                Array.Resize(ref bytes, (int)size);
+                return bytes;
+            }
+        }
+
+        /// <summary>Decodes the bytes of a .fqt file made with tokenizer into the whole image, its
+        /// tiles blended at the seams and its alpha kept (255 without). progress sees tiles.</summary>
+        public static Rgba8Image DecodeImage(Tokenizer tokenizer, ReadOnlySpan<byte> fqt, FqtImageOptions options = null,
+            Progress progress = null)
+        {
+            if (tokenizer == null) throw new ArgumentNullException(nameof(tokenizer));
+            Native.FqtImageParams p = (options ?? new FqtImageOptions()).ToNative();
+            var info = new Native.FqtInfo { StructSize = (UIntPtr)sizeof(Native.FqtInfo) };
+            fixed (byte* fqtPtr = fqt)
+            {
+                Native.Check(Native.fqgan_fqt_read(tokenizer.Handle, fqtPtr, (UIntPtr)fqt.Length, &info, null, UIntPtr.Zero, null));
+                var rgba = new byte[(long)info.Width * info.Height * 4];
+                fixed (byte* rgbaPtr = rgba)
+                {
+                    IntPtr fqtAddress = (IntPtr)fqtPtr, paramsAddress = (IntPtr)(&p), address = (IntPtr)rgbaPtr;
+                    UIntPtr fqtLength = (UIntPtr)fqt.Length, length = (UIntPtr)rgba.Length;
+                    Native.WithProgress(progress, (callback, userData) => Native.fqgan_fqt_decode_image(
+                        tokenizer.Handle, (byte*)fqtAddress, fqtLength, (Native.FqtImageParams*)paramsAddress,
+                        callback, userData, (byte*)address, length, null));
+                }
+                return new Rgba8Image { Width = (int)info.Width, Height = (int)info.Height, Pixels = rgba };
+            }
+        }
+
+        /// <summary>EncodeImage on a worker thread; cancelling the token stops it between batches
+        /// of tiles and the task ends as cancelled.</summary>
+        public static Task<byte[]> EncodeImageAsync(Tokenizer tokenizer, byte[] pixels, int width, int height,
+            PixelFormat format = PixelFormat.Rgba8, FqtImageOptions options = null, CancellationToken cancel = default)
+        {
+            if (pixels == null) throw new ArgumentNullException(nameof(pixels));
+            return Task.Run(() => Cancellable(cancel, progress =>
+                EncodeImage(tokenizer, pixels, width, height, format, 0, options, progress)), cancel);
+        }
+
+        /// <summary>DecodeImage on a worker thread, as EncodeImageAsync.</summary>
+        public static Task<Rgba8Image> DecodeImageAsync(Tokenizer tokenizer, byte[] fqt, FqtImageOptions options = null,
+            CancellationToken cancel = default)
+        {
+            if (fqt == null) throw new ArgumentNullException(nameof(fqt));
+            return Task.Run(() => Cancellable(cancel, progress => DecodeImage(tokenizer, fqt, options, progress)), cancel);
+        }
+
+        /// <summary>Runs work with a progress callback that cancels when the token does, and
+        /// turns that cancellation into an OperationCanceledException for the token.</summary>
+        private static T Cancellable<T>(CancellationToken cancel, Func<Progress, T> work)
+        {
+            try
+            {
+                return work((done, total) => !cancel.IsCancellationRequested);
+            }
+            catch (FqganException e) when (e.Status == Status.Cancelled && cancel.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(cancel);
+            }
+        }
+
         /// <summary>Reads the bytes of a .fqt file. With a tokenizer, a file made by another
         /// model throws (Status.InvalidArgument).</summary>
         public static FqtFile Read(byte[] bytes, Tokenizer tokenizer = null)
@@ -779,6 +886,16 @@ namespace Fqgan
         }
 
         [StructLayout(LayoutKind.Sequential)]
+        internal struct FqtImageParams
+        {
+            public UIntPtr StructSize;
+            public uint Overlap;
+            public int Coding;
+            public uint BottomUp;
+            public ulong MaxWorkPixels;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
         internal struct FqtInfo
         {
             public UIntPtr StructSize;
@@ -829,6 +946,25 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern FqtWriteParams fqgan_fqt_write_params_default();
         [DllImport(Lib)] internal static extern Status fqgan_fqt_write(TokenizerHandle tokenizer, FqtWriteParams* p, uint* tokens, UIntPtr tokenCount, byte* bytes, UIntPtr bytesCapacity, UIntPtr* bytesRequired);
         [DllImport(Lib)] internal static extern Status fqgan_fqt_read(TokenizerHandle tokenizer, byte* bytes, UIntPtr size, FqtInfo* info, uint* tokens, UIntPtr tokensCapacity, UIntPtr* tokensRequired);
+        [DllImport(Lib)] internal static extern FqtImageParams fqgan_fqt_image_params_default();
+        [DllImport(Lib)] internal static extern Status fqgan_fqt_encode_image(TokenizerHandle tokenizer, Image* image, FqtImageParams* p, ProgressCallback progress, IntPtr userData, byte* bytes, UIntPtr bytesCapacity, UIntPtr* bytesSize);
+        [DllImport(Lib)] internal static extern Status fqgan_fqt_decode_image(TokenizerHandle tokenizer, byte* fqt, UIntPtr fqtSize, FqtImageParams* p, ProgressCallback progress, IntPtr userData, byte* rgba, UIntPtr rgbaCapacity, UIntPtr* rgbaRequired);
+
+        /// <summary>An image view over pinned pixels, after checking that they hold a
+        /// width x height image of format with stride (0: packed).</summary>
+        internal static Image ImageOf(byte* pixels, int length, int width, int height, PixelFormat format, int stride)
+        {
+            if (width < 0) throw new ArgumentOutOfRangeException(nameof(width));
+            if (height < 0) throw new ArgumentOutOfRangeException(nameof(height));
+            if (stride < 0) throw new ArgumentOutOfRangeException(nameof(stride));
+            int bytesPerPixel = format == PixelFormat.Rgb8 ? 3 : 4;
+            long rowStride = stride != 0 ? stride : (long)width * bytesPerPixel;
+            // The native side reads stride * (height - 1) + width * bytesPerPixel bytes.
+            long needed = height == 0 ? 0 : rowStride * (height - 1) + (long)width * bytesPerPixel;
+            if (length < needed)
+                throw new ArgumentException($"pixels has {length} bytes; a {width}x{height} {format} image with stride {rowStride} needs {needed}", "pixels");
+            return new Image { Pixels = pixels, Width = (uint)width, Height = (uint)height, Stride = (UIntPtr)rowStride, Format = (int)format };
+        }
 
         /// <summary>The state of one call with a progress callback, reached through user_data.</summary>
         private sealed class ProgressState

@@ -93,6 +93,44 @@ static class BindingTest
                 Check(e.ParamName == "pixels", "the short pixel array is named");
             }
 
+            // Whole images (ABI minor 3): a 100x90 RGBA image made of the input with a real
+            // alpha plane; bottom-up rows (Texture2D order) both ways leave every row in place.
+            const int w = 100, h = 90;
+            var big = new byte[w * h * 4];
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                {
+                    Array.Copy(rgba, ((y % 64) * 64 + x % 64) * 4, big, (y * w + x) * 4, 3);
+                    big[(y * w + x) * 4 + 3] = (byte)(x < 50 ? 255 : y * 2);
+                }
+            var upsideDown = new byte[big.Length];
+            for (int y = 0; y < h; y++) Array.Copy(big, y * w * 4, upsideDown, (h - 1 - y) * w * 4, w * 4);
+            int tiles = 0;
+            byte[] fqt = Fqt.EncodeImage(tok, big, w, h, progress: (done, total) => { tiles = total; return true; });
+            FqtInfo fqtInfo = Fqt.Read(fqt, tok).Info;
+            Check(fqtInfo.Width == w && fqtInfo.Height == h && fqtInfo.HasAlpha && tiles == fqtInfo.TilesX * fqtInfo.TilesY,
+                "whole-image header and tile progress");
+            var bottomUp = new FqtImageOptions { BottomUp = true };
+            Check(Fqt.EncodeImage(tok, upsideDown, w, h, options: bottomUp).SequenceEqual(fqt), "bottom-up input, same file");
+            Rgba8Image whole = Fqt.DecodeImage(tok, fqt);
+            Rgba8Image wholeUp = Fqt.DecodeImage(tok, fqt, bottomUp);
+            Check(whole.Width == w && whole.Height == h && whole.Pixels.Length == big.Length, "decoded size");
+            Check(Enumerable.Range(0, w * h).All(i => whole.Pixels[i * 4 + 3] == big[i * 4 + 3]), "alpha is lossless");
+            Check(Enumerable.Range(0, h).All(y => whole.Pixels.Skip(y * w * 4).Take(w * 4)
+                .SequenceEqual(wholeUp.Pixels.Skip((h - 1 - y) * w * 4).Take(w * 4))), "bottom-up output rows");
+            ExpectError(Status.Cancelled, "cancelled", () => Fqt.DecodeImage(tok, fqt, progress: (d, t) => false), "cancel");
+            Check(Fqt.DecodeImageAsync(tok, fqt).Result.Pixels.SequenceEqual(whole.Pixels), "async decode");
+            Check(Fqt.EncodeImageAsync(tok, big, w, h).Result.SequenceEqual(fqt), "async encode");
+            try
+            {
+                Fqt.DecodeImageAsync(tok, fqt, null, new System.Threading.CancellationToken(true)).Wait();
+                Check(false, "a cancelled token must cancel the task");
+            }
+            catch (AggregateException e)
+            {
+                Check(e.InnerException is OperationCanceledException, "cancelled task: " + e.InnerException);
+            }
+
             // Eight threads share the tokenizer and agree with one thread.
             var results = new uint[8][];
             Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i => results[i] = tok.Encode(rgba, 64, 64));
