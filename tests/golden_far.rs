@@ -75,3 +75,28 @@ fn far_dual_sampling_matches_the_official_sampler() {
 fn far_triple_sampling_matches_the_official_sampler() {
     assert_sampling_case_passes("far_triple_sampling", 3);
 }
+
+/// A forward-only case (`generation: null`, as cases with grouped KV heads must be: upstream
+/// generation is broken there) checks its forward tensors and asks for no generation ones.
+#[test]
+fn a_forward_only_case_checks_what_it_has() {
+    use std::collections::BTreeMap;
+
+    use fqgan::weights::{write_safetensors, TensorFile};
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = case("far_dual");
+    std::fs::copy(source.join("weights.safetensors"), dir.path().join("weights.safetensors")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap()).unwrap();
+    config["generation"] = serde_json::Value::Null;
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let io = TensorFile::read(source.join("io.safetensors")).unwrap();
+    let forward: BTreeMap<_, _> = io.tensors.into_iter().filter(|(name, _)| !name.starts_with("gen")).collect();
+    write_safetensors(&dir.path().join("io.safetensors"), &forward, io.metadata).unwrap();
+
+    let report = verify_case::<Cpu>(dir.path(), &Default::default()).unwrap();
+    assert_eq!(report.failed(), 0, "{report}");
+    assert!(report.check("logits_2").is_some() && report.check("loss").is_some(), "{report}");
+    assert!(report.check("gen_tokens_1").is_none() && report.skipped.is_empty(), "{report}");
+}

@@ -40,9 +40,14 @@ pub(super) fn verify_far<B: Backend>(
     }
     checker.float("loss", model.loss(&logits, tokens));
 
-    // Generation with the golden case's sampling parameters (top_k 1, so deterministic).
+    // Generation with the golden case's sampling parameters (top_k 1, so deterministic). A
+    // case with `generation: null` is forward-only: upstream generation is broken with grouped
+    // KV heads, so such a case records no generation to compare.
     let generation =
         golden.get("generation").ok_or_else(|| Error::Config("golden config has no `generation`".into()))?;
+    if generation.is_null() {
+        return Ok(());
+    }
     let list = |name: &str| -> Result<Vec<f64>> {
         let values: Vec<f64> = generation
             .get(name)
