@@ -4,7 +4,8 @@
  * Usage
  *   1. Check the ABI:      fqgan_abi_version() == FQGAN_ABI_VERSION
  *   2. Load a tokenizer:   fqgan_tokenizer_params p = fqgan_tokenizer_params_default();
- *                          p.device = "cpu";   (or "ndarray", "cuda", "cuda:1")
+ *                          p.device = "cpu";   (or "auto", "ndarray", "cuda", "cuda:1";
+ *                                                 fqgan_device_count/_name list them)
  *                          fqgan_tokenizer *tok;
  *                          if (fqgan_tokenizer_load_file("tok.safetensors", &p, &tok) != FQGAN_STATUS_OK)
  *                              fprintf(stderr, "%s\n", fqgan_last_error());
@@ -24,6 +25,15 @@
  *   fqgan_generate() gives the token grids instead; on_progress(my_state, done, total) runs
  *   after each token position and cancels (FQGAN_STATUS_CANCELLED) by returning non-zero.
  *   fqgan_generator_free(gen);
+ *
+ * Whole textures (any size, tiled, alpha kept) to and from .fqt bytes (ABI minor 3)
+ *   size_t bound;  fqgan_fqt_encode_image(tok, &image, NULL, NULL, NULL, NULL, 0, &bound);
+ *   uint8_t *fqt = malloc(bound);  size_t size;        (bound: the most bytes it can take)
+ *   fqgan_fqt_encode_image(tok, &image, NULL, on_progress, my_state, fqt, bound, &size);
+ *   fqgan_fqt_decode_image(tok, fqt, size, NULL, NULL, NULL, rgba, width * height * 4, NULL);
+ *   fqgan_fqt_image_params: overlap, coding, bottom_up rows (Unity, OpenGL), a work limit.
+ *
+ * Logging: fqgan_set_log_callback(my_log, FQGAN_LOG_LEVEL_INFO, my_state); silent by default.
  *
  * Token files (.fqt) in memory
  *   fqgan_fqt_write(tok, NULL, tokens, info.token_count, NULL, 0, &size) asks for the size,
@@ -45,8 +55,9 @@
  *     many threads at once; *_free must not overlap other calls on it.
  *   - Strings are NUL-terminated UTF-8. Strings the library returns are owned by it.
  *
- * Sections: version and errors; tokenizer (load, info, encode, decode); generator (load,
- * info, generate); .fqt token files (write, read).
+ * Sections: logging; version, errors, threads and devices; tokenizer (load, info, encode,
+ * decode); generator (load, info, generate); .fqt token files (write, read); whole images to
+ * and from .fqt (encode, decode).
  */
 
 
@@ -67,7 +78,8 @@
 // calling a function added later. 1: `fqgan_set_num_threads`, `fqgan_get_num_threads`.
 // 2: `fqgan_tokenizer_load_builtin`, `fqgan_generator_load_builtin`,
 // `fqgan_generator_get_class_name`. 3: `fqgan_fqt_encode_image`, `fqgan_fqt_decode_image`,
-// `fqgan_fqt_image_params_default`.
+// `fqgan_fqt_image_params_default`, `fqgan_set_log_callback`, `fqgan_device_count`,
+// `fqgan_device_name`, and the `"auto"` device.
 #define FQGAN_ABI_MINOR_VERSION 3
 
 // The most sub-codebooks a `.fqt` file holds: the length of `fqgan_fqt_info.codebook_sizes`.
@@ -151,6 +163,29 @@ typedef int32_t fqgan_fqt_coding;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// How much a log message matters. A host receives messages up to the level it asked for.
+enum fqgan_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Something failed inside the library (an internal error, a panic caught at the boundary).
+  FQGAN_LOG_LEVEL_ERROR = 1,
+  // Something the host may want to fix.
+  FQGAN_LOG_LEVEL_WARN = 2,
+  // One line per notable event: a model loaded, the device `"auto"` chose.
+  FQGAN_LOG_LEVEL_INFO = 3,
+  // Details, mostly from the libraries underneath.
+  FQGAN_LOG_LEVEL_DEBUG = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum fqgan_log_level fqgan_log_level;
+#else
+typedef int32_t fqgan_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A loaded FAR generator (paper §3.3): class label -> k token grids. Create it with
 // `fqgan_generator_load_file`, `fqgan_generator_load_memory` or
 // `fqgan_generator_load_builtin`, release it with
@@ -169,14 +204,22 @@ typedef struct fqgan_generator fqgan_generator;
 // that handle.
 typedef struct fqgan_tokenizer fqgan_tokenizer;
 
+// Receives one log message: `level` is an `fqgan_log_level` value, `message` NUL-terminated
+// UTF-8 valid during the call only. It may be called from any thread that is inside an fqgan
+// call, and from the library's worker threads: it must be thread-safe, and must not call
+// fqgan functions.
+typedef void (*fqgan_log_fn)(void *user_data, int32_t level, const char *message);
+
 // How to load a tokenizer. Get one from `fqgan_tokenizer_params_default()` and change the
 // fields you need: later versions may append fields, which `struct_size` accounts for.
 typedef struct fqgan_tokenizer_params {
   // `sizeof(fqgan_tokenizer_params)` as the caller was compiled with.
   size_t struct_size;
-  // "cpu" (default; burn's Flex backend), "ndarray", "cuda" (= "cuda:0") or "cuda:N".
-  // NULL means "cpu". CUDA needs a library built with the `cuda` feature and a driver;
-  // without them loading fails with `FQGAN_STATUS_DEVICE`. Read only during the load call.
+  // "cpu" (default; burn's Flex backend), "ndarray", "cuda" (= "cuda:0"), "cuda:N", or
+  // "auto": the first CUDA device when there is one, else "cpu" (the reason goes to the log;
+  // `fqgan_tokenizer_info.device` names the choice). NULL means "cpu". CUDA needs a library
+  // built with the `cuda` feature and a driver; without them loading fails with
+  // `FQGAN_STATUS_DEVICE`. `fqgan_device_name` lists the devices. Read only during the load.
   const char *device;
 } fqgan_tokenizer_params;
 
@@ -234,8 +277,8 @@ typedef struct fqgan_image {
 typedef struct fqgan_generator_params {
   // `sizeof(fqgan_generator_params)` as the caller was compiled with.
   size_t struct_size;
-  // As `fqgan_tokenizer_params.device`: "cpu" (default), "ndarray", "cuda" or "cuda:N";
-  // NULL means "cpu".
+  // As `fqgan_tokenizer_params.device`: "cpu" (default), "ndarray", "cuda", "cuda:N" or
+  // "auto"; NULL means "cpu".
   const char *device;
 } fqgan_generator_params;
 
@@ -385,6 +428,32 @@ fqgan_status fqgan_set_num_threads(uint32_t threads);
 // The number of threads the CPU devices compute with (starting the pool with the default
 // count when nothing has set it).
 uint32_t fqgan_get_num_threads(void);
+
+// The devices this build of the library can use on this machine, named by
+// `fqgan_device_name`: "cpu" and "ndarray", then "cuda:0", "cuda:1", ... for each CUDA device
+// that answers (looked for once, on the first call; none without the `cuda` feature). Any of
+// them, or "auto" (the first CUDA device, else "cpu", with the reason logged), goes in a
+// params struct's `device`.
+uint32_t fqgan_device_count(void);
+
+// Writes to `*name` the device at `index` (0 .. `fqgan_device_count()` - 1). Static: never
+// free it.
+//
+// # Safety
+// `name` must be NULL or valid for one write.
+fqgan_status fqgan_device_name(uint32_t index, const char **name);
+
+// Sends the library's log messages up to `max_level` (an `fqgan_log_level` value) to
+// `callback`, with `user_data`; `callback = NULL` silences them again (the default). The
+// setting is global for the process. Messages are English text for people, not for parsing.
+//
+// Fails with `FQGAN_STATUS_INVALID_ARGUMENT` for an unknown level, and with
+// `FQGAN_STATUS_INTERNAL` when other Rust code in the process already installed a `log`
+// logger.
+//
+// # Safety
+// `callback` must be safe to call with `user_data` from any thread until it is replaced.
+fqgan_status fqgan_set_log_callback(fqgan_log_fn callback, int32_t max_level, void *user_data);
 
 // The parameters `fqgan_tokenizer_load_*` use when given NULL: the CPU device.
 struct fqgan_tokenizer_params fqgan_tokenizer_params_default(void);

@@ -131,6 +131,40 @@ inline void set_num_threads(std::uint32_t threads) { detail::check(fqgan_set_num
 /// The CPU thread count in use.
 inline std::uint32_t num_threads() noexcept { return fqgan_get_num_threads(); }
 
+/// The devices this build can use here ("cpu", "ndarray", then "cuda:N"); any of them, or
+/// "auto", is a valid device string (ABI minor 3).
+inline std::vector<std::string> devices() {
+    std::vector<std::string> names(fqgan_device_count());
+    for (std::uint32_t i = 0; i < names.size(); i++) {
+        const char *name = nullptr;
+        detail::check(fqgan_device_name(i, &name));
+        names[i] = name;
+    }
+    return names;
+}
+
+/// Receives the library's log messages; it may run on any thread.
+using LogSink = std::function<void(fqgan_log_level level, const std::string &message)>;
+
+/// Sends log messages up to `max_level` to `sink` for the whole process; an empty sink silences
+/// them (the default). ABI minor 3.
+inline void set_log(LogSink sink, fqgan_log_level max_level = FQGAN_LOG_LEVEL_INFO) {
+    if (!sink) {
+        detail::check(fqgan_set_log_callback(nullptr, 0, nullptr));
+        return;
+    }
+    // Never freed: another thread may still be inside the sink this one replaces.
+    auto *kept = new LogSink(std::move(sink));
+    fqgan_log_fn forward = [](void *user_data, std::int32_t level, const char *message) {
+        try {
+            (*static_cast<LogSink *>(user_data))(static_cast<fqgan_log_level>(level), message);
+        } catch (...) {
+            // Nothing may unwind into C; a failing sink loses its message.
+        }
+    };
+    detail::check(fqgan_set_log_callback(forward, max_level, kept));
+}
+
 /// A loaded FQGAN tokenizer: images <-> k token grids.
 class Tokenizer {
 public:

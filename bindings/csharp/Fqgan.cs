@@ -65,9 +65,23 @@ namespace Fqgan
         Entropy = 1,
     }
 
-    /// <summary>Called after each generated token position (done = 1 .. total); return false to
-    /// cancel. Runs on the calling thread; an exception it throws cancels and is rethrown.</summary>
+    /// <summary>Called as long work advances (generation: token positions; whole images: tiles;
+    /// done = 1 .. total); return false to cancel. Runs on the calling thread; an exception it
+    /// throws cancels and is rethrown.</summary>
     public delegate bool Progress(int done, int total);
+
+    /// <summary>fqgan_log_level: how much a log message matters.</summary>
+    public enum LogLevel
+    {
+        Error = 1,
+        Warn = 2,
+        Info = 3,
+        Debug = 4,
+    }
+
+    /// <summary>Receives the library's log messages. It may run on any thread (never call Unity
+    /// APIs from it; queue the text for the main thread); an exception it throws is dropped.</summary>
+    public delegate void LogHandler(LogLevel level, string message);
 
     /// <summary>fqgan_pixel_format: the layout of input pixels.</summary>
     public enum PixelFormat
@@ -267,6 +281,50 @@ namespace Fqgan
         {
             get => Native.fqgan_get_num_threads();
             set => Native.Check(Native.fqgan_set_num_threads(value));
+        }
+
+        /// <summary>The devices this build can use here ("cpu", "ndarray", then "cuda:N"); any of
+        /// them, or "auto", is a valid device string. Needs ABI minor version 3.</summary>
+        public static string[] Devices
+        {
+            get
+            {
+                var names = new string[Native.fqgan_device_count()];
+                for (uint i = 0; i < names.Length; i++)
+                {
+                    byte* name;
+                    Native.Check(Native.fqgan_device_name(i, &name));
+                    names[i] = Native.Utf8(name);
+                }
+                return names;
+            }
+        }
+
+        private static volatile LogHandler _log;
+        // One delegate for the life of the program, as for progress callbacks.
+        private static readonly Native.LogCallback OnLogCallback = OnLog;
+
+        [AOT.MonoPInvokeCallback(typeof(Native.LogCallback))]
+        private static void OnLog(IntPtr userData, int level, byte* message)
+        {
+            try
+            {
+                _log?.Invoke((LogLevel)level, Native.Utf8(message));
+            }
+            catch (Exception)
+            {
+                // Nothing may unwind into native code; a failing log handler loses its message.
+            }
+        }
+
+        /// <summary>Sends log messages up to maxLevel to handler (global; null silences, the
+        /// default). Needs ABI minor version 3.</summary>
+        public static void SetLog(LogHandler handler, LogLevel maxLevel = LogLevel.Info)
+        {
+            _log = handler;
+            Native.Check(handler == null
+                ? Native.fqgan_set_log_callback(null, 0, IntPtr.Zero)
+                : Native.fqgan_set_log_callback(OnLogCallback, (int)maxLevel, IntPtr.Zero));
         }
     }
 
@@ -917,6 +975,9 @@ namespace Fqgan
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate int ProgressCallback(IntPtr userData, uint done, uint total);
 
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void LogCallback(IntPtr userData, int level, byte* message);
+
         [DllImport(Lib)] internal static extern byte* fqgan_version();
         [DllImport(Lib)] internal static extern uint fqgan_abi_version();
         [DllImport(Lib)] internal static extern Status fqgan_set_num_threads(uint threads);
@@ -946,6 +1007,9 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern FqtWriteParams fqgan_fqt_write_params_default();
         [DllImport(Lib)] internal static extern Status fqgan_fqt_write(TokenizerHandle tokenizer, FqtWriteParams* p, uint* tokens, UIntPtr tokenCount, byte* bytes, UIntPtr bytesCapacity, UIntPtr* bytesRequired);
         [DllImport(Lib)] internal static extern Status fqgan_fqt_read(TokenizerHandle tokenizer, byte* bytes, UIntPtr size, FqtInfo* info, uint* tokens, UIntPtr tokensCapacity, UIntPtr* tokensRequired);
+        [DllImport(Lib)] internal static extern uint fqgan_device_count();
+        [DllImport(Lib)] internal static extern Status fqgan_device_name(uint index, byte** name);
+        [DllImport(Lib)] internal static extern Status fqgan_set_log_callback(LogCallback callback, int maxLevel, IntPtr userData);
         [DllImport(Lib)] internal static extern FqtImageParams fqgan_fqt_image_params_default();
         [DllImport(Lib)] internal static extern Status fqgan_fqt_encode_image(TokenizerHandle tokenizer, Image* image, FqtImageParams* p, ProgressCallback progress, IntPtr userData, byte* bytes, UIntPtr bytesCapacity, UIntPtr* bytesSize);
         [DllImport(Lib)] internal static extern Status fqgan_fqt_decode_image(TokenizerHandle tokenizer, byte* fqt, UIntPtr fqtSize, FqtImageParams* p, ProgressCallback progress, IntPtr userData, byte* rgba, UIntPtr rgbaCapacity, UIntPtr* rgbaRequired);

@@ -149,6 +149,16 @@ pub(crate) enum Source<'a> {
     Builtin,
 }
 
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Memory(bytes) => write!(f, "{} bytes of memory", bytes.len()),
+            Source::Builtin => write!(f, "the built-in model"),
+        }
+    }
+}
+
 struct Load<'a>(Source<'a>);
 
 impl BackendTask for Load<'_> {
@@ -168,7 +178,17 @@ impl BackendTask for Load<'_> {
 /// Loads a tokenizer onto `device`; a CUDA device without a driver is an error, not a panic.
 pub(crate) fn load(source: Source<'_>, device: DeviceChoice) -> Result<Box<dyn Engine>> {
     fqgan_core::threads::configure(None)?;
-    device.run(Load(source))?
+    let (start, from) = (std::time::Instant::now(), source.to_string());
+    let engine = device.run(Load(source))??;
+    let config = engine.config();
+    log::info!(
+        "loaded a tokenizer from {from} on {device} in {:.0} ms: k = {}, {s}x{s} px images, downsample {}",
+        start.elapsed().as_secs_f64() * 1e3,
+        config.k(),
+        config.downsample(),
+        s = config.image_size,
+    );
+    Ok(engine)
 }
 
 struct LoadGenerator<'a>(Source<'a>);
@@ -189,5 +209,16 @@ impl BackendTask for LoadGenerator<'_> {
 /// Loads a FAR generator onto `device`, as [`load`] does a tokenizer.
 pub(crate) fn load_generator(source: Source<'_>, device: DeviceChoice) -> Result<Box<dyn GeneratorEngine>> {
     fqgan_core::threads::configure(None)?;
-    device.run(LoadGenerator(source))?
+    let (start, from) = (std::time::Instant::now(), source.to_string());
+    let engine = device.run(LoadGenerator(source))??;
+    let config = engine.config();
+    log::info!(
+        "loaded a generator from {from} on {device} in {:.0} ms: k = {}, {} classes, {} layers of width {}",
+        start.elapsed().as_secs_f64() * 1e3,
+        config.k(),
+        config.num_classes,
+        config.n_layer,
+        config.dim,
+    );
+    Ok(engine)
 }

@@ -31,8 +31,8 @@ pub struct Generator {
 pub struct GeneratorParams {
     /// `sizeof(fqgan_generator_params)` as the caller was compiled with.
     pub struct_size: usize,
-    /// As `fqgan_tokenizer_params.device`: "cpu" (default), "ndarray", "cuda" or "cuda:N";
-    /// NULL means "cpu".
+    /// As `fqgan_tokenizer_params.device`: "cpu" (default), "ndarray", "cuda", "cuda:N" or
+    /// "auto"; NULL means "cpu".
     pub device: *const c_char,
 }
 

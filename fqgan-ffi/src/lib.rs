@@ -8,12 +8,15 @@
 //! - every pointer, size and enum value from C is checked before use ([`args`]);
 //! - outputs go to caller-owned buffers with a "required size" query.
 //!
-//! Sections of the header follow the modules: version, errors, threads, tokenizer, generator,
-//! `.fqt` token files, whole images to and from `.fqt`.
+//! Sections of the header follow the modules: logging, version, errors, threads and devices,
+//! tokenizer, generator, `.fqt` token files, whole images to and from `.fqt`.
 
 mod args;
 mod engine;
 mod status;
+
+// Sections of the header after the version, error and thread calls below.
+mod log;
 
 // The header's sections, in order: cbindgen emits modules as they are declared.
 mod tokenizer;
@@ -29,6 +32,7 @@ use std::ffi::c_char;
 pub use fqt::{FqtCoding, FqtInfo, FqtWriteParams, FQGAN_FQT_MAX_CODEBOOKS};
 pub use fqt_image::{FqtImageParams, FQGAN_OVERLAP_DEFAULT};
 pub use generator::{GenerateParams, Generator, GeneratorInfo, GeneratorParams, ProgressFn};
+pub use log::{LogFn, LogLevel};
 pub use status::Status;
 pub use tokenizer::{CodebookInfo, Image, PixelFormat, Tokenizer, TokenizerInfo, TokenizerParams};
 
@@ -41,7 +45,8 @@ pub const FQGAN_ABI_VERSION: u32 = 1;
 /// calling a function added later. 1: `fqgan_set_num_threads`, `fqgan_get_num_threads`.
 /// 2: `fqgan_tokenizer_load_builtin`, `fqgan_generator_load_builtin`,
 /// `fqgan_generator_get_class_name`. 3: `fqgan_fqt_encode_image`, `fqgan_fqt_decode_image`,
-/// `fqgan_fqt_image_params_default`.
+/// `fqgan_fqt_image_params_default`, `fqgan_set_log_callback`, `fqgan_device_count`,
+/// `fqgan_device_name`, and the `"auto"` device.
 pub const FQGAN_ABI_MINOR_VERSION: u32 = 3;
 
 /// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
@@ -93,4 +98,37 @@ pub extern "C" fn fqgan_set_num_threads(threads: u32) -> Status {
 #[no_mangle]
 pub extern "C" fn fqgan_get_num_threads() -> u32 {
     fqgan_core::threads::configure(None).unwrap_or_else(|_| fqgan_core::threads::current()) as u32
+}
+
+/// The devices this build of the library can use on this machine, named by
+/// `fqgan_device_name`: "cpu" and "ndarray", then "cuda:0", "cuda:1", ... for each CUDA device
+/// that answers (looked for once, on the first call; none without the `cuda` feature). Any of
+/// them, or "auto" (the first CUDA device, else "cpu", with the reason logged), goes in a
+/// params struct's `device`.
+#[no_mangle]
+pub extern "C" fn fqgan_device_count() -> u32 {
+    device_names().len() as u32
+}
+
+/// Writes to `*name` the device at `index` (0 .. `fqgan_device_count()` - 1). Static: never
+/// free it.
+///
+/// # Safety
+/// `name` must be NULL or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_device_name(index: u32, name: *mut *const c_char) -> Status {
+    status::guard(|| {
+        let names = device_names();
+        let found = names.get(index as usize).ok_or_else(|| {
+            status::Failure::invalid(format!("`index` is {index}; there are {} devices", names.len()))
+        })?;
+        args::arg(name.cast_const(), "name")?;
+        name.write(found.as_ptr());
+        Ok(())
+    })
+}
+
+fn device_names() -> &'static [std::ffi::CString] {
+    static NAMES: std::sync::OnceLock<Vec<std::ffi::CString>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| fqgan_core::device::available().iter().map(|d| tokenizer::c_string(&d.to_string())).collect())
 }

@@ -107,7 +107,9 @@ pub(crate) fn guard(body: impl FnOnce() -> Outcome) -> Status {
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("no message");
-            set_last_error(&format!("internal error in fqgan (please report it): panic: {detail}"));
+            let message = format!("internal error in fqgan (please report it): panic: {detail}");
+            log::error!("{message}");
+            set_last_error(&message);
             Status::Internal
         }
     }

@@ -33,9 +33,11 @@ pub struct Tokenizer {
 pub struct TokenizerParams {
     /// `sizeof(fqgan_tokenizer_params)` as the caller was compiled with.
     pub struct_size: usize,
-    /// "cpu" (default; burn's Flex backend), "ndarray", "cuda" (= "cuda:0") or "cuda:N".
-    /// NULL means "cpu". CUDA needs a library built with the `cuda` feature and a driver;
-    /// without them loading fails with `FQGAN_STATUS_DEVICE`. Read only during the load call.
+    /// "cpu" (default; burn's Flex backend), "ndarray", "cuda" (= "cuda:0"), "cuda:N", or
+    /// "auto": the first CUDA device when there is one, else "cpu" (the reason goes to the log;
+    /// `fqgan_tokenizer_info.device` names the choice). NULL means "cpu". CUDA needs a library
+    /// built with the `cuda` feature and a driver; without them loading fails with
+    /// `FQGAN_STATUS_DEVICE`. `fqgan_device_name` lists the devices. Read only during the load.
     pub device: *const c_char,
 }
 

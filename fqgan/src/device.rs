@@ -40,17 +40,71 @@ pub enum DeviceChoice {
 impl FromStr for DeviceChoice {
     type Err = Error;
 
+    /// "auto" resolves here, once: see [`DeviceChoice::auto`].
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "auto" => Ok(Self::auto()),
             "cpu" | "flex" => Ok(Self::Cpu),
             "ndarray" => Ok(Self::NdArray),
             "cuda" => Ok(Self::Cuda(0)),
             _ => match s.strip_prefix("cuda:").map(str::parse) {
                 Some(Ok(index)) => Ok(Self::Cuda(index)),
-                _ => Err(Error::Device(format!("unknown device '{s}'; expected cpu, ndarray, cuda or cuda:N"))),
+                _ => Err(Error::Device(format!("unknown device '{s}'; expected auto, cpu, ndarray, cuda or cuda:N"))),
             },
         }
     }
+}
+
+impl DeviceChoice {
+    /// The first CUDA device when this build and machine have one, else the CPU; the reason
+    /// for falling back goes to the log (`log` crate, info level).
+    pub fn auto() -> Self {
+        match available().iter().find(|d| matches!(d, Self::Cuda(_))) {
+            Some(&cuda) => cuda,
+            None => {
+                log::info!("device \"auto\" uses the CPU: {}", cuda_absence());
+                Self::Cpu
+            }
+        }
+    }
+}
+
+/// Why no CUDA device is available.
+fn cuda_absence() -> String {
+    if CUDA_BUILT {
+        match probe(0) {
+            Err(e) => e.to_string(),
+            Ok(()) => "CUDA device 0 became usable after the device list was made".into(),
+        }
+    } else {
+        "this build has no CUDA support (rebuild with `--features cuda`)".into()
+    }
+}
+
+/// Every device this build can use on this machine: the two CPU backends, then each CUDA device
+/// that answers a probe (looked for once per process, stopping at the first index that does not).
+pub fn available() -> &'static [DeviceChoice] {
+    static DEVICES: std::sync::OnceLock<Vec<DeviceChoice>> = std::sync::OnceLock::new();
+    DEVICES.get_or_init(|| {
+        let mut devices = vec![DeviceChoice::Cpu, DeviceChoice::NdArray];
+        if CUDA_BUILT {
+            devices.extend((0..MAX_CUDA_DEVICES).map_while(|i| probe(i).ok().map(|()| DeviceChoice::Cuda(i))));
+        }
+        devices
+    })
+}
+
+/// The most CUDA devices [`available`] looks for.
+const MAX_CUDA_DEVICES: usize = 16;
+
+#[cfg(not(feature = "cuda"))]
+fn probe(_: usize) -> Result<()> {
+    Err(Error::Device("this build has no CUDA support; rebuild with `--features cuda`".into()))
+}
+
+#[cfg(feature = "cuda")]
+fn probe(index: usize) -> Result<()> {
+    probe_cuda(&burn::backend::cuda::CudaDevice::new(index), index)
 }
 
 impl fmt::Display for DeviceChoice {
@@ -113,6 +167,16 @@ fn probe_cuda(device: &burn::backend::cuda::CudaDevice, index: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_picks_an_available_device() {
+        let auto = "auto".parse::<DeviceChoice>().unwrap();
+        assert!(available().contains(&auto), "{auto} not in {:?}", available());
+        assert_eq!(&available()[..2], &[DeviceChoice::Cpu, DeviceChoice::NdArray]);
+        if !CUDA_BUILT {
+            assert_eq!(auto, DeviceChoice::Cpu);
+        }
+    }
 
     #[test]
     fn parses_every_device_form() {

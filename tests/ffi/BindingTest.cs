@@ -131,6 +131,18 @@ static class BindingTest
                 Check(e.InnerException is OperationCanceledException, "cancelled task: " + e.InnerException);
             }
 
+            // Devices, "auto" and the log (ABI minor 3).
+            string[] devices = Library.Devices;
+            Check(devices.Length >= 2 && devices[0] == "cpu" && devices[1] == "ndarray", "device list");
+            var logged = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            Library.SetLog((level, message) => logged.Enqueue(message));
+            using (Tokenizer.LoadFile(args[0], "auto")) { }
+            Library.SetLog(null);
+            Check(logged.Any(m => m.Contains("loaded a tokenizer from")), "a load is logged");
+            int seen = logged.Count;
+            using (Tokenizer.LoadFile(args[0], "auto")) { }
+            Check(logged.Count == seen, "silent after SetLog(null)");
+
             // Eight threads share the tokenizer and agree with one thread.
             var results = new uint[8][];
             Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i => results[i] = tok.Encode(rgba, 64, 64));

@@ -30,6 +30,21 @@ static void *encode_job(void *arg) {
     return NULL;
 }
 
+/* Log lines, collected: how many, the highest level seen, and their text one after another. */
+struct log_lines {
+    int count;
+    int max_level;
+    char text[8192];
+};
+
+static void collect_log(void *user_data, int32_t level, const char *message) {
+    struct log_lines *lines = user_data;
+    lines->count++;
+    if (level > lines->max_level) lines->max_level = level;
+    size_t used = strlen(lines->text);
+    snprintf(lines->text + used, sizeof lines->text - used, "%s\n", message);
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s MODEL.safetensors IN.rgba OUT_DIR\n", argv[0]);
@@ -89,6 +104,40 @@ int main(int argc, char **argv) {
     params.device = "ndarray";
     EXPECT(fqgan_tokenizer_load_memory(model, model_size, &params, &tok), FQGAN_STATUS_OK, "");
     fqgan_tokenizer_free(tok);
+
+    /* Devices, "auto" and the log (ABI minor 3): silent by default, then up to the level asked. */
+    CHECK(fqgan_device_count() >= 2);
+    const char *name = NULL;
+    EXPECT(fqgan_device_name(0, &name), FQGAN_STATUS_OK, "");
+    CHECK(name && strcmp(name, "cpu") == 0);
+    EXPECT(fqgan_device_name(1, &name), FQGAN_STATUS_OK, "");
+    CHECK(name && strcmp(name, "ndarray") == 0);
+    EXPECT(fqgan_device_name(fqgan_device_count(), &name), FQGAN_STATUS_INVALID_ARGUMENT, "`index`");
+    EXPECT(fqgan_device_name(0, NULL), FQGAN_STATUS_INVALID_ARGUMENT, "`name` is null");
+    const int has_cuda = fqgan_device_count() > 2;
+    struct log_lines lines = {0};
+    EXPECT(fqgan_set_log_callback(collect_log, 9, &lines), FQGAN_STATUS_INVALID_ARGUMENT, "`max_level` is 9");
+    params.device = "auto";
+    EXPECT(fqgan_tokenizer_load_memory(model, model_size, &params, &tok), FQGAN_STATUS_OK, "");
+    fqgan_tokenizer_free(tok);
+    CHECK(lines.count == 0);
+    EXPECT(fqgan_set_log_callback(collect_log, FQGAN_LOG_LEVEL_WARN, &lines), FQGAN_STATUS_OK, "");
+    EXPECT(fqgan_tokenizer_load_memory(model, model_size, &params, &tok), FQGAN_STATUS_OK, "");
+    fqgan_tokenizer_free(tok);
+    CHECK(lines.count == 0); /* loads and the device choice are info */
+    EXPECT(fqgan_set_log_callback(collect_log, FQGAN_LOG_LEVEL_INFO, &lines), FQGAN_STATUS_OK, "");
+    EXPECT(fqgan_tokenizer_load_memory(model, model_size, &params, &tok), FQGAN_STATUS_OK, "");
+    fqgan_tokenizer_info auto_info = {.struct_size = sizeof auto_info};
+    EXPECT(fqgan_tokenizer_get_info(tok, &auto_info), FQGAN_STATUS_OK, "");
+    CHECK(strcmp(auto_info.device, has_cuda ? "cuda:0" : "cpu") == 0);
+    fqgan_tokenizer_free(tok);
+    CHECK(has_cuda || (lines.count >= 1 && strstr(lines.text, "device \"auto\" uses the CPU: ") != NULL));
+    CHECK(lines.count >= 1 && strstr(lines.text, "loaded a tokenizer from") != NULL && lines.max_level == FQGAN_LOG_LEVEL_INFO);
+    EXPECT(fqgan_set_log_callback(NULL, 0, NULL), FQGAN_STATUS_OK, "");
+    const int before = lines.count;
+    EXPECT(fqgan_tokenizer_load_memory(model, model_size, &params, &tok), FQGAN_STATUS_OK, "");
+    fqgan_tokenizer_free(tok);
+    CHECK(lines.count == before);
     params.device = "cpu";
     EXPECT(fqgan_tokenizer_load_memory(model, model_size, &params, &tok), FQGAN_STATUS_OK, "");
     free(model);

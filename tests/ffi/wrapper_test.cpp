@@ -109,6 +109,21 @@ int main(int argc, char **argv) {
     EXPECT_ERROR(FQGAN_STATUS_CANCELLED, "cancelled",
                  fqgan::fqt_decode_image(tok, fqt, params, [](std::uint32_t, std::uint32_t) { return false; }));
 
+    // Devices, "auto" and the log (ABI minor 3).
+    const std::vector<std::string> devices = fqgan::devices();
+    CHECK(devices.size() >= 2 && devices[0] == "cpu" && devices[1] == "ndarray");
+    std::vector<std::string> logged;
+    fqgan::set_log([&](fqgan_log_level level, const std::string &message) {
+        if (level <= FQGAN_LOG_LEVEL_INFO) logged.push_back(message);
+        if (message.empty()) throw std::runtime_error("a throwing sink must not take the library down");
+    });
+    const fqgan::Tokenizer automatic = fqgan::Tokenizer::load_file(argv[1], "auto");
+    fqgan::set_log(nullptr);
+    CHECK(!logged.empty() && logged.back().find("loaded a tokenizer from") != std::string::npos);
+    const std::size_t seen = logged.size();
+    fqgan::Tokenizer::load_file(argv[1], "auto");
+    CHECK(logged.size() == seen);
+
     // A const handle shared by threads; exceptions stay on the thread that caused them.
     std::vector<std::vector<std::uint32_t>> results(8);
     std::vector<std::thread> threads;

@@ -28,7 +28,8 @@ pub mod summary;
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArg {
     /// Where to compute: `cpu` (pure-Rust Flex backend), `ndarray` (alternative CPU backend),
-    /// `cuda` or `cuda:N` (NVIDIA GPU N; needs a build with `--features cuda`).
+    /// `cuda` or `cuda:N` (NVIDIA GPU N; needs a build with `--features cuda`), or `auto`
+    /// (`cuda:0` when this build and machine have it, else `cpu`).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceChoice,
     /// CPU threads for the CPU backends (default: the FQGAN_NUM_THREADS environment variable,
