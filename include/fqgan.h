@@ -79,7 +79,7 @@
 // 2: `fqgan_tokenizer_load_builtin`, `fqgan_generator_load_builtin`,
 // `fqgan_generator_get_class_name`. 3: `fqgan_fqt_encode_image`, `fqgan_fqt_decode_image`,
 // `fqgan_fqt_image_params_default`, `fqgan_set_log_callback`, `fqgan_device_count`,
-// `fqgan_device_name`, and the `"auto"` device.
+// `fqgan_device_name`, `fqgan_generate_completion`, and the `"auto"` device.
 #define FQGAN_ABI_MINOR_VERSION 3
 
 // The most sub-codebooks a `.fqt` file holds: the length of `fqgan_fqt_info.codebook_sizes`.
@@ -675,6 +675,30 @@ fqgan_status fqgan_generate(const struct fqgan_generator *generator,
                             size_t *tokens_required,
                             fqgan_progress_fn progress,
                             void *user_data);
+
+// Prefix completion (ABI minor 3): as `fqgan_generate`, but every image keeps the top
+// `prefix_rows` token rows of `prefix` and continues them: the rows below are generated.
+//
+// - `prefix`, `prefix_count`: one image's tokens, laid out as `fqgan_generate` writes them
+//   (`[k][grid_height][grid_width]`, `fqgan_generator_info.token_count` ids), say from
+//   `fqgan_tokenizer_encode` of an image to extend. Only the kept rows are read; their ids
+//   must be below their vocabulary sizes.
+// - `prefix_rows`: 1 .. grid_height - 1.
+// - `tokens`: `count * token_count` ids as `fqgan_generate` writes them, prefix rows included.
+// - `progress` counts the positions generated below the prefix.
+//
+// # Safety
+// As `fqgan_generate`.
+fqgan_status fqgan_generate_completion(const struct fqgan_generator *generator,
+                                       const struct fqgan_generate_params *params,
+                                       const uint32_t *prefix,
+                                       size_t prefix_count,
+                                       uint32_t prefix_rows,
+                                       uint32_t *tokens,
+                                       size_t tokens_capacity,
+                                       size_t *tokens_required,
+                                       fqgan_progress_fn progress,
+                                       void *user_data);
 
 // As `fqgan_generate`, then decodes every image with `tokenizer` into packed RGBA8
 // (alpha 255) of the tokenizer's image size: `count` images one after the other,

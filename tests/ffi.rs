@@ -125,6 +125,8 @@ mod linux {
         tokenizer: PathBuf,
         /// `[2, k, 4, 4]`, image-major.
         tokens: Vec<u32>,
+        /// The same run continuing the top 2 token rows of the first image in both images.
+        completed: Vec<u32>,
         /// The two decoded images, packed RGBA8, one after the other.
         rgba: Vec<u8>,
         /// `.fqt` bytes of the first image, bit-packed and range-coded.
@@ -169,9 +171,9 @@ mod linux {
             let model = Far::<Cpu>::load(&far, None, &device).unwrap();
             let decoder = Tokenizer::<Cpu>::load(&tokenizer, None, inference, &device).unwrap();
             model.config().check_tokenizer(decoder.config()).unwrap();
-            let run = |count: usize, sampling: SubTokenSampling| {
+            let run_from = |count: usize, sampling: SubTokenSampling, prefix: Option<Tensor<Cpu, 3, Int>>| {
                 let labels = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(vec![3i64; count], [count]), &device);
-                let ids = generate(&model, labels, None, &GenerateOptions::uniform(2, sampling, 7)).unwrap();
+                let ids = generate(&model, labels, prefix, &GenerateOptions::uniform(2, sampling, 7)).unwrap();
                 let tokens: Vec<u32> = ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect();
                 (tokens, tensor_to_images(decoder.decode(ids.reshape([count, 2, 4, 4])).unwrap()))
             };
@@ -187,13 +189,19 @@ mod linux {
                 };
                 file.to_bytes().unwrap()
             };
+            let run = |count: usize, sampling: SubTokenSampling| run_from(count, sampling, None);
             // The C side passes top_p as a float: the same value, widened.
-            let (tokens, images) = run(2, SubTokenSampling { top_p: f64::from(0.9f32), ..SubTokenSampling::default() });
+            let test_sampling = SubTokenSampling { top_p: f64::from(0.9f32), ..SubTokenSampling::default() };
+            let (tokens, images) = run(2, test_sampling.clone());
+            let kept: Vec<i64> = (0..2).flat_map(|j| &tokens[j * 16..j * 16 + 8]).map(|&id| i64::from(id)).collect();
+            let kept: Vec<i64> = kept.iter().chain(&kept).copied().collect();
+            let prefix = Tensor::<Cpu, 3, Int>::from_data(TensorData::new(kept, [2, 2, 8]), &device);
+            let (completed, _) = run_from(2, test_sampling, Some(prefix));
             let rgba = images.iter().flat_map(rgba_bytes).collect();
             let (packed, entropy) = (fqt(&tokens[..32], Coding::Packed), fqt(&tokens[..32], Coding::Entropy));
             let (single_tokens, single) = run(1, SubTokenSampling::default());
             let (single_ppm, single_fqt) = (ppm_bytes(&single[0]), fqt(&single_tokens, Coding::Packed));
-            Generation { _dir: dir, far, tokenizer, tokens, rgba, packed, entropy, single_ppm, single_fqt }
+            Generation { _dir: dir, far, tokenizer, tokens, completed, rgba, packed, entropy, single_ppm, single_fqt }
         })
     }
 
@@ -378,6 +386,7 @@ mod linux {
         compile("gcc", "-std=c11", &["tests/ffi/generate_test.c"], &exe);
         run(native(&exe).arg(&generation.far).arg(&generation.tokenizer).arg(&fixture.model).arg(dir.path()));
         assert_eq!(read_u32s(&dir.path().join("tokens.u32")), generation.tokens, "tokens generated through C");
+        assert_eq!(read_u32s(&dir.path().join("completed.u32")), generation.completed, "prefix completion through C");
         assert_same_image(&dir.path().join("images.rgba"), &generation.rgba, "images generated through C");
         assert_same_image(&dir.path().join("packed.fqt"), &generation.packed, ".fqt written through C (packed)");
         assert_same_image(&dir.path().join("entropy.fqt"), &generation.entropy, ".fqt written through C (range-coded)");
@@ -482,6 +491,7 @@ mod linux {
             run(mono(&exe).arg(&generation.far).arg(&generation.tokenizer).arg(&fixture.model).arg(dir.path()));
         assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
         assert_eq!(read_u32s(&dir.path().join("tokens.u32")), generation.tokens, "tokens generated through C#");
+        assert_eq!(read_u32s(&dir.path().join("completed.u32")), generation.completed, "prefix completion through C#");
         assert_same_image(&dir.path().join("images.rgba"), &generation.rgba, "images generated through C#");
     }
 }

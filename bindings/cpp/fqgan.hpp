@@ -373,6 +373,18 @@ public:
         return tokens;
     }
 
+    /// Prefix completion (ABI minor 3): params' count images that each keep the top
+    /// `prefix_rows` token rows of `prefix` (one image's tokens) and continue them.
+    std::vector<std::uint32_t> complete(const GenerateParams &params, Span<const std::uint32_t> prefix,
+                                        std::uint32_t prefix_rows, const Progress &progress = {}) const {
+        std::vector<std::uint32_t> tokens(std::size_t(params.c().count) * info().token_count);
+        detail::with_progress(progress, [&](fqgan_progress_fn fn, void *user_data) {
+            return fqgan_generate_completion(handle_.get(), &params.c(), prefix.data(), prefix.size(), prefix_rows,
+                                             tokens.data(), tokens.size(), nullptr, fn, user_data);
+        });
+        return tokens;
+    }
+
     /// Generates and decodes with `tokenizer`: count packed RGBA8 images, one after the other.
     void generate_images(const Tokenizer &tokenizer, const GenerateParams &params, Span<std::uint8_t> rgba,
                          const Progress &progress = {}) const {

@@ -654,6 +654,28 @@ namespace Fqgan
             }
         }
 
+        /// <summary>Prefix completion (ABI minor 3): p.Count images that each keep the top
+        /// prefixRows token rows of prefix (one image's tokens, as Tokenizer.Encode returns
+        /// them) and continue them.</summary>
+        public uint[] Complete(GenerateParams p, uint[] prefix, int prefixRows, Progress progress = null)
+        {
+            if (p == null) throw new ArgumentNullException(nameof(p));
+            if (prefix == null) throw new ArgumentNullException(nameof(prefix));
+            if (prefixRows < 0) throw new ArgumentOutOfRangeException(nameof(prefixRows));
+            Native.GenerateParams native = p.ToNative();
+            var tokens = new uint[(long)p.Count * Info.TokenCount];
+            fixed (uint* prefixPtr = prefix)
+            fixed (uint* tokenPtr = tokens)
+            {
+                IntPtr nativeAddress = (IntPtr)(&native), prefixAddress = (IntPtr)prefixPtr, address = (IntPtr)tokenPtr;
+                UIntPtr prefixLength = (UIntPtr)prefix.Length, length = (UIntPtr)tokens.Length;
+                Native.WithProgress(progress, (callback, userData) => Native.fqgan_generate_completion(
+                    _handle, (Native.GenerateParams*)nativeAddress, (uint*)prefixAddress, prefixLength, (uint)prefixRows,
+                    (uint*)address, length, null, callback, userData));
+            }
+            return tokens;
+        }
+
         /// <summary>Generates and decodes with tokenizer: p.Count packed RGBA8 images of the
         /// tokenizer's size, one after the other.</summary>
         public byte[] GenerateImages(Tokenizer tokenizer, GenerateParams p, Progress progress = null)
@@ -1007,6 +1029,7 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern FqtWriteParams fqgan_fqt_write_params_default();
         [DllImport(Lib)] internal static extern Status fqgan_fqt_write(TokenizerHandle tokenizer, FqtWriteParams* p, uint* tokens, UIntPtr tokenCount, byte* bytes, UIntPtr bytesCapacity, UIntPtr* bytesRequired);
         [DllImport(Lib)] internal static extern Status fqgan_fqt_read(TokenizerHandle tokenizer, byte* bytes, UIntPtr size, FqtInfo* info, uint* tokens, UIntPtr tokensCapacity, UIntPtr* tokensRequired);
+        [DllImport(Lib)] internal static extern Status fqgan_generate_completion(GeneratorHandle generator, GenerateParams* p, uint* prefix, UIntPtr prefixCount, uint prefixRows, uint* tokens, UIntPtr tokensCapacity, UIntPtr* tokensRequired, ProgressCallback progress, IntPtr userData);
         [DllImport(Lib)] internal static extern uint fqgan_device_count();
         [DllImport(Lib)] internal static extern Status fqgan_device_name(uint index, byte** name);
         [DllImport(Lib)] internal static extern Status fqgan_set_log_callback(LogCallback callback, int maxLevel, IntPtr userData);

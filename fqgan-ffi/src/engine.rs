@@ -112,10 +112,12 @@ impl<B: Backend> Engine for Tokenizer<B> {
 pub(crate) trait GeneratorEngine: Send + Sync {
     fn config(&self) -> &FarConfig;
     /// `labels.len()` images of k x block_size ids, image-major, then sub-token-major, then in
-    /// raster order; `None` when `progress` cancelled.
+    /// raster order, each continuing `prefix` (`[k][positions]` ids) when given; `None` when
+    /// `progress` cancelled.
     fn generate(
         &self,
         labels: &[i64],
+        prefix: Option<&[i64]>,
         options: &GenerateOptions,
         progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Option<Vec<u32>>>;
@@ -129,11 +131,18 @@ impl<B: Backend> GeneratorEngine for Far<B> {
     fn generate(
         &self,
         labels: &[i64],
+        prefix: Option<&[i64]>,
         options: &GenerateOptions,
         progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Option<Vec<u32>>> {
-        let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(labels.to_vec(), [labels.len()]), &self.device());
-        let Some(tokens) = generate_with_progress(self, labels, None, options, progress)? else {
+        let (batch, k, device) = (labels.len(), Far::config(self).k(), self.device());
+        let prefix = prefix.map(|ids| {
+            let ids: Vec<i64> = ids.iter().copied().cycle().take(ids.len() * batch).collect();
+            let positions = ids.len() / (batch * k);
+            Tensor::<B, 3, Int>::from_data(TensorData::new(ids, [batch, k, positions]), &device)
+        });
+        let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(labels.to_vec(), [batch]), &device);
+        let Some(tokens) = generate_with_progress(self, labels, prefix, options, progress)? else {
             return Ok(None);
         };
         // Sampled ids are below their vocabulary size, at most 2^24: they fit in u32.

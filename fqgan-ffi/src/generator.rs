@@ -327,6 +327,46 @@ pub unsafe extern "C" fn fqgan_generate(
     })
 }
 
+/// Prefix completion (ABI minor 3): as `fqgan_generate`, but every image keeps the top
+/// `prefix_rows` token rows of `prefix` and continues them: the rows below are generated.
+///
+/// - `prefix`, `prefix_count`: one image's tokens, laid out as `fqgan_generate` writes them
+///   (`[k][grid_height][grid_width]`, `fqgan_generator_info.token_count` ids), say from
+///   `fqgan_tokenizer_encode` of an image to extend. Only the kept rows are read; their ids
+///   must be below their vocabulary sizes.
+/// - `prefix_rows`: 1 .. grid_height - 1.
+/// - `tokens`: `count * token_count` ids as `fqgan_generate` writes them, prefix rows included.
+/// - `progress` counts the positions generated below the prefix.
+///
+/// # Safety
+/// As `fqgan_generate`.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generate_completion(
+    generator: *const Generator,
+    params: *const GenerateParams,
+    prefix: *const u32,
+    prefix_count: usize,
+    prefix_rows: u32,
+    tokens: *mut u32,
+    tokens_capacity: usize,
+    tokens_required: *mut usize,
+    progress: ProgressFn,
+    user_data: *mut c_void,
+) -> Status {
+    guard(|| {
+        let generator = arg(generator, "generator")?;
+        let mut request = generator.request(params)?;
+        request.prefix = Some(generator.prefix(prefix, prefix_count, prefix_rows)?);
+        let names = ["tokens", "tokens_capacity", "tokens_required"];
+        let needed = request.output_len(generator.token_count(), "token")?;
+        let Some(out) = output(tokens, tokens_capacity, needed, tokens_required, names)? else {
+            return Ok(());
+        };
+        out.copy_from_slice(&generator.run(&request, progress, user_data)?);
+        Ok(())
+    })
+}
+
 /// As `fqgan_generate`, then decodes every image with `tokenizer` into packed RGBA8
 /// (alpha 255) of the tokenizer's image size: `count` images one after the other,
 /// `count * fqgan_tokenizer_info.rgba_size` bytes.
@@ -382,6 +422,8 @@ struct Request {
     class_id: u32,
     count: u32,
     options: GenerateOptions,
+    /// One image's kept prefix, `[k][positions]`, for every image of the batch.
+    prefix: Option<Vec<i64>>,
 }
 
 impl Request {
@@ -422,13 +464,8 @@ impl Generator {
             fqgan_generate_params_default()
         } else {
             let init = "initialise it with fqgan_generate_params_default()";
-            versioned_copy(
-                params,
-                "params",
-                &[std::mem::size_of::<GenerateParams>()],
-                fqgan_generate_params_default(),
-                init,
-            )?
+            let sizes = [std::mem::size_of::<GenerateParams>()];
+            versioned_copy(params, "params", &sizes, fqgan_generate_params_default(), init)?
         };
         let config = self.engine.config();
         let fail = |message: String| Err(Failure::invalid(message));
@@ -466,7 +503,43 @@ impl Generator {
             class_id: params.class_id,
             count: params.count,
             options: GenerateOptions::uniform(config.k(), sampling, params.seed),
+            prefix: None,
         })
+    }
+
+    /// The kept rows of `prefix`, sub-token by sub-token (`[k][rows * grid]`), every id
+    /// checked against its vocabulary.
+    unsafe fn prefix(&self, prefix: *const u32, prefix_count: usize, rows: u32) -> Outcome<Vec<i64>> {
+        let config = self.engine.config();
+        let (grid, rows) = (config.grid_size(), rows as usize);
+        if rows == 0 || rows >= grid {
+            return Err(Failure::invalid(format!(
+                "`prefix_rows` is {rows}; keep 1..{} of the {grid} token rows",
+                grid - 1
+            )));
+        }
+        if prefix_count != self.token_count() {
+            return Err(Failure::invalid(format!(
+                "`prefix_count` is {prefix_count}; one image of this generator has {} ids",
+                self.token_count()
+            )));
+        }
+        let tokens = slice(prefix, prefix_count, "prefix")?;
+        let mut kept = Vec::with_capacity(config.k() * rows * grid);
+        for (j, (plane, &vocab)) in tokens.chunks_exact(grid * grid).zip(&config.vocab_sizes).enumerate() {
+            let plane = &plane[..rows * grid];
+            if let Some(at) = plane.iter().position(|&id| id as usize >= vocab) {
+                return Err(Failure::invalid(format!(
+                    "`prefix[{}]` is {} (sub-token {j}, row {}, column {}); its ids are 0..{vocab}",
+                    j * grid * grid + at,
+                    plane[at],
+                    at / grid,
+                    at % grid
+                )));
+            }
+            kept.extend(plane.iter().map(|&id| i64::from(id)));
+        }
+        Ok(kept)
     }
 
     /// Generates, reporting to `progress`; a non-zero answer becomes `FQGAN_STATUS_CANCELLED`.
@@ -474,6 +547,7 @@ impl Generator {
         self.engine
             .generate(
                 &vec![i64::from(request.class_id); request.count as usize],
+                request.prefix.as_deref(),
                 &request.options,
                 &mut reporter(progress, user_data),
             )?

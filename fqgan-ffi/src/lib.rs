@@ -6,7 +6,11 @@
 //! - each fallible call returns a `Status` and leaves a thread-local message for
 //!   `fqgan_last_error`; no panic crosses the boundary ([`status::guard`]);
 //! - every pointer, size and enum value from C is checked before use ([`args`]);
-//! - outputs go to caller-owned buffers with a "required size" query.
+//! - outputs go to caller-owned buffers with a "required size" query;
+//! - the ABI only grows. A params struct that a `*_default()` function returns by value cannot
+//!   gain fields: a caller built against the older header reserves the older size for the
+//!   returned value (and passes that struct back with the newer `struct_size`). New options
+//!   come as new functions (`fqgan_generate_completion` beside `fqgan_generate`).
 //!
 //! Sections of the header follow the modules: logging, version, errors, threads and devices,
 //! tokenizer, generator, `.fqt` token files, whole images to and from `.fqt`.
@@ -46,7 +50,7 @@ pub const FQGAN_ABI_VERSION: u32 = 1;
 /// 2: `fqgan_tokenizer_load_builtin`, `fqgan_generator_load_builtin`,
 /// `fqgan_generator_get_class_name`. 3: `fqgan_fqt_encode_image`, `fqgan_fqt_decode_image`,
 /// `fqgan_fqt_image_params_default`, `fqgan_set_log_callback`, `fqgan_device_count`,
-/// `fqgan_device_name`, and the `"auto"` device.
+/// `fqgan_device_name`, `fqgan_generate_completion`, and the `"auto"` device.
 pub const FQGAN_ABI_MINOR_VERSION: u32 = 3;
 
 /// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.

@@ -120,6 +120,12 @@ static class GenerateBindingTest
             }
 
             File.WriteAllBytes(Path.Combine(args[3], "tokens.u32"), tokens.SelectMany(BitConverter.GetBytes).ToArray());
+            // Prefix completion: the first image's top 2 token rows, continued in both images.
+            int positions = 0;
+            uint[] completed = gen.Complete(p, tokens.Take(32).ToArray(), 2, (done, total) => { positions = total; return true; });
+            Check(positions == 8, "completion progress counts the generated positions");
+            ExpectError(Status.InvalidArgument, "`prefix_rows` is 4", () => gen.Complete(p, tokens.Take(32).ToArray(), 4), "all rows kept");
+            File.WriteAllBytes(Path.Combine(args[3], "completed.u32"), completed.SelectMany(BitConverter.GetBytes).ToArray());
             File.WriteAllBytes(Path.Combine(args[3], "images.rgba"), images);
         }
 

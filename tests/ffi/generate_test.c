@@ -6,8 +6,8 @@
  * FAR and TOKENIZER are a matching pair (2 sub-tokens of 256 ids, 4x4 grid, 10 classes, 64x64
  * images); OTHER_TOKENIZER is a different model. Generates 2 images of class 3 with seed 7
  * (cfg 2, temperature 1, top_k 0, top_p 0.9), checks progress, cancellation, every bad input,
- * threads, and writes OUT_DIR/{tokens.u32, images.rgba, packed.fqt, entropy.fqt} for the Rust
- * side to compare with its own API.
+ * threads, prefix completion, and writes OUT_DIR/{tokens.u32, completed.u32, images.rgba,
+ * packed.fqt, entropy.fqt} for the Rust side to compare with its own API.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -119,6 +119,38 @@ int main(int argc, char **argv) {
     memset(again, 0xAB, n * sizeof *again);
     EXPECT(fqgan_generate(gen, &params, again, n, NULL, on_progress, &cancel), FQGAN_STATUS_CANCELLED, "cancelled");
     CHECK(cancel.calls == 5 && again[0] == 0xABABABABu && again[n - 1] == 0xABABABABu);
+
+    /* Prefix completion (ABI minor 3): image 0's top 2 token rows kept in both images, the
+       other 2 rows continued (written for the Rust side to reproduce). */
+    uint32_t *completed = calloc(n, sizeof *completed);
+    const size_t one = info.token_count;
+    struct progress rows = {0, 0, 0, 0, 1};
+    EXPECT(fqgan_generate_completion(gen, &params, tokens, one, 2, NULL, 0, &required, NULL, NULL), FQGAN_STATUS_OK, "");
+    CHECK(required == n);
+    EXPECT(fqgan_generate_completion(gen, &params, tokens, one, 2, completed, n, NULL, on_progress, &rows),
+           FQGAN_STATUS_OK, "");
+    CHECK(rows.calls == 8 && rows.total == 8 && rows.in_order); /* 16 positions, 8 kept */
+    for (size_t image = 0; image < 2; image++)
+        for (size_t j = 0; j < 2; j++)
+            CHECK(memcmp(completed + image * 32 + j * 16, tokens + j * 16, 8 * sizeof *tokens) == 0);
+    EXPECT(fqgan_generate_completion(gen, &params, NULL, one, 2, again, n, NULL, NULL, NULL),
+           FQGAN_STATUS_INVALID_ARGUMENT, "`prefix` is null");
+    EXPECT(fqgan_generate_completion(gen, &params, tokens, one, 4, again, n, NULL, NULL, NULL),
+           FQGAN_STATUS_INVALID_ARGUMENT, "`prefix_rows` is 4; keep 1..3");
+    EXPECT(fqgan_generate_completion(gen, &params, tokens, one, 0, again, n, NULL, NULL, NULL),
+           FQGAN_STATUS_INVALID_ARGUMENT, "`prefix_rows` is 0");
+    EXPECT(fqgan_generate_completion(gen, &params, tokens, one - 1, 2, again, n, NULL, NULL, NULL),
+           FQGAN_STATUS_INVALID_ARGUMENT, "`prefix_count` is 31");
+    uint32_t bad_prefix[32];
+    memcpy(bad_prefix, tokens, sizeof bad_prefix);
+    bad_prefix[16 + 5] = 256;
+    EXPECT(fqgan_generate_completion(gen, &params, bad_prefix, one, 2, again, n, NULL, NULL, NULL),
+           FQGAN_STATUS_INVALID_ARGUMENT, "`prefix[21]` is 256 (sub-token 1, row 1, column 1)");
+    bad_prefix[16 + 5] = tokens[16 + 5];
+    bad_prefix[16 + 9] = 9999; /* below the kept rows: not read */
+    EXPECT(fqgan_generate_completion(gen, &params, bad_prefix, one, 2, again, n, NULL, NULL, NULL), FQGAN_STATUS_OK,
+           "");
+    CHECK(memcmp(again, completed, n * sizeof *again) == 0);
 
     /* Bad parameters name the field. */
     fqgan_generate_params bad = params;
@@ -319,6 +351,7 @@ int main(int argc, char **argv) {
     fqgan_tokenizer_free(builtin_tok);
 
     write_file(out_dir, "tokens.u32", tokens, n * sizeof *tokens);
+    write_file(out_dir, "completed.u32", completed, n * sizeof *completed);
     write_file(out_dir, "images.rgba", images, bytes);
     write_file(out_dir, "packed.fqt", packed, fqt_size);
     write_file(out_dir, "entropy.fqt", entropy, entropy_size);
@@ -328,6 +361,7 @@ int main(int argc, char **argv) {
     fqgan_tokenizer_free(other);
     free(tokens);
     free(again);
+    free(completed);
     free(images);
     free(decoded);
     free(packed);

@@ -59,6 +59,21 @@ int main(int argc, char **argv) {
     CHECK(gen.generate(sampled) == from_c);
     CHECK(from_c != tokens);
 
+    // Prefix completion: the wrapper against the C call, and the kept rows really kept.
+    const std::vector<std::uint32_t> prefix(tokens.begin(), tokens.begin() + 32);
+    const std::vector<std::uint32_t> completed = gen.complete(params, prefix, 2);
+    std::vector<std::uint32_t> completed_c(tokens.size());
+    c = fqgan_generate_params_default();
+    c.class_id = 3;
+    c.count = 2;
+    c.seed = 7;
+    c.top_p = 0.9f;
+    CHECK(fqgan_generate_completion(gen.get(), &c, prefix.data(), prefix.size(), 2, completed_c.data(),
+                                    completed_c.size(), nullptr, nullptr, nullptr) == FQGAN_STATUS_OK);
+    CHECK(completed == completed_c);
+    CHECK(std::equal(prefix.begin(), prefix.begin() + 8, completed.begin() + 32));
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "`prefix_rows` is 0", gen.complete(params, prefix, 0));
+
     // Cancelling by returning false, and by throwing: the exception comes back unchanged.
     EXPECT_ERROR(FQGAN_STATUS_CANCELLED, "cancelled", gen.generate(params, [](std::uint32_t done, std::uint32_t) {
         return done < 3;
