@@ -127,6 +127,8 @@ mod linux {
         tokens: Vec<u32>,
         /// The same run continuing the top 2 token rows of the first image in both images.
         completed: Vec<u32>,
+        /// 2 images of class 5, seed 11, cfg 1.5, temperature 1.7, top_k 9, top_p 0.8.
+        sampled: Vec<u32>,
         /// The two decoded images, packed RGBA8, one after the other.
         rgba: Vec<u8>,
         /// `.fqt` bytes of the first image, bit-packed and range-coded.
@@ -197,11 +199,34 @@ mod linux {
             let kept: Vec<i64> = kept.iter().chain(&kept).copied().collect();
             let prefix = Tensor::<Cpu, 3, Int>::from_data(TensorData::new(kept, [2, 2, 8]), &device);
             let (completed, _) = run_from(2, test_sampling, Some(prefix));
+            let sampled = {
+                let labels = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(vec![5i64; 2], [2]), &device);
+                let sampling = SubTokenSampling {
+                    cfg_scale: f64::from(1.5f32),
+                    temperature: f64::from(1.7f32),
+                    top_k: 9,
+                    top_p: f64::from(0.8f32),
+                };
+                let ids = generate(&model, labels, None, &GenerateOptions::uniform(2, sampling, 11)).unwrap();
+                ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect()
+            };
             let rgba = images.iter().flat_map(rgba_bytes).collect();
             let (packed, entropy) = (fqt(&tokens[..32], Coding::Packed), fqt(&tokens[..32], Coding::Entropy));
             let (single_tokens, single) = run(1, SubTokenSampling::default());
             let (single_ppm, single_fqt) = (ppm_bytes(&single[0]), fqt(&single_tokens, Coding::Packed));
-            Generation { _dir: dir, far, tokenizer, tokens, completed, rgba, packed, entropy, single_ppm, single_fqt }
+            Generation {
+                _dir: dir,
+                far,
+                tokenizer,
+                tokens,
+                completed,
+                sampled,
+                rgba,
+                packed,
+                entropy,
+                single_ppm,
+                single_fqt,
+            }
         })
     }
 
@@ -492,6 +517,7 @@ mod linux {
         assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
         assert_eq!(read_u32s(&dir.path().join("tokens.u32")), generation.tokens, "tokens generated through C#");
         assert_eq!(read_u32s(&dir.path().join("completed.u32")), generation.completed, "prefix completion through C#");
+        assert_eq!(read_u32s(&dir.path().join("sampled.u32")), generation.sampled, "non-default sampling through C#");
         assert_same_image(&dir.path().join("images.rgba"), &generation.rgba, "images generated through C#");
     }
 }

@@ -120,6 +120,9 @@ static class GenerateBindingTest
             }
 
             File.WriteAllBytes(Path.Combine(args[3], "tokens.u32"), tokens.SelectMany(BitConverter.GetBytes).ToArray());
+            // Non-default sampling, for the Rust side to reproduce.
+            var sampled = new GenerateParams { ClassId = 5, Count = 2, Seed = 11, CfgScale = 1.5f, Temperature = 1.7f, TopK = 9, TopP = 0.8f };
+            File.WriteAllBytes(Path.Combine(args[3], "sampled.u32"), gen.Generate(sampled).SelectMany(BitConverter.GetBytes).ToArray());
             // Prefix completion: the first image's top 2 token rows, continued in both images.
             int positions = 0;
             uint[] completed = gen.Complete(p, tokens.Take(32).ToArray(), 2, (done, total) => { positions = total; return true; });
