@@ -678,6 +678,16 @@ namespace Fqgan
 
         /// <summary>Generates and decodes with tokenizer: p.Count packed RGBA8 images of the
         /// tokenizer's size, one after the other.</summary>
+        /// <summary>Generate on a worker thread; cancelling the token stops it between token
+        /// positions and the task ends as cancelled.</summary>
+        public Task<uint[]> GenerateAsync(GenerateParams p, CancellationToken cancel = default) =>
+            Task.Run(() => Native.Cancellable(cancel, progress => Generate(p, progress)), cancel);
+
+        /// <summary>GenerateImages on a worker thread; cancelling the token stops it between token
+        /// positions and the task ends as cancelled.</summary>
+        public Task<byte[]> GenerateImagesAsync(Tokenizer tokenizer, GenerateParams p, CancellationToken cancel = default) =>
+            Task.Run(() => Native.Cancellable(cancel, progress => GenerateImages(tokenizer, p, progress)), cancel);
+
         public byte[] GenerateImages(Tokenizer tokenizer, GenerateParams p, Progress progress = null)
         {
             if (tokenizer == null) throw new ArgumentNullException(nameof(tokenizer));
@@ -797,7 +807,7 @@ namespace Fqgan
             PixelFormat format = PixelFormat.Rgba8, FqtImageOptions options = null, CancellationToken cancel = default)
         {
             if (pixels == null) throw new ArgumentNullException(nameof(pixels));
-            return Task.Run(() => Cancellable(cancel, progress =>
+            return Task.Run(() => Native.Cancellable(cancel, progress =>
                 EncodeImage(tokenizer, pixels, width, height, format, 0, options, progress)), cancel);
         }
 
@@ -806,21 +816,7 @@ namespace Fqgan
             CancellationToken cancel = default)
         {
             if (fqt == null) throw new ArgumentNullException(nameof(fqt));
-            return Task.Run(() => Cancellable(cancel, progress => DecodeImage(tokenizer, fqt, options, progress)), cancel);
-        }
-
-        /// <summary>Runs work with a progress callback that cancels when the token does, and
-        /// turns that cancellation into an OperationCanceledException for the token.</summary>
-        private static T Cancellable<T>(CancellationToken cancel, Func<Progress, T> work)
-        {
-            try
-            {
-                return work((done, total) => !cancel.IsCancellationRequested);
-            }
-            catch (FqganException e) when (e.Status == Status.Cancelled && cancel.IsCancellationRequested)
-            {
-                throw new OperationCanceledException(cancel);
-            }
+            return Task.Run(() => Native.Cancellable(cancel, progress => DecodeImage(tokenizer, fqt, options, progress)), cancel);
         }
 
         /// <summary>Reads the bytes of a .fqt file. With a tokenizer, a file made by another
@@ -1102,6 +1098,20 @@ namespace Fqgan
             finally
             {
                 handle.Free();
+            }
+        }
+
+        /// <summary>Runs work with a progress callback that cancels when the token does, and
+        /// turns that cancellation into an OperationCanceledException for the token.</summary>
+        internal static T Cancellable<T>(CancellationToken cancel, Func<Progress, T> work)
+        {
+            try
+            {
+                return work((done, total) => !cancel.IsCancellationRequested);
+            }
+            catch (FqganException e) when (e.Status == Status.Cancelled && cancel.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(cancel);
             }
         }
 

@@ -120,6 +120,21 @@ static class GenerateBindingTest
             }
 
             File.WriteAllBytes(Path.Combine(args[3], "tokens.u32"), tokens.SelectMany(BitConverter.GetBytes).ToArray());
+            // Async versions: the same tokens, and a cancelled token cancels the task.
+            Check(gen.GenerateAsync(p).Result.SequenceEqual(tokens), "GenerateAsync gives the same tokens");
+            using (var source = new System.Threading.CancellationTokenSource())
+            {
+                source.Cancel();
+                try
+                {
+                    gen.GenerateImagesAsync(tok, p, source.Token).Wait();
+                    Check(false, "a cancelled token must cancel generation");
+                }
+                catch (AggregateException e)
+                {
+                    Check(e.InnerException is OperationCanceledException, "cancelled generation: " + e.InnerException);
+                }
+            }
             // Non-default sampling, for the Rust side to reproduce.
             var sampled = new GenerateParams { ClassId = 5, Count = 2, Seed = 11, CfgScale = 1.5f, Temperature = 1.7f, TopK = 9, TopP = 0.8f };
             File.WriteAllBytes(Path.Combine(args[3], "sampled.u32"), gen.Generate(sampled).SelectMany(BitConverter.GetBytes).ToArray());
