@@ -317,13 +317,7 @@ pub unsafe extern "C" fn fqgan_generate(
     guard(|| {
         let generator = arg(generator, "generator")?;
         let request = generator.request(params)?;
-        let names = ["tokens", "tokens_capacity", "tokens_required"];
-        let needed = request.output_len(generator.token_count(), "token")?;
-        let Some(out) = output(tokens, tokens_capacity, needed, tokens_required, names)? else {
-            return Ok(());
-        };
-        out.copy_from_slice(&generator.run(&request, progress, user_data)?);
-        Ok(())
+        generator.generate_into(&request, tokens, tokens_capacity, tokens_required, progress, user_data)
     })
 }
 
@@ -357,13 +351,7 @@ pub unsafe extern "C" fn fqgan_generate_completion(
         let generator = arg(generator, "generator")?;
         let mut request = generator.request(params)?;
         request.prefix = Some(generator.prefix(prefix, prefix_count, prefix_rows)?);
-        let names = ["tokens", "tokens_capacity", "tokens_required"];
-        let needed = request.output_len(generator.token_count(), "token")?;
-        let Some(out) = output(tokens, tokens_capacity, needed, tokens_required, names)? else {
-            return Ok(());
-        };
-        out.copy_from_slice(&generator.run(&request, progress, user_data)?);
-        Ok(())
+        generator.generate_into(&request, tokens, tokens_capacity, tokens_required, progress, user_data)
     })
 }
 
@@ -540,6 +528,25 @@ impl Generator {
             kept.extend(plane.iter().map(|&id| i64::from(id)));
         }
         Ok(kept)
+    }
+
+    /// Generates into the caller's token buffer, with the usual size query.
+    unsafe fn generate_into(
+        &self,
+        request: &Request,
+        tokens: *mut u32,
+        tokens_capacity: usize,
+        tokens_required: *mut usize,
+        progress: ProgressFn,
+        user_data: *mut c_void,
+    ) -> Outcome {
+        let names = ["tokens", "tokens_capacity", "tokens_required"];
+        let needed = request.output_len(self.token_count(), "token")?;
+        let Some(out) = output(tokens, tokens_capacity, needed, tokens_required, names)? else {
+            return Ok(());
+        };
+        out.copy_from_slice(&self.run(request, progress, user_data)?);
+        Ok(())
     }
 
     /// Generates, reporting to `progress`; a non-zero answer becomes `FQGAN_STATUS_CANCELLED`.
