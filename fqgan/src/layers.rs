@@ -2,10 +2,11 @@
 //! `bias`), so that module paths are official checkpoint keys and loading needs no transposes.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::{ConvOptions, PadMode};
-use burn::tensor::{Distribution, Shape, Tensor};
+use burn::tensor::{Bool, Distribution, Shape, Tensor};
 
 use crate::flex_kernels::{self, group_norm, ConvGeometry};
 
@@ -291,6 +292,36 @@ impl<B: Backend> BatchNorm2d<B> {
 }
 
 /// `x * sigmoid(x)`, the CNN's nonlinearity.
+/// Scaled dot-product attention, the one every model here uses (tokenizer attention block,
+/// adapters, FAR, the CLIP and DINOv2 teachers): `softmax(q k^T / sqrt(d), masked) v` per head,
+/// for q `[B, H, Nq, d]` and k, v `[B, H, Nk, d]`. `mask` (`true` hides a key) broadcasts over
+/// batch and heads; `on_weights` sees the attention weights first (dropout in training).
+pub fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+    on_weights: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let head_dim = q.dims()[3];
+    let mut scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
+    if let Some(mask) = mask {
+        scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+    }
+    on_weights(softmax(scores, 3)).matmul(v)
+}
+
+/// `[B, N, heads * d]` -> `[B, heads, N, d]`, and back with [`merge_heads`].
+pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [b, n, width] = x.dims();
+    x.reshape([b, n, heads, width / heads]).swap_dims(1, 2)
+}
+
+pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [b, heads, n, d] = x.dims();
+    x.swap_dims(1, 2).reshape([b, n, heads * d])
+}
+
 pub fn swish<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     burn::tensor::activation::silu(x)
 }

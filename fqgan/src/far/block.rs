@@ -3,14 +3,14 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
 use super::config::FarConfig;
 use super::kv_cache::KvCache;
 use super::rope::apply_rotary_emb;
-use crate::layers::{Linear, RmsNorm};
+use crate::layers::{attention, merge_heads, Linear, RmsNorm};
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -55,14 +55,9 @@ impl<B: Backend> Attention<B> {
         };
         let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
         let total = k.dims()[2];
-        let mut scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
-        if s > 1 {
-            let mask = causal_mask::<B>(s, total, &scores.device());
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        }
-        let probs = self.attn_dropout.forward(softmax(scores, 3));
-        let out = probs.matmul(v).swap_dims(1, 2).reshape([b, s, dim]);
-        self.resid_dropout.forward(self.wo.forward(out))
+        let mask = (s > 1).then(|| causal_mask::<B>(s, total, &q.device()));
+        let out = attention(q, k, v, mask, |w| self.attn_dropout.forward(w));
+        self.resid_dropout.forward(self.wo.forward(merge_heads(out)))
     }
 
     /// `[B, kv_heads, L, hd]` -> `[B, n_head, L, hd]`; query head h reads kv head h / group,

@@ -14,12 +14,13 @@ pub mod preprocess;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::layers::{merge_heads, split_heads};
 use crate::weights::{load_module, KeyMap, LoadRules, TensorFile};
 
 pub use clip::{ClipVisionConfig, ClipVisionModel};
@@ -108,11 +109,8 @@ pub(crate) fn load_frozen<B: Backend, M: Module<B>>(
     Ok(load_module(model, file, &KeyMap::default(), &rules)?.no_grad())
 }
 
-/// Multi-head scaled dot-product attention over already projected q, k, v [B, N, width].
+/// Multi-head attention over already projected q, k, v [B, N, width].
 pub(crate) fn attention<B: Backend>(q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>, heads: usize) -> Tensor<B, 3> {
-    let [b, n, width] = q.dims();
-    let head_dim = width / heads;
-    let split = |x: Tensor<B, 3>| x.reshape([b, n, heads, head_dim]).swap_dims(1, 2);
-    let scores = split(q).matmul(split(k).swap_dims(2, 3)) / (head_dim as f64).sqrt();
-    softmax(scores, 3).matmul(split(v)).swap_dims(1, 2).reshape([b, n, width])
+    let split = |x| split_heads(x, heads);
+    merge_heads(crate::layers::attention(split(q), split(k), split(v), None, |w| w))
 }

@@ -2,11 +2,11 @@
 //! `nn.MultiheadAttention`) and the `FactorizedAdapter` each sub-codebook branch starts with.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
-use crate::layers::{linear_rows, normal_param, random_param, LayerNorm, Linear};
+use crate::layers::{attention, linear_rows, merge_heads, normal_param, random_param, split_heads, LayerNorm, Linear};
 
 /// `nn.MultiheadAttention` (batch-first here) with the packed `in_proj_weight` = [q; k; v].
 #[derive(Module, Debug)]
@@ -31,15 +31,11 @@ impl<B: Backend> MultiheadAttention<B> {
 
     /// x: [batch, seq, width] -> [batch, seq, width]
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [b, n, width] = x.dims();
-        let head_dim = width / self.heads;
+        let width = x.dims()[2];
         let qkv = linear_rows(x, self.in_proj_weight.val(), Some(self.in_proj_bias.val()));
-        let split =
-            |i: usize| qkv.clone().narrow(2, i * width, width).reshape([b, n, self.heads, head_dim]).swap_dims(1, 2);
-        let (q, k, v) = (split(0), split(1), split(2));
-        let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
-        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, n, width]);
-        self.out_proj.forward(out)
+        let split = |i: usize| split_heads(qkv.clone().narrow(2, i * width, width), self.heads);
+        let out = attention(split(0), split(1), split(2), None, |w| w);
+        self.out_proj.forward(merge_heads(out))
     }
 }
 

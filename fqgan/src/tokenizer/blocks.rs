@@ -1,13 +1,12 @@
 //! The CNN building blocks shared by encoder and decoder (VQGAN / LlamaGen style).
 
 use burn::module::Module;
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::TokenizerConfig;
 use crate::flex_kernels::upsample_nearest2x;
-use crate::layers::{Conv2d, GroupNorm};
+use crate::layers::{attention, Conv2d, GroupNorm};
 
 pub(crate) fn normalize<B: Backend>(config: &TokenizerConfig, channels: usize, device: &B::Device) -> GroupNorm<B> {
     GroupNorm::new(config.norm_groups, channels, config.norm_eps, device)
@@ -65,12 +64,14 @@ impl<B: Backend> AttnBlock<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, c, h, w] = x.dims();
         let normed = self.norm.forward(x.clone());
-        let tokens = |t: Tensor<B, 4>| t.reshape([b, c, h * w]);
-        let q = tokens(self.q.forward(normed.clone())).swap_dims(1, 2); // b, hw, c
-        let k = tokens(self.k.forward(normed.clone())); // b, c, hw
-        let v = tokens(self.v.forward(normed)); // b, c, hw
-        let weights = softmax(q.matmul(k) * (c as f64).powf(-0.5), 2); // b, hw_q, hw_k
-        let attended = v.matmul(weights.swap_dims(1, 2)).reshape([b, c, h, w]);
+        // One head over the h * w positions, channels as features: [b, 1, hw, c].
+        let tokens = |t: Tensor<B, 4>| t.reshape([b, 1, c, h * w]).swap_dims(2, 3);
+        let (q, k, v) = (
+            tokens(self.q.forward(normed.clone())),
+            tokens(self.k.forward(normed.clone())),
+            tokens(self.v.forward(normed)),
+        );
+        let attended = attention(q, k, v, None, |w| w).swap_dims(2, 3).reshape([b, c, h, w]);
         x + self.proj_out.forward(attended)
     }
 }
