@@ -113,3 +113,22 @@ fn crafted_models_fail_cleanly_under_a_memory_cap() {
     assert!(status.code().is_some(), "the capped child ended by a signal: {status:?}");
     assert!(status.success(), "the capped child failed: {status:?}");
 }
+
+/// A file of another kind (a generator given as a tokenizer, a tokenizer as a generator)
+/// is refused by its `format`, saying what it is, before its config or tensors are read.
+#[test]
+fn files_of_another_kind_say_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let far = dir.path().join("far.safetensors");
+    Far::<Cpu>::new(&fqgan::FarConfig::preset("tiny-dual").unwrap(), &device).unwrap().save(&far).unwrap();
+    let tok = dir.path().join("tok.safetensors");
+    Tokenizer::<Cpu>::new(&TokenizerConfig::preset("small-dual-ds8").unwrap(), &device).unwrap().save(&tok).unwrap();
+
+    let message = Tokenizer::<Cpu>::load(&far, None, LoadPurpose::Inference, &device).unwrap_err().to_string();
+    assert!(message.contains("is a FAR generator (format 'fqgan.far.v1'), not a tokenizer"), "{message}");
+    let message = Far::<Cpu>::load(&tok, None, &device).unwrap_err().to_string();
+    assert!(message.contains("is a tokenizer (format 'fqgan.tokenizer.v1'), not a FAR generator"), "{message}");
+    let message = fqgan::train::codes::Codes::load(&tok).unwrap_err().to_string();
+    assert!(message.contains("not a codes file"), "{message}");
+}

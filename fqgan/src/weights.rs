@@ -44,6 +44,19 @@ pub struct TensorFile {
     pub metadata: HashMap<String, String>,
 }
 
+/// Metadata key naming what kind of fqgan file a safetensors file is.
+pub const FORMAT_KEY: &str = "format";
+
+/// Every kind of file fqgan writes, by its `format`, as errors name it.
+const FORMATS: [(&str, &str); 6] = [
+    (crate::tokenizer::checkpoint::TOKENIZER_FORMAT, "a tokenizer"),
+    (crate::far::checkpoint::FAR_FORMAT, "a FAR generator"),
+    (crate::train::tokenizer::TOKENIZER_TRAINING_FORMAT, "a tokenizer training checkpoint"),
+    (crate::train::far::FAR_TRAINING_FORMAT, "a FAR training checkpoint"),
+    (crate::train::codes::CODES_FORMAT, "a codes file (made by extract-codes)"),
+    (crate::teachers::features::FEATURES_FORMAT, "a teacher-features file"),
+];
+
 impl TensorFile {
     /// Reads a safetensors file through a memory map: the tensors are copied once, from the
     /// page cache into their own buffers, and the file is never read into one large buffer.
@@ -70,6 +83,31 @@ impl TensorFile {
         }
         let metadata = header.metadata().clone().unwrap_or_default();
         Ok(Self { source, tensors, metadata })
+    }
+
+    /// Errors when the file's `format` metadata names another kind of fqgan file than
+    /// `expected`, saying what the file is. Unless `required`, a file that is not an fqgan
+    /// file passes: official checkpoints carry no format, or the exporter's (`pt` for PyTorch).
+    pub fn check_format(&self, expected: &str, required: bool) -> Result<()> {
+        let what = |format: &str| {
+            FORMATS
+                .iter()
+                .find(|(f, _)| *f == format)
+                .map_or_else(|| format!("'{format}'"), |(_, kind)| kind.to_string())
+        };
+        match self.metadata.get(FORMAT_KEY) {
+            Some(format) if format == expected => Ok(()),
+            Some(format) if !required && !format.starts_with("fqgan.") => Ok(()),
+            None if !required => Ok(()),
+            Some(format) => Err(Error::weights(
+                &self.source,
+                format!("is {} (format '{format}'), not {} ('{expected}')", what(format), what(expected)),
+            )),
+            None => Err(Error::weights(
+                &self.source,
+                format!("is not {} (its metadata has no format; expected '{expected}')", what(expected)),
+            )),
+        }
     }
 
     /// A tensor as f32 values with its shape; errors name the key and file.

@@ -48,6 +48,7 @@ impl<B: Backend> Far<B> {
     }
 
     pub fn from_tensor_file(file: &TensorFile, config: Option<&FarConfig>, device: &B::Device) -> Result<Self> {
+        file.check_format(FAR_FORMAT, false)?;
         let config = match config {
             Some(config) => config.clone(),
             None => Self::embedded_config(file)?.ok_or_else(|| {

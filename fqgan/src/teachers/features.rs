@@ -12,7 +12,7 @@ use crate::weights::{write_safetensors, TensorFile};
 
 /// `__metadata__` `format` value of a features file.
 pub const FEATURES_FORMAT: &str = "fqgan.teacher_features.v1";
-const FORMAT_KEY: &str = "format";
+use crate::weights::FORMAT_KEY;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TeacherFeatures {
@@ -84,13 +84,7 @@ impl TeacherFeatures {
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let file = TensorFile::read(path)?;
         let source = file.source.clone();
-        let format = file.metadata.get(FORMAT_KEY).map(String::as_str);
-        if format != Some(FEATURES_FORMAT) {
-            return Err(Error::weights(
-                &source,
-                format!("`__metadata__.format` is {format:?}, expected \"{FEATURES_FORMAT}\""),
-            ));
-        }
+        file.check_format(FEATURES_FORMAT, true)?;
         let mut width = None;
         let mut by_id = BTreeMap::new();
         for (id, data) in file.tensors {

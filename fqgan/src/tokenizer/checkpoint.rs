@@ -11,8 +11,8 @@ use crate::config::TokenizerConfig;
 use crate::error::{Error, Result};
 use crate::weights::{load_module, module_tensors, write_safetensors, KeyMap, LoadRules, TensorFile};
 
-/// `__metadata__` key naming what the file holds.
-pub const FORMAT_KEY: &str = "format";
+pub use crate::weights::FORMAT_KEY;
+/// `format` of a tokenizer file; checked on load (see [`TensorFile::check_format`]).
 pub const TOKENIZER_FORMAT: &str = "fqgan.tokenizer.v1";
 /// `__metadata__` key holding the [`TokenizerConfig`] as JSON.
 pub const CONFIG_KEY: &str = "config";
@@ -103,6 +103,7 @@ impl<B: Backend> Tokenizer<B> {
         purpose: LoadPurpose,
         device: &B::Device,
     ) -> Result<Self> {
+        file.check_format(TOKENIZER_FORMAT, false)?;
         let mut config = match (config, file.metadata.get(CONFIG_KEY)) {
             (Some(config), _) => config.clone(),
             (None, Some(json)) => TokenizerConfig::from_json(json)

@@ -131,12 +131,7 @@ impl<B: AutodiffBackend> FarTraining<B> {
     /// with the same config).
     pub fn load_checkpoint(&mut self, path: &Path, device: &B::Device) -> Result<()> {
         let file = TensorFile::read(path)?;
-        if file.metadata.get("format").map(String::as_str) != Some(FAR_TRAINING_FORMAT) {
-            return Err(Error::weights(
-                path,
-                format!("not a FAR training checkpoint (format is not '{FAR_TRAINING_FORMAT}')"),
-            ));
-        }
+        file.check_format(FAR_TRAINING_FORMAT, true)?;
         let mut config = FarConfig::from_json(file.metadata.get("config").map(String::as_str).unwrap_or_default())
             .map_err(|e| Error::weights(path, format!("checkpoint config: {e}")))?;
         // Checkpoints from before generators stored class names take the run's.

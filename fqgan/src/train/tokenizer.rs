@@ -22,7 +22,10 @@ use crate::loss::lpips::Lpips;
 use crate::loss::semantic::info_nce;
 use crate::tokenizer::checkpoint::tokenizer_key_map;
 use crate::tokenizer::{Tokenizer, Trace};
-use crate::weights::{load_module, module_tensors, write_safetensors, LoadRules, TensorFile};
+use crate::weights::{load_module, module_tensors, write_safetensors, LoadRules, TensorFile, FORMAT_KEY};
+
+/// `format` of a tokenizer training checkpoint (model, discriminator, EMA and optimizer states).
+pub const TOKENIZER_TRAINING_FORMAT: &str = "fqgan.tokenizer-training.v1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -308,7 +311,7 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
         tensors.extend(self.opt_g.state_tensors("opt_g."));
         tensors.extend(self.opt_d.state_tensors("opt_d."));
         let metadata = HashMap::from([
-            ("format".to_string(), "fqgan.tokenizer-training.v1".to_string()),
+            (FORMAT_KEY.to_string(), TOKENIZER_TRAINING_FORMAT.to_string()),
             ("config".to_string(), self.model.config().to_json()),
             ("objective".to_string(), serde_json::to_string(&self.objective).expect("serialises")),
             ("step".to_string(), self.step.to_string()),
@@ -322,6 +325,7 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
     /// (built with the same configs).
     pub fn load_checkpoint(&mut self, path: &Path, device: &B::Device) -> Result<()> {
         let file = TensorFile::read(path)?;
+        file.check_format(TOKENIZER_TRAINING_FORMAT, true)?;
         let meta = |key: &str| file.meta::<u64>(key);
         let config: TokenizerConfig = file
             .metadata
