@@ -5,7 +5,7 @@
 use std::ffi::c_void;
 use std::path::Path;
 
-use fqgan_core::codec::DEFAULT_MAX_WORK_PIXELS;
+use fqgan_core::codec::{default_overlap, DEFAULT_MAX_WORK_PIXELS};
 use fqgan_core::image::DynamicImage;
 use fqgan_core::tiling::TileLayout;
 use fqgan_core::tokens::TokenFile;
@@ -86,7 +86,7 @@ pub unsafe extern "C" fn fqgan_fqt_encode_image(
         let image = arg(image, "image")?;
         let config = tokenizer.engine.config();
         let tile = c_u32("image_size", config.image_size)?;
-        let overlap = work.overlap.unwrap_or(tile / 8);
+        let overlap = work.overlap.unwrap_or_else(|| default_overlap(tile));
         let layout = TileLayout::new(image.width, image.height, tile, overlap).map_err(|e| {
             Failure::invalid(format!(
                 "`image` ({}x{}) with `params->overlap` {overlap}: {e}",

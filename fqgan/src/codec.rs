@@ -28,6 +28,13 @@ pub struct AssetCodec<'a, B: Backend> {
     pub max_work_pixels: u64,
 }
 
+/// The overlap of tiles of `tile` pixels when the caller names none: an eighth of a tile, one
+/// token row at downsample 8 on the small presets, and enough ramp for the blend to hide tile
+/// borders (`tests/fqt_tiling.rs`).
+pub fn default_overlap(tile: u32) -> u32 {
+    tile / 8
+}
+
 /// Told `(tiles done, tiles in all)` after each batch of tiles; `ControlFlow::Break(())` stops
 /// the work, and the call returns `Ok(None)`.
 pub type Progress<'p> = dyn FnMut(usize, usize) -> ControlFlow<()> + 'p;
@@ -53,10 +60,9 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
         self.model.config().image_size as u32
     }
 
-    /// An eighth of a tile: one token row at downsample 8 on the small presets, and enough
-    /// ramp for the blend to hide tile borders (`tests/fqt_tiling.rs`).
+    /// See [`default_overlap`].
     pub fn default_overlap(&self) -> u32 {
-        self.tile() / 8
+        default_overlap(self.tile())
     }
 
     pub fn compress(&self, image: &DynamicImage, overlap: u32, coding: Coding) -> Result<TokenFile> {
