@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
     CHECK(gen == NULL);
     EXPECT(fqgan_generator_load_file(far_path, NULL, NULL), FQGAN_STATUS_INVALID_ARGUMENT, "`out_generator` is null");
     EXPECT(fqgan_generator_load_file("/nonexistent/far.safetensors", NULL, &gen), FQGAN_STATUS_IO, "/nonexistent");
-    EXPECT(fqgan_generator_load_file(tok_path, NULL, &gen), FQGAN_STATUS_INVALID_MODEL, "config");
+    EXPECT(fqgan_generator_load_file(tok_path, NULL, &gen), FQGAN_STATUS_INVALID_MODEL, "is a tokenizer");
     fqgan_generator_params load = fqgan_generator_params_default();
     CHECK(load.struct_size == sizeof load && strcmp(load.device, "cpu") == 0);
     load.device = "tpu";
