@@ -42,28 +42,42 @@ fn verify_golden_passes_on_the_official_cases() {
     assert!(log.contains("indices_sem") && log.contains("PASS") && log.contains("33 passed, 0 failed"), "{log}");
 }
 
-#[test]
-fn verify_golden_fails_loudly_on_a_mismatch() {
-    let dir = tempfile::tempdir().unwrap();
-    let case = dir.path().join("tok_dual_tampered");
+/// A golden case with one expected tensor changed: `tensor` gets `change` applied to its first
+/// elements; verify-golden must fail on exactly that tensor.
+fn tampered_case(dir: &Path, tensor: &str, change: fn(&mut [f32])) -> PathBuf {
+    let case = dir.join(format!("tok_dual_tampered_{tensor}"));
     std::fs::create_dir(&case).unwrap();
     for file in ["config.json", "weights.safetensors"] {
         std::fs::copy(golden("tok_dual_ds16").join(file), case.join(file)).unwrap();
     }
     let io = TensorFile::read(golden("tok_dual_ds16").join("io.safetensors")).unwrap();
     let mut tensors: std::collections::BTreeMap<_, _> = io.tensors.into_iter().collect();
-    let dec = tensors.get_mut("dec").unwrap();
-    let mut values: Vec<f32> = dec.to_vec().unwrap();
-    values[0] += 0.01;
-    *dec = fqgan::burn::tensor::TensorData::new(values, dec.shape.clone());
+    let data = tensors.get_mut(tensor).unwrap();
+    let mut values: Vec<f32> = data.to_vec().unwrap();
+    change(&mut values);
+    *data = fqgan::burn::tensor::TensorData::new(values, data.shape.clone());
     write_safetensors(&case.join("io.safetensors"), &tensors, HashMap::new()).unwrap();
+    case
+}
 
-    let out = trainer(&["verify-golden", path(&case)]);
-    let log = text(&out);
-    assert!(!out.status.success(), "{log}");
-    let dec_line = log.lines().find(|l| l.starts_with("dec ")).unwrap();
-    assert!(dec_line.contains("FAIL") && dec_line.contains("1.000e-2"), "{dec_line}");
-    assert!(log.contains("32 passed, 1 failed"), "{log}");
+#[test]
+fn verify_golden_fails_loudly_on_a_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    // An absolute error of 1e-2, a NaN, and 2% of a loss of ~1e-2 (a 2.7e-4 change, which the
+    // old absolute tolerance of 1e-4 would have let through at 0.5%).
+    let cases: [(&str, fn(&mut [f32]), &str); 3] = [
+        ("dec", |v| v[0] += 0.01, "1.000e-2"),
+        ("quant_vis", |v| v[5] = f32::NAN, "NaN"),
+        ("disentangle_loss", |v| v[0] *= 1.02, "FAIL"),
+    ];
+    for (tensor, change, shown) in cases {
+        let out = trainer(&["verify-golden", path(&tampered_case(dir.path(), tensor, change))]);
+        let log = text(&out);
+        assert!(!out.status.success(), "{tensor}: {log}");
+        let line = log.lines().find(|l| l.starts_with(&format!("{tensor} "))).unwrap();
+        assert!(line.contains("FAIL") && line.contains(shown), "{tensor}: {line}");
+        assert!(log.contains("32 passed, 1 failed"), "{tensor}: {log}");
+    }
 }
 
 #[test]
