@@ -47,8 +47,8 @@ pub(crate) trait Engine: Send + Sync {
 
 /// How whole images are tiled and bounded (see [`AssetCodec`]).
 pub(crate) struct WholeImage {
-    /// `None` for the codec's default overlap.
-    pub overlap: Option<u32>,
+    /// Tile overlap for compressing (a file records its own).
+    pub overlap: u32,
     pub coding: Coding,
     pub max_work_pixels: u64,
 }
@@ -92,9 +92,7 @@ impl<B: Backend> Engine for Tokenizer<B> {
         work: &WholeImage,
         progress: &mut Progress<'_>,
     ) -> Result<Option<TokenFile>> {
-        let codec = work.codec(self);
-        let overlap = work.overlap.unwrap_or_else(|| codec.default_overlap());
-        codec.compress_with_progress(image, overlap, work.coding, progress)
+        work.codec(self).compress_with_progress(image, work.overlap, work.coding, progress)
     }
 
     fn decompress(
@@ -103,8 +101,7 @@ impl<B: Backend> Engine for Tokenizer<B> {
         work: &WholeImage,
         progress: &mut Progress<'_>,
     ) -> Result<Option<DynamicImage>> {
-        let all: Vec<usize> = (0..file.k()).collect();
-        work.codec(self).decompress_with_progress(file, Path::new("the .fqt bytes"), &all, progress)
+        work.codec(self).decompress_with_progress(file, Path::new("the .fqt bytes"), progress)
     }
 }
 

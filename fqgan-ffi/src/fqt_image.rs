@@ -82,15 +82,14 @@ pub unsafe extern "C" fn fqgan_fqt_encode_image(
 ) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
-        let (params, work) = image_params(params)?;
+        let (params, work) = image_params(tokenizer, params)?;
         let image = arg(image, "image")?;
         let config = tokenizer.engine.config();
         let tile = c_u32("image_size", config.image_size)?;
-        let overlap = work.overlap.unwrap_or_else(|| default_overlap(tile));
-        let layout = TileLayout::new(image.width, image.height, tile, overlap).map_err(|e| {
+        let layout = TileLayout::new(image.width, image.height, tile, work.overlap).map_err(|e| {
             Failure::invalid(format!(
-                "`image` ({}x{}) with `params->overlap` {overlap}: {e}",
-                image.width, image.height
+                "`image` ({}x{}) with `params->overlap` {}: {e}",
+                image.width, image.height, work.overlap
             ))
         })?;
         // The bound assumes alpha for RGBA8 images: whether it is kept depends on the pixels.
@@ -143,7 +142,7 @@ pub unsafe extern "C" fn fqgan_fqt_decode_image(
 ) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
-        let (params, work) = image_params(params)?;
+        let (params, work) = image_params(tokenizer, params)?;
         let fqt = slice(fqt, fqt_size, "fqt")?;
         let source = Path::new("`fqt`");
         let header = TokenFile::read_header(fqt, source)?;
@@ -158,19 +157,17 @@ pub unsafe extern "C" fn fqgan_fqt_decode_image(
             .engine
             .decompress(&file, &work, &mut reporter(progress, user_data))?
             .ok_or_else(cancelled)?
-            .to_rgba8();
-        for (y, row) in image.rows().enumerate() {
+            .into_rgba8();
+        for (y, row) in image.as_raw().chunks_exact(width * 4).enumerate() {
             let target = if params.bottom_up != 0 { height - 1 - y } else { y };
-            for (dst, src) in out[target * width * 4..][..width * 4].chunks_exact_mut(4).zip(row) {
-                dst.copy_from_slice(&src.0);
-            }
+            out[target * width * 4..][..width * 4].copy_from_slice(row);
         }
         Ok(())
     })
 }
 
-/// The params (NULL for defaults) and what they ask of the codec.
-unsafe fn image_params(params: *const FqtImageParams) -> Outcome<(FqtImageParams, WholeImage)> {
+/// The params (NULL for defaults) and what they ask of `tokenizer`'s codec.
+unsafe fn image_params(tokenizer: &Tokenizer, params: *const FqtImageParams) -> Outcome<(FqtImageParams, WholeImage)> {
     let defaults = fqgan_fqt_image_params_default();
     let params = if params.is_null() {
         defaults
@@ -178,8 +175,12 @@ unsafe fn image_params(params: *const FqtImageParams) -> Outcome<(FqtImageParams
         let sizes = [std::mem::size_of::<FqtImageParams>()];
         versioned_copy(params, "params", &sizes, defaults, "initialise it with fqgan_fqt_image_params_default()")?
     };
+    let overlap = match params.overlap {
+        FQGAN_OVERLAP_DEFAULT => default_overlap(c_u32("image_size", tokenizer.engine.config().image_size)?),
+        overlap => overlap,
+    };
     let work = WholeImage {
-        overlap: (params.overlap != FQGAN_OVERLAP_DEFAULT).then_some(params.overlap),
+        overlap,
         coding: FqtCoding::from_raw(params.coding)?,
         max_work_pixels: if params.max_work_pixels == 0 { DEFAULT_MAX_WORK_PIXELS } else { params.max_work_pixels },
     };
@@ -190,7 +191,7 @@ unsafe fn image_params(params: *const FqtImageParams) -> Outcome<(FqtImageParams
 fn opaque_as_rgb(image: DynamicImage) -> DynamicImage {
     match image {
         DynamicImage::ImageRgba8(rgba) if rgba.pixels().all(|p| p[3] == 255) => {
-            DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(rgba).to_rgb8())
+            DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(rgba).into_rgb8())
         }
         other => other,
     }

@@ -389,7 +389,7 @@ impl Tokenizer {
     /// Checks an image view against the model and copies its RGB channels out.
     unsafe fn read_image(&self, image: &Image) -> Outcome<RgbImage> {
         let size = self.engine.config().image_size as u32;
-        Ok(read_pixels(image, Some((size, size)), false)?.to_rgb8())
+        Ok(read_pixels(image, Some((size, size)), false)?.into_rgb8())
     }
 
     unsafe fn decode_into(

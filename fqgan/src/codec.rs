@@ -126,20 +126,30 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
 
     /// Decodes `file` (read from `source`, named in errors) to RGB, or RGBA when it has alpha.
     pub fn decompress(&self, file: &TokenFile, source: &Path) -> Result<DynamicImage> {
+        let image = self.decompress_with_progress(file, source, &mut no_progress)?;
+        Ok(image.expect("decompression without a progress callback always completes"))
+    }
+
+    /// As [`AssetCodec::decompress`], reporting each batch of tiles to `progress`, which can
+    /// stop it.
+    pub fn decompress_with_progress(
+        &self,
+        file: &TokenFile,
+        source: &Path,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<DynamicImage>> {
         let all: Vec<usize> = (0..file.k()).collect();
-        self.decompress_codebooks(file, source, &all)
+        self.decode_tiles(file, source, &all, progress)
     }
 
     /// As [`AssetCodec::decompress`], from the sub-codebooks `codebooks` alone (indices into the
     /// model's codebooks; the others are zeroed, as in the paper's Fig. 3).
     pub fn decompress_codebooks(&self, file: &TokenFile, source: &Path, codebooks: &[usize]) -> Result<DynamicImage> {
-        let image = self.decompress_with_progress(file, source, codebooks, &mut no_progress)?;
+        let image = self.decode_tiles(file, source, codebooks, &mut no_progress)?;
         Ok(image.expect("decompression without a progress callback always completes"))
     }
 
-    /// As [`AssetCodec::decompress_codebooks`], reporting each batch of tiles to `progress`,
-    /// which can stop it.
-    pub fn decompress_with_progress(
+    fn decode_tiles(
         &self,
         file: &TokenFile,
         source: &Path,

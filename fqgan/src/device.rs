@@ -59,47 +59,58 @@ impl DeviceChoice {
     /// The first CUDA device when this build and machine have one, else the CPU; the reason
     /// for falling back goes to the log (`log` crate, info level).
     pub fn auto() -> Self {
-        match available().iter().find(|d| matches!(d, Self::Cuda(_))) {
+        let devices = devices();
+        match devices.list.iter().find(|d| matches!(d, Self::Cuda(_))) {
             Some(&cuda) => cuda,
             None => {
-                log::info!("device \"auto\" uses the CPU: {}", cuda_absence());
+                log::info!("device \"auto\" uses the CPU: {}", devices.why_no_cuda);
                 Self::Cpu
             }
         }
     }
 }
 
-/// Why no CUDA device is available.
-fn cuda_absence() -> String {
-    if CUDA_BUILT {
-        match probe(0) {
-            Err(e) => e.to_string(),
-            Ok(()) => "CUDA device 0 became usable after the device list was made".into(),
+/// What this build can use on this machine, probed once per process.
+struct Devices {
+    list: Vec<DeviceChoice>,
+    /// The probe error of the first CUDA index that did not answer (of cuda:0 when `list` has
+    /// no CUDA device).
+    why_no_cuda: String,
+}
+
+fn devices() -> &'static Devices {
+    static DEVICES: std::sync::OnceLock<Devices> = std::sync::OnceLock::new();
+    DEVICES.get_or_init(|| {
+        let mut list = vec![DeviceChoice::Cpu, DeviceChoice::NdArray];
+        let mut why_no_cuda = format!("more than {MAX_CUDA_DEVICES} CUDA devices");
+        for index in 0..MAX_CUDA_DEVICES {
+            match probe(index) {
+                Ok(()) => list.push(DeviceChoice::Cuda(index)),
+                Err(e) => {
+                    why_no_cuda = e.to_string();
+                    break;
+                }
+            }
         }
-    } else {
-        "this build has no CUDA support (rebuild with `--features cuda`)".into()
-    }
+        Devices { list, why_no_cuda }
+    })
 }
 
 /// Every device this build can use on this machine: the two CPU backends, then each CUDA device
 /// that answers a probe (looked for once per process, stopping at the first index that does not).
 pub fn available() -> &'static [DeviceChoice] {
-    static DEVICES: std::sync::OnceLock<Vec<DeviceChoice>> = std::sync::OnceLock::new();
-    DEVICES.get_or_init(|| {
-        let mut devices = vec![DeviceChoice::Cpu, DeviceChoice::NdArray];
-        if CUDA_BUILT {
-            devices.extend((0..MAX_CUDA_DEVICES).map_while(|i| probe(i).ok().map(|()| DeviceChoice::Cuda(i))));
-        }
-        devices
-    })
+    &devices().list
 }
 
 /// The most CUDA devices [`available`] looks for.
 const MAX_CUDA_DEVICES: usize = 16;
 
 #[cfg(not(feature = "cuda"))]
+const NO_CUDA: &str = "this build has no CUDA support; rebuild with `--features cuda`";
+
+#[cfg(not(feature = "cuda"))]
 fn probe(_: usize) -> Result<()> {
-    Err(Error::Device("this build has no CUDA support; rebuild with `--features cuda`".into()))
+    Err(Error::Device(NO_CUDA.into()))
 }
 
 #[cfg(feature = "cuda")]
@@ -135,7 +146,7 @@ impl DeviceChoice {
 
 #[cfg(not(feature = "cuda"))]
 fn run_cuda<T: BackendTask>(_: usize, _: T) -> Result<T::Output> {
-    Err(Error::Device("this build has no CUDA support; rebuild with `--features cuda`".into()))
+    Err(Error::Device(NO_CUDA.into()))
 }
 
 #[cfg(feature = "cuda")]

@@ -262,8 +262,7 @@ fn decompress_one<B: Backend>(
     name: &str,
     bar: &ProgressBar,
 ) -> Result<DynamicImage> {
-    let all: Vec<usize> = (0..file.k()).collect();
-    let image = codec.decompress_with_progress(file, source, &all, &mut tile_progress(bar, name))?;
+    let image = codec.decompress_with_progress(file, source, &mut tile_progress(bar, name))?;
     Ok(image.expect("the tile progress never stops the work"))
 }
 

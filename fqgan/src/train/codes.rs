@@ -91,10 +91,7 @@ impl Codes {
     /// As [`Codes::load`], from a parsed file (`path` names it in errors).
     pub fn from_tensor_file(file: &TensorFile, path: &Path) -> Result<Self> {
         let bad = |message: String| Error::weights(path, message);
-        file.check_format(CODES_FORMAT, true).map_err(|e| match e {
-            Error::Weights { message, .. } => bad(message),
-            other => other,
-        })?;
+        file.check_format(CODES_FORMAT, true)?;
         let json_meta = |key: &str| -> Result<serde_json::Value> {
             let text = file.metadata.get(key).ok_or_else(|| bad(format!("metadata has no '{key}'")))?;
             serde_json::from_str(text).map_err(|e| bad(format!("metadata '{key}': {e}")))
