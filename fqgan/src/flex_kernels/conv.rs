@@ -112,13 +112,44 @@ impl ConvShape {
         (Cow::Owned(col), pixels)
     }
 
+    /// The patches of output rows `r0..r0 + rows` of one channels-last image `[h, w, ci]` as
+    /// the rows of a `[rows * out_w, kh * kw * ci]` matrix (taps outer, channels inner): the
+    /// image itself for pointwise convolutions, else a copy with zeros outside the image.
+    fn patches_channels_last<'a>(&self, image: &'a [f32], r0: usize, rows: usize) -> Cow<'a, [f32]> {
+        let (g, k) = (&self.geometry, self.k());
+        if self.pointwise() {
+            return Cow::Borrowed(&image[r0 * self.w * self.ci..][..rows * self.w * self.ci]);
+        }
+        let mut col = vec![0f32; rows * g.out_w * k];
+        for (pixel, patch) in col.chunks_exact_mut(k).enumerate() {
+            let (r, oc) = (r0 + pixel / g.out_w, pixel % g.out_w);
+            for i in 0..self.kh {
+                let Some(ih) = (r * g.stride + i).checked_sub(g.pad_top).filter(|&ih| ih < self.h) else {
+                    continue;
+                };
+                for j in 0..self.kw {
+                    let Some(iw) = (oc * g.stride + j).checked_sub(g.pad_left).filter(|&iw| iw < self.w) else {
+                        continue;
+                    };
+                    let tap = (i * self.kw + j) * self.ci;
+                    patch[tap..tap + self.ci].copy_from_slice(&image[(ih * self.w + iw) * self.ci..][..self.ci]);
+                }
+            }
+        }
+        Cow::Owned(col)
+    }
+
     /// Adds a `[k, rows * out_w]` patch-matrix gradient back onto the image gradient it was
     /// gathered from (the transpose of `patches`).
     fn scatter_patches(&self, col: &[f32], image: &mut [f32], r0: usize, rows: usize) {
         let stride = self.geometry.stride;
         self.for_each_run(r0, rows, |col_offset, image_offset, len| {
             let src = &col[col_offset..col_offset + len];
-            image[image_offset..].iter_mut().step_by(stride).zip(src).for_each(|(d, s)| *d += *s);
+            if stride == 1 {
+                image[image_offset..image_offset + len].iter_mut().zip(src).for_each(|(d, s)| *d += *s);
+            } else {
+                image[image_offset..].iter_mut().step_by(stride).zip(src).for_each(|(d, s)| *d += *s);
+            }
         });
     }
 
@@ -243,39 +274,68 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
 
 /// The gradient of the loss with respect to the weight `[co, ci, kh, kw]`, given the input
 /// and the output gradient `grad`: the sum over tiles of `grad_tile * patches_tile^T`.
+///
+/// Both operands of that product run along the pixels, which gemm packs one element at a
+/// time (and, at power-of-two row strides, with every load in one L1 set): packing cost as
+/// much as the multiply. So the product runs on channels-last copies, the pixels' patches as
+/// rows (`[pixels, kh * kw * ci]`) and the gradient as `[pixels, co]`, which gemm reads in
+/// its own order; the result comes out as `[co, kh, kw, ci]` and is reordered once.
 pub(super) fn backward_weight(input: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
     let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
     let tiles = s.tiles_per_image();
     let jobs = s.batch * tiles;
     let (per_job, parallelism) = s.parallelism(jobs);
+    let input_cl = channels_last(input, s.ci, plane_in);
+    let grad_cl = channels_last(grad, s.co, plane_out);
     let accumulate = |mut sum: Vec<f32>, job: usize| {
         let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
-        let (patches, patch_stride) = s.patches(&input[b * s.ci * plane_in..(b + 1) * s.ci * plane_in], r0, rows);
-        let grad_tile = &grad[b * s.co * plane_out + r0 * s.geometry.out_w..];
-        // SAFETY: `sum` is this fold's own [co, k]; the tile of grad spans co rows of stride
-        // plane_out, the patches k rows of patch_stride, both `rows * out_w` columns.
+        let patches = s.patches_channels_last(&input_cl[b * s.ci * plane_in..(b + 1) * s.ci * plane_in], r0, rows);
+        let grad_tile = &grad_cl[(b * plane_out + r0 * s.geometry.out_w) * s.co..];
+        // SAFETY: `sum` is this fold's own [co, k]; the tile of grad_cl is `rows * out_w`
+        // rows of co, the patches as many rows of k.
         unsafe {
             matmul(
                 [s.co, k, rows * s.geometry.out_w],
                 sum.as_mut_ptr(),
                 k,
                 true,
-                Operand { ptr: grad_tile.as_ptr(), row_stride: plane_out, col_stride: 1 },
-                Operand { ptr: patches.as_ptr(), row_stride: 1, col_stride: patch_stride },
+                Operand { ptr: grad_tile.as_ptr(), row_stride: 1, col_stride: s.co },
+                Operand { ptr: patches.as_ptr(), row_stride: k, col_stride: 1 },
                 parallelism,
             );
         }
         sum
     };
     let zeros = || vec![0f32; s.co * k];
-    if per_job {
+    let grad_weight = if per_job {
         (0..jobs).into_par_iter().fold(zeros, accumulate).reduce(zeros, |mut a, b| {
             a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
             a
         })
     } else {
         (0..jobs).fold(zeros(), accumulate)
-    }
+    };
+    // [co, kh * kw, ci] -> [co, ci, kh * kw]
+    let taps = s.kh * s.kw;
+    grad_weight.chunks(k).flat_map(|filter| (0..k).map(move |i| filter[(i % taps) * s.ci + i / taps])).collect()
+}
+
+/// `[batch, channels, plane]` as `[batch, plane, channels]`, in blocks that stay in L1.
+fn channels_last(values: &[f32], channels: usize, plane: usize) -> Vec<f32> {
+    const BLOCK: usize = 16;
+    let mut out = vec![0f32; values.len()];
+    out.par_chunks_mut(channels * plane).zip(values.par_chunks(channels * plane)).for_each(|(out, image)| {
+        for c0 in (0..channels).step_by(BLOCK) {
+            for p0 in (0..plane).step_by(BLOCK) {
+                for c in c0..(c0 + BLOCK).min(channels) {
+                    for p in p0..(p0 + BLOCK).min(plane) {
+                        out[p * channels + c] = image[c * plane + p];
+                    }
+                }
+            }
+        }
+    });
+    out
 }
 
 /// The gradient with respect to the bias `[co]`: the output gradient summed per channel.

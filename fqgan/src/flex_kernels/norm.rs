@@ -6,6 +6,9 @@ use rayon::prelude::*;
 
 use super::lane_sum;
 
+/// Independent running sums per channel in the backward pass.
+const LANES: usize = 16;
+
 /// `GroupNorm(groups, eps)` over `[batch, channels, plane]` with per-channel affine
 /// parameters, followed by swish when `swish` is set.
 #[derive(Clone, Copy, Debug)]
@@ -114,7 +117,8 @@ pub(super) fn backward(
         .map(|(index, (grad_input, (input, grad)))| {
             let first_channel = s.first_channel(index);
             let (mean, rstd) = s.statistics(input);
-            let xhat = |v: f32| ((f64::from(v) - mean) * rstd) as f32;
+            // xhat = (x - mean) * rstd = x * scale + shift
+            let (scale, shift) = (rstd as f32, (-mean * rstd) as f32);
             // First pass: d loss / d xhat (kept in grad_input) and the sums the second needs.
             let (mut sum_dxhat, mut sum_dxhat_xhat) = (0f64, 0f64);
             let mut partial = Vec::with_capacity(per_group);
@@ -122,9 +126,9 @@ pub(super) fn backward(
                 grad_input.chunks_mut(s.plane).zip(input.chunks(s.plane)).zip(grad.chunks(s.plane)).enumerate()
             {
                 let (w, b) = (weight[first_channel + ci], bias[first_channel + ci]);
-                let (mut dweight, mut dbias) = (0f64, 0f64);
-                for ((d, &v), &g) in dst.iter_mut().zip(input).zip(grad) {
-                    let xhat = xhat(v);
+                // The gradient reaching the affine output, and its products for the sums.
+                let step = |d: &mut f32, v: f32, g: f32| {
+                    let xhat = v * scale + shift;
                     let dy = if s.swish {
                         let y = xhat * w + b;
                         let sig = sigmoid(y);
@@ -132,10 +136,29 @@ pub(super) fn backward(
                     } else {
                         g
                     };
-                    dweight += f64::from(dy * xhat);
-                    dbias += f64::from(dy);
                     *d = dy * w;
+                    (dy * xhat, dy)
+                };
+                // LANES independent f32 sums per channel keep the loop vectorised; each adds
+                // plane / LANES values, and the channels' sums are added in f64.
+                let (mut dweight, mut dbias) = ([0f32; LANES], [0f32; LANES]);
+                let mut chunks =
+                    dst.chunks_exact_mut(LANES).zip(input.chunks_exact(LANES)).zip(grad.chunks_exact(LANES));
+                for ((d, v), g) in chunks.by_ref() {
+                    for lane in 0..LANES {
+                        let (dw, db) = step(&mut d[lane], v[lane], g[lane]);
+                        dweight[lane] += dw;
+                        dbias[lane] += db;
+                    }
                 }
+                let tail = input.len() / LANES * LANES;
+                for ((d, &v), &g) in dst[tail..].iter_mut().zip(&input[tail..]).zip(&grad[tail..]) {
+                    let (dw, db) = step(d, v, g);
+                    dweight[0] += dw;
+                    dbias[0] += db;
+                }
+                let to_f64 = |lanes: [f32; LANES]| lanes.iter().map(|&v| f64::from(v)).sum::<f64>();
+                let (dweight, dbias) = (to_f64(dweight), to_f64(dbias));
                 // dxhat = dy * w, so its sums follow from the parameter gradients: no extra pass.
                 sum_dxhat += f64::from(w) * dbias;
                 sum_dxhat_xhat += f64::from(w) * dweight;
@@ -145,7 +168,7 @@ pub(super) fn backward(
             let n = input.len() as f64;
             let (mean_dxhat, mean_dxhat_xhat) = ((sum_dxhat / n) as f32, (sum_dxhat_xhat / n) as f32);
             for (d, &v) in grad_input.iter_mut().zip(input) {
-                *d = rstd as f32 * (*d - mean_dxhat - xhat(v) * mean_dxhat_xhat);
+                *d = scale * (*d - mean_dxhat - (v * scale + shift) * mean_dxhat_xhat);
             }
             partial
         })
