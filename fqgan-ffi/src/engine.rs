@@ -15,6 +15,7 @@ use fqgan_core::device::BackendTask;
 use fqgan_core::far::{generate_with_progress, Far, FarConfig, GenerateOptions};
 use fqgan_core::fingerprint::Fingerprint;
 use fqgan_core::image::{images_to_tensor, tensor_to_images, DynamicImage, RgbImage};
+use fqgan_core::threads::{on_pool, on_pool_reporting};
 use fqgan_core::tokenizer::LoadPurpose;
 use fqgan_core::tokens::{Coding, TokenFile};
 use fqgan_core::{DeviceChoice, Result, Tokenizer, TokenizerConfig};
@@ -71,19 +72,23 @@ impl<B: Backend> Engine for Tokenizer<B> {
     }
 
     fn encode(&self, image: &RgbImage) -> Result<Vec<u32>> {
-        let input = images_to_tensor::<B>(std::slice::from_ref(image), &self.device())?;
-        let ids = Tokenizer::encode(self, input)?.into_data().convert::<i64>();
-        // Ids come from an argmin over at most 2^24 codebook rows, so they fit in u32.
-        Ok(ids.iter::<i64>().map(|id| id as u32).collect())
+        on_pool(|| {
+            let input = images_to_tensor::<B>(std::slice::from_ref(image), &self.device())?;
+            let ids = Tokenizer::encode(self, input)?.into_data().convert::<i64>();
+            // Ids come from an argmin over at most 2^24 codebook rows, so they fit in u32.
+            Ok(ids.iter::<i64>().map(|id| id as u32).collect())
+        })
     }
 
     fn decode(&self, tokens: &[u32], which: &[usize]) -> Result<RgbImage> {
-        let config = Tokenizer::config(self);
-        let g = config.grid_size();
-        let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
-        let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [1, config.k(), g, g]), &self.device());
-        let image = self.decode_subset(ids, which)?;
-        Ok(tensor_to_images(image).remove(0))
+        on_pool(|| {
+            let config = Tokenizer::config(self);
+            let g = config.grid_size();
+            let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
+            let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [1, config.k(), g, g]), &self.device());
+            let image = self.decode_subset(ids, which)?;
+            Ok(tensor_to_images(image).remove(0))
+        })
     }
 
     fn compress(
@@ -92,7 +97,9 @@ impl<B: Backend> Engine for Tokenizer<B> {
         work: &WholeImage,
         progress: &mut Progress<'_>,
     ) -> Result<Option<TokenFile>> {
-        work.codec(self).compress_with_progress(image, work.overlap, work.coding, progress)
+        on_pool_reporting(progress, |progress| {
+            work.codec(self).compress_with_progress(image, work.overlap, work.coding, progress)
+        })
     }
 
     fn decompress(
@@ -101,7 +108,9 @@ impl<B: Backend> Engine for Tokenizer<B> {
         work: &WholeImage,
         progress: &mut Progress<'_>,
     ) -> Result<Option<DynamicImage>> {
-        work.codec(self).decompress_with_progress(file, Path::new("the .fqt bytes"), progress)
+        on_pool_reporting(progress, |progress| {
+            work.codec(self).decompress_with_progress(file, Path::new("the .fqt bytes"), progress)
+        })
     }
 }
 
@@ -138,12 +147,14 @@ impl<B: Backend> GeneratorEngine for Far<B> {
             let positions = ids.len() / (batch * k);
             Tensor::<B, 3, Int>::from_data(TensorData::new(ids, [batch, k, positions]), &device)
         });
-        let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(labels.to_vec(), [batch]), &device);
-        let Some(tokens) = generate_with_progress(self, labels, prefix, options, progress)? else {
-            return Ok(None);
-        };
-        // Sampled ids are below their vocabulary size, at most 2^24: they fit in u32.
-        Ok(Some(tokens.into_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect()))
+        on_pool_reporting(progress, |progress| {
+            let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(labels.to_vec(), [batch]), &device);
+            let Some(tokens) = generate_with_progress(self, labels, prefix, options, progress)? else {
+                return Ok(None);
+            };
+            // Sampled ids are below their vocabulary size, at most 2^24: they fit in u32.
+            Ok(Some(tokens.into_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect()))
+        })
     }
 }
 

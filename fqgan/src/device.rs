@@ -135,10 +135,15 @@ pub trait BackendTask {
 }
 
 impl DeviceChoice {
-    pub fn run<T: BackendTask>(self, task: T) -> Result<T::Output> {
+    /// Runs `task` on this device; on the CPU backends, on the CPU thread pool
+    /// ([`crate::threads::on_pool`]).
+    pub fn run<T: BackendTask + Send>(self, task: T) -> Result<T::Output>
+    where
+        T::Output: Send,
+    {
         match self {
-            Self::Cpu => Ok(task.run::<Cpu>(Default::default())),
-            Self::NdArray => Ok(task.run::<NdArray>(Default::default())),
+            Self::Cpu => Ok(crate::threads::on_pool(|| task.run::<Cpu>(Default::default()))),
+            Self::NdArray => Ok(crate::threads::on_pool(|| task.run::<NdArray>(Default::default()))),
             Self::Cuda(index) => run_cuda(index, task),
         }
     }

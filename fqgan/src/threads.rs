@@ -5,8 +5,12 @@
 //! must run before any tensor work (the CLI does it while parsing flags, the C library in
 //! `fqgan_set_num_threads`).
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
+use crate::codec::Progress;
 use crate::error::{Error, Result};
 
 /// The environment variable that sets the thread count when no explicit count is given.
@@ -66,6 +70,59 @@ pub fn configure(threads: Option<usize>) -> Result<usize> {
     }
 }
 
+/// Runs `work` on one of the pool's threads and waits for it.
+///
+/// Every parallel loop started from outside the pool hands its job to a sleeping worker and
+/// puts the caller to sleep until the job is done: two thread wake-ups per tensor op, which
+/// on a virtual machine cost 14% of a training step. From inside the pool, the loops split
+/// the work with the other workers directly. Long CPU jobs (a training run, a whole-texture
+/// decode, a generation) therefore run through this once, at their entry point.
+pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return work();
+    }
+    configure(None).ok();
+    rayon::scope(|_| work())
+}
+
+/// [`on_pool`] for work that reports progress: `progress` still runs on the calling thread
+/// (where the C API promises to run its callbacks), told each report over a channel.
+pub fn on_pool_reporting<R: Send>(progress: &mut Progress<'_>, work: impl FnOnce(&mut Progress<'_>) -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return work(progress);
+    }
+    configure(None).ok();
+    let (report, reports) = mpsc::channel::<(usize, usize)>();
+    let (answer, answers) = mpsc::sync_channel::<ControlFlow<()>>(1);
+    let mut result = None;
+    rayon::in_place_scope(|scope| {
+        let result = &mut result;
+        scope.spawn(move |_| {
+            let mut relay = |done, total| {
+                // A calling thread that stopped listening can only have unwound: stop too.
+                if report.send((done, total)).is_err() {
+                    return ControlFlow::Break(());
+                }
+                // While the callback runs, this worker runs other pool jobs: the callback may
+                // itself call into fqgan, which with one worker would otherwise wait forever.
+                loop {
+                    match answers.recv_timeout(Duration::from_micros(100)) {
+                        Ok(answer) => return answer,
+                        Err(RecvTimeoutError::Timeout) => drop(rayon::yield_now()),
+                        Err(RecvTimeoutError::Disconnected) => return ControlFlow::Break(()),
+                    }
+                }
+            };
+            *result = Some(work(&mut relay));
+        });
+        // Ends when the work ends and drops its sender.
+        for (done, total) in reports {
+            answer.send(progress(done, total)).ok();
+        }
+    });
+    result.expect("the scope waited for the work")
+}
+
 /// The number of threads the CPU backends use now (the pool's size; building it with the
 /// default count if nothing has).
 pub fn current() -> usize {
@@ -78,6 +135,28 @@ pub fn current() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reporting_work_runs_on_the_pool_and_its_progress_on_the_calling_thread() {
+        let caller = std::thread::current().id();
+        let mut seen = Vec::new();
+        let mut progress = |done, total| {
+            assert_eq!(std::thread::current().id(), caller);
+            // A callback may call into the pool itself.
+            seen.push(on_pool(|| (done, total)));
+            if done == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let stopped_at = on_pool_reporting(&mut progress, |progress| {
+            assert!(rayon::current_thread_index().is_some(), "the work runs on a pool thread");
+            (1..=5).find(|&done| progress(done, 5).is_break())
+        });
+        assert_eq!(stopped_at, Some(2));
+        assert_eq!(seen, [(1, 5), (2, 5)]);
+    }
 
     #[test]
     fn counts_outside_the_range_are_errors_that_name_the_value() {

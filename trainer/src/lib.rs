@@ -40,7 +40,10 @@ pub struct DeviceArg {
 
 impl DeviceArg {
     /// Sets up the CPU thread pool, then runs `task` on the chosen device.
-    pub fn run<T: BackendTask>(&self, task: T) -> Result<T::Output> {
+    pub fn run<T: BackendTask + Send>(&self, task: T) -> Result<T::Output>
+    where
+        T::Output: Send,
+    {
         fqgan::threads::configure(self.threads)?;
         Ok(self.device.run(task)?)
     }

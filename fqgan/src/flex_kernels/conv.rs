@@ -3,8 +3,6 @@
 //! so no layout conversions run around the gemm, and the weight is used in place in PyTorch's
 //! layout (its rows already are the patches' order). Groups 1, dilation 1.
 
-use std::borrow::Cow;
-
 use rayon::prelude::*;
 
 /// The geometry of one 2D convolution: stride, zero padding before the first row / column,
@@ -93,13 +91,14 @@ impl ConvShape {
     }
 
     /// The `[k, rows * out_w]` patch matrix of output rows `r0..r0 + rows` of one image, with
-    /// its row stride: the image itself for pointwise convolutions, else an im2col copy.
-    fn patches<'a>(&self, image: &'a [f32], r0: usize, rows: usize) -> (Cow<'a, [f32]>, usize) {
+    /// its row stride: the image itself for pointwise convolutions, else an im2col copy in
+    /// `scratch`.
+    fn patches<'a>(&self, image: &'a [f32], r0: usize, rows: usize, scratch: &'a mut Vec<f32>) -> (&'a [f32], usize) {
         if self.pointwise() {
-            return (Cow::Borrowed(&image[r0 * self.w..]), self.plane_in());
+            return (&image[r0 * self.w..], self.plane_in());
         }
         let pixels = rows * self.geometry.out_w;
-        let mut col = vec![0f32; self.k() * pixels];
+        let col = zeroed(scratch, self.k() * pixels);
         let stride = self.geometry.stride;
         self.for_each_run(r0, rows, |col_offset, image_offset, len| {
             let dst = &mut col[col_offset..col_offset + len];
@@ -109,18 +108,25 @@ impl ConvShape {
                 dst.iter_mut().zip(image[image_offset..].iter().step_by(stride)).for_each(|(d, s)| *d = *s);
             }
         });
-        (Cow::Owned(col), pixels)
+        (col, pixels)
     }
 
     /// The patches of output rows `r0..r0 + rows` of one channels-last image `[h, w, ci]` as
     /// the rows of a `[rows * out_w, kh * kw * ci]` matrix (taps outer, channels inner): the
-    /// image itself for pointwise convolutions, else a copy with zeros outside the image.
-    fn patches_channels_last<'a>(&self, image: &'a [f32], r0: usize, rows: usize) -> Cow<'a, [f32]> {
+    /// image itself for pointwise convolutions, else a copy in `scratch` with zeros outside
+    /// the image.
+    fn patches_channels_last<'a>(
+        &self,
+        image: &'a [f32],
+        r0: usize,
+        rows: usize,
+        scratch: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
         let (g, k) = (&self.geometry, self.k());
         if self.pointwise() {
-            return Cow::Borrowed(&image[r0 * self.w * self.ci..][..rows * self.w * self.ci]);
+            return &image[r0 * self.w * self.ci..][..rows * self.w * self.ci];
         }
-        let mut col = vec![0f32; rows * g.out_w * k];
+        let col = zeroed(scratch, rows * g.out_w * k);
         for (pixel, patch) in col.chunks_exact_mut(k).enumerate() {
             let (r, oc) = (r0 + pixel / g.out_w, pixel % g.out_w);
             for i in 0..self.kh {
@@ -136,7 +142,7 @@ impl ConvShape {
                 }
             }
         }
-        Cow::Owned(col)
+        col
     }
 
     /// Adds a `[k, rows * out_w]` patch-matrix gradient back onto the image gradient it was
@@ -178,6 +184,13 @@ impl ConvShape {
             }
         }
     }
+}
+
+/// `buffer` as `len` zeros, reusing its allocation.
+fn zeroed(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buffer.clear();
+    buffer.resize(len, 0.0);
+    buffer
 }
 
 /// A matrix operand of `matmul`: element (r, c) at `ptr + r * row_stride + c * col_stride`.
@@ -240,9 +253,10 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
     let (per_job, parallelism) = s.parallelism(jobs);
     let mut out = vec![0f32; s.batch * s.co * plane_out];
     let out_ptr = SharedMut(out.as_mut_ptr());
-    let run = |job: usize| {
+    let run = |scratch: &mut Vec<f32>, job: usize| {
         let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
-        let (patches, patch_stride) = s.patches(&input[b * s.ci * plane_in..(b + 1) * s.ci * plane_in], r0, rows);
+        let image = &input[b * s.ci * plane_in..(b + 1) * s.ci * plane_in];
+        let (patches, patch_stride) = s.patches(image, r0, rows, scratch);
         let out_ptr = out_ptr;
         // SAFETY: dst spans rows `co` of stride plane_out and columns r0*out_w..+pixels of
         // image b: a region no other job writes; the operands' sizes match m, n, inner.
@@ -259,9 +273,10 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
         }
     };
     if per_job {
-        (0..jobs).into_par_iter().for_each(run);
+        (0..jobs).into_par_iter().for_each_init(Vec::new, run);
     } else {
-        (0..jobs).for_each(run);
+        let mut scratch = Vec::new();
+        (0..jobs).for_each(|job| run(&mut scratch, job));
     }
     if let Some(bias) = bias {
         out.par_chunks_mut(plane_out).enumerate().for_each(|(i, plane)| {
@@ -287,9 +302,10 @@ pub(super) fn backward_weight(input: &[f32], grad: &[f32], s: &ConvShape) -> Vec
     let (per_job, parallelism) = s.parallelism(jobs);
     let input_cl = channels_last(input, s.ci, plane_in);
     let grad_cl = channels_last(grad, s.co, plane_out);
-    let accumulate = |mut sum: Vec<f32>, job: usize| {
+    let accumulate = |(mut sum, mut scratch): (Vec<f32>, Vec<f32>), job: usize| {
         let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
-        let patches = s.patches_channels_last(&input_cl[b * s.ci * plane_in..(b + 1) * s.ci * plane_in], r0, rows);
+        let image = &input_cl[b * s.ci * plane_in..(b + 1) * s.ci * plane_in];
+        let patches = s.patches_channels_last(image, r0, rows, &mut scratch);
         let grad_tile = &grad_cl[(b * plane_out + r0 * s.geometry.out_w) * s.co..];
         // SAFETY: `sum` is this fold's own [co, k]; the tile of grad_cl is `rows * out_w`
         // rows of co, the patches as many rows of k.
@@ -304,16 +320,17 @@ pub(super) fn backward_weight(input: &[f32], grad: &[f32], s: &ConvShape) -> Vec
                 parallelism,
             );
         }
-        sum
+        (sum, scratch)
     };
     let zeros = || vec![0f32; s.co * k];
     let grad_weight = if per_job {
-        (0..jobs).into_par_iter().fold(zeros, accumulate).reduce(zeros, |mut a, b| {
+        let sums = (0..jobs).into_par_iter().fold(|| (zeros(), Vec::new()), accumulate).map(|(sum, _)| sum);
+        sums.reduce(zeros, |mut a, b| {
             a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
             a
         })
     } else {
-        (0..jobs).fold(zeros(), accumulate)
+        (0..jobs).fold((zeros(), Vec::new()), accumulate).0
     };
     // [co, kh * kw, ci] -> [co, ci, kh * kw]
     let taps = s.kh * s.kw;
@@ -359,6 +376,7 @@ pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec
     let (per_image, parallelism) = s.parallelism(s.batch);
     let run = |(b, image): (usize, &mut [f32])| {
         let weight_t = Operand { ptr: weight.as_ptr(), row_stride: 1, col_stride: k };
+        let mut col = Vec::new();
         for tile in 0..s.tiles_per_image() {
             let (r0, rows) = s.tile(tile);
             let pixels = rows * s.geometry.out_w;
@@ -375,14 +393,17 @@ pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec
                     let dst = image[r0 * s.w..].as_mut_ptr();
                     matmul([k, pixels, s.co], dst, plane_in, false, weight_t, grad_tile, parallelism);
                 } else {
-                    let mut col = vec![0f32; k * pixels];
+                    let col = zeroed(&mut col, k * pixels);
                     matmul([k, pixels, s.co], col.as_mut_ptr(), pixels, false, weight_t, grad_tile, parallelism);
-                    s.scatter_patches(&col, image, r0, rows);
+                    s.scatter_patches(col, image, r0, rows);
                 }
             }
         }
     };
-    let mut grad_input = vec![0f32; s.batch * s.ci * plane_in];
+    // Zeros written, not calloc's untouched pages: the scatter reads before it writes, and
+    // a read then a write of an untouched page fault twice (the second with a TLB flush).
+    let mut grad_input = Vec::new();
+    zeroed(&mut grad_input, s.batch * s.ci * plane_in);
     if per_image {
         grad_input.par_chunks_mut(s.ci * plane_in).enumerate().for_each(run);
     } else {
