@@ -98,14 +98,14 @@ impl ConvShape {
             return (&image[r0 * self.w..], self.plane_in());
         }
         let pixels = rows * self.geometry.out_w;
-        let col = zeroed(scratch, self.k() * pixels);
+        let col = reused(scratch, self.k() * pixels);
         let stride = self.geometry.stride;
         self.for_each_run(r0, rows, |col_offset, image_offset, len| {
             let dst = &mut col[col_offset..col_offset + len];
-            if stride == 1 {
-                dst.copy_from_slice(&image[image_offset..image_offset + len]);
-            } else {
-                dst.iter_mut().zip(image[image_offset..].iter().step_by(stride)).for_each(|(d, s)| *d = *s);
+            match image_offset {
+                None => dst.fill(0.0),
+                Some(at) if stride == 1 => dst.copy_from_slice(&image[at..at + len]),
+                Some(at) => dst.iter_mut().zip(image[at..].iter().step_by(stride)).for_each(|(d, s)| *d = *s),
             }
         });
         (col, pixels)
@@ -126,19 +126,16 @@ impl ConvShape {
         if self.pointwise() {
             return &image[r0 * self.w * self.ci..][..rows * self.w * self.ci];
         }
-        let col = zeroed(scratch, rows * g.out_w * k);
+        let col = reused(scratch, rows * g.out_w * k);
         for (pixel, patch) in col.chunks_exact_mut(k).enumerate() {
             let (r, oc) = (r0 + pixel / g.out_w, pixel % g.out_w);
-            for i in 0..self.kh {
-                let Some(ih) = (r * g.stride + i).checked_sub(g.pad_top).filter(|&ih| ih < self.h) else {
-                    continue;
-                };
-                for j in 0..self.kw {
-                    let Some(iw) = (oc * g.stride + j).checked_sub(g.pad_left).filter(|&iw| iw < self.w) else {
-                        continue;
-                    };
-                    let tap = (i * self.kw + j) * self.ci;
-                    patch[tap..tap + self.ci].copy_from_slice(&image[(ih * self.w + iw) * self.ci..][..self.ci]);
+            for (tap, dst) in patch.chunks_exact_mut(self.ci).enumerate() {
+                let (i, j) = (tap / self.kw, tap % self.kw);
+                let ih = (r * g.stride + i).checked_sub(g.pad_top).filter(|&ih| ih < self.h);
+                let iw = (oc * g.stride + j).checked_sub(g.pad_left).filter(|&iw| iw < self.w);
+                match ih.zip(iw) {
+                    Some((ih, iw)) => dst.copy_from_slice(&image[(ih * self.w + iw) * self.ci..][..self.ci]),
+                    None => dst.fill(0.0),
                 }
             }
         }
@@ -151,19 +148,19 @@ impl ConvShape {
         let stride = self.geometry.stride;
         self.for_each_run(r0, rows, |col_offset, image_offset, len| {
             let src = &col[col_offset..col_offset + len];
-            if stride == 1 {
-                image[image_offset..image_offset + len].iter_mut().zip(src).for_each(|(d, s)| *d += *s);
-            } else {
-                image[image_offset..].iter_mut().step_by(stride).zip(src).for_each(|(d, s)| *d += *s);
+            match image_offset {
+                None => {}
+                Some(at) if stride == 1 => image[at..at + len].iter_mut().zip(src).for_each(|(d, s)| *d += *s),
+                Some(at) => image[at..].iter_mut().step_by(stride).zip(src).for_each(|(d, s)| *d += *s),
             }
         });
     }
 
-    /// Calls `f(patch-matrix offset, image offset, length)` for every run of in-image pixels
-    /// of the tile's patch matrix: patch row `(c, i, j)`, output row `r` reads input row
+    /// Calls `f(patch-matrix offset, image offset, length)` for runs that cover the tile's
+    /// patch matrix: patch row `(c, i, j)`, output row `r` reads input row
     /// `r * stride + i - pad_top` of channel c from column `first * stride + j - pad_left` on,
-    /// every `stride`-th pixel; outside the image the patch matrix holds zeros.
-    fn for_each_run(&self, r0: usize, rows: usize, mut f: impl FnMut(usize, usize, usize)) {
+    /// every `stride`-th pixel; outside the image (image offset `None`) it holds zeros.
+    fn for_each_run(&self, r0: usize, rows: usize, mut f: impl FnMut(usize, Option<usize>, usize)) {
         let g = &self.geometry;
         let pixels = rows * g.out_w;
         for patch_row in 0..self.k() {
@@ -172,15 +169,18 @@ impl ConvShape {
             let first = g.pad_left.saturating_sub(j).div_ceil(g.stride);
             let end =
                 if self.w + g.pad_left > j { ((self.w + g.pad_left - j - 1) / g.stride + 1).min(g.out_w) } else { 0 };
-            if first >= end {
-                continue;
-            }
             for r in 0..rows {
-                let Some(ih) = ((r0 + r) * g.stride + i).checked_sub(g.pad_top).filter(|&ih| ih < self.h) else {
-                    continue;
-                };
-                let image_offset = (c * self.h + ih) * self.w + first * g.stride + j - g.pad_left;
-                f(patch_row * pixels + r * g.out_w + first, image_offset, end - first);
+                let row = patch_row * pixels + r * g.out_w;
+                let ih = ((r0 + r) * g.stride + i).checked_sub(g.pad_top).filter(|&ih| ih < self.h);
+                match ih {
+                    Some(ih) if first < end => {
+                        let image_offset = (c * self.h + ih) * self.w + first * g.stride + j - g.pad_left;
+                        f(row, None, first);
+                        f(row + first, Some(image_offset), end - first);
+                        f(row + end, None, g.out_w - end);
+                    }
+                    _ => f(row, None, g.out_w),
+                }
             }
         }
     }
@@ -191,6 +191,16 @@ fn zeroed(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buffer.clear();
     buffer.resize(len, 0.0);
     buffer
+}
+
+/// The first `len` values of `buffer`, whatever they hold (what is left from its last use):
+/// for callers that write every value before reading it. A fresh allocation for each tile
+/// is page-faulted in again each time; zeroing a reused one costs a pass over it.
+fn reused(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    &mut buffer[..len]
 }
 
 /// A matrix operand of `matmul`: element (r, c) at `ptr + r * row_stride + c * col_stride`.
@@ -393,7 +403,7 @@ pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec
                     let dst = image[r0 * s.w..].as_mut_ptr();
                     matmul([k, pixels, s.co], dst, plane_in, false, weight_t, grad_tile, parallelism);
                 } else {
-                    let col = zeroed(&mut col, k * pixels);
+                    let col = reused(&mut col, k * pixels);
                     matmul([k, pixels, s.co], col.as_mut_ptr(), pixels, false, weight_t, grad_tile, parallelism);
                     s.scatter_patches(col, image, r0, rows);
                 }

@@ -252,6 +252,8 @@ mod tests {
             (3, 6, 4, 5, 7, 1, 1, 0, 0),
             (1, 3, 8, 40, 40, 3, 1, 1, 1),
             (2, 2, 3, 10, 13, 4, 3, 2, 2),
+            (2, 3, 5, 7, 9, 2, 1, 0, 1),
+            (1, 2, 3, 6, 6, 5, 1, 3, 1),
         ];
         for (batch, ci, co, h, w, kernel, stride, before, after) in cases {
             let x = Tensor::<Cpu, 4>::random([batch, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
@@ -304,6 +306,8 @@ mod tests {
             (5, 6, 4, 5, 7, 1, 1, 0, 0, true),
             (1, 3, 4, 40, 40, 3, 1, 1, 1, true),
             (2, 2, 3, 10, 13, 4, 3, 2, 2, false),
+            (2, 3, 5, 7, 9, 2, 1, 0, 1, true),
+            (1, 2, 3, 6, 6, 5, 1, 3, 1, false),
         ];
         for (batch, ci, co, h, w, kernel, stride, before, after, with_bias) in cases {
             let x = Tensor::<Cpu, 4>::random([batch, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
