@@ -3,6 +3,8 @@
 //! so no layout conversions run around the gemm, and the weight is used in place in PyTorch's
 //! layout (its rows already are the patches' order). Groups 1, dilation 1.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 /// The geometry of one 2D convolution: stride, zero padding before the first row / column,
@@ -99,6 +101,16 @@ impl ConvShape {
         }
         let pixels = rows * self.geometry.out_w;
         let col = reused(scratch, self.k() * pixels);
+        if self.same_width() {
+            for (patch_row, dst) in col.chunks_exact_mut(pixels).enumerate() {
+                let block = self.same_width_block(patch_row, r0, rows);
+                dst[..block.rows.start * self.w].fill(0.0);
+                dst[block.rows.end * self.w..].fill(0.0);
+                dst[block.col.clone()].copy_from_slice(&image[block.image.clone()]);
+                block.for_each_gap(self.w, |gap| dst[gap].fill(0.0));
+            }
+            return (col, pixels);
+        }
         let stride = self.geometry.stride;
         self.for_each_run(r0, rows, |col_offset, image_offset, len| {
             let dst = &mut col[col_offset..col_offset + len];
@@ -144,7 +156,17 @@ impl ConvShape {
 
     /// Adds a `[k, rows * out_w]` patch-matrix gradient back onto the image gradient it was
     /// gathered from (the transpose of `patches`).
-    fn scatter_patches(&self, col: &[f32], image: &mut [f32], r0: usize, rows: usize) {
+    fn scatter_patches(&self, col: &mut [f32], image: &mut [f32], r0: usize, rows: usize) {
+        if self.same_width() {
+            let pixels = rows * self.geometry.out_w;
+            for (patch_row, src) in col.chunks_exact_mut(pixels).enumerate() {
+                // The gaps hold the gradients of padding: they must not reach the neighbours.
+                let block = self.same_width_block(patch_row, r0, rows);
+                block.for_each_gap(self.w, |gap| src[gap].fill(0.0));
+                image[block.image].iter_mut().zip(&src[block.col]).for_each(|(d, s)| *d += *s);
+            }
+            return;
+        }
         let stride = self.geometry.stride;
         self.for_each_run(r0, rows, |col_offset, image_offset, len| {
             let src = &col[col_offset..col_offset + len];
@@ -154,6 +176,39 @@ impl ConvShape {
                 Some(at) => image[at..].iter_mut().step_by(stride).zip(src).for_each(|(d, s)| *d += *s),
             }
         });
+    }
+
+    /// Stride-1 convolutions with output rows as wide as the input's (3x3 "same"): the runs
+    /// of consecutive output rows of one patch row lie back to back in the image too, so a
+    /// patch row is one copy, after which the values that came from outside the image (a
+    /// column at the left or right edge of every row) are zeroed. `for_each_run` would make
+    /// three calls per output row instead, and cost more than the copying.
+    fn same_width(&self) -> bool {
+        self.geometry.stride == 1 && self.geometry.out_w == self.w && !self.pointwise()
+    }
+
+    /// The copy of patch row `(c, i, j)` of the tile at output row `r0` (see `same_width`).
+    fn same_width_block(&self, patch_row: usize, r0: usize, rows: usize) -> SameWidthBlock {
+        let g = &self.geometry;
+        let (c, i, j) = (patch_row / (self.kh * self.kw), patch_row / self.kw % self.kh, patch_row % self.kw);
+        // Output row r reads input row r0 + r + i - pad_top: these rows lie in the image.
+        let to_row = |input_row: usize| (input_row + g.pad_top).saturating_sub(r0 + i).min(rows);
+        let valid = to_row(0)..to_row(self.h);
+        let shift = j as isize - g.pad_left as isize;
+        let plane = c * self.plane_in();
+        let first = (r0 + valid.start + i).saturating_sub(g.pad_top) * self.w;
+        // The block's image range, clipped to channel c's plane (what falls off it is a gap).
+        let start = (plane + first) as isize + shift;
+        let end = start + ((valid.end - valid.start) * self.w) as isize;
+        let (lo, hi) = (start.max(plane as isize), end.min((plane + self.plane_in()) as isize));
+        let col_start = valid.start * self.w + (lo - start) as usize;
+        let len = hi.saturating_sub(lo).max(0) as usize;
+        SameWidthBlock {
+            rows: valid,
+            image: lo.max(0) as usize..lo.max(0) as usize + len,
+            col: col_start..col_start + len,
+            shift,
+        }
     }
 
     /// Calls `f(patch-matrix offset, image offset, length)` for runs that cover the tile's
@@ -184,6 +239,48 @@ impl ConvShape {
             }
         }
     }
+}
+
+/// One patch row's copy of a [`ConvShape::same_width`] tile: output `rows` whose input row
+/// is in the image, the image values they read, where those go in the patch row, and the
+/// column shift `j - pad_left`.
+struct SameWidthBlock {
+    rows: std::ops::Range<usize>,
+    image: std::ops::Range<usize>,
+    col: std::ops::Range<usize>,
+    shift: isize,
+}
+
+impl SameWidthBlock {
+    /// Calls `f` with the patch-row ranges of the block's rows whose values lie left or right
+    /// of the image (`|shift|` columns at one edge of each row).
+    fn for_each_gap(&self, w: usize, mut f: impl FnMut(std::ops::Range<usize>)) {
+        let width = self.shift.unsigned_abs().min(w);
+        if width == 0 {
+            return;
+        }
+        for row in self.rows.clone() {
+            match self.shift < 0 {
+                true => f(row * w..row * w + width),
+                false => f((row + 1) * w - width..(row + 1) * w),
+            }
+        }
+    }
+}
+
+/// Runs `f` with a scratch buffer of this thread's, kept for the next call: each call may
+/// grow it, and it is never freed (the pool's threads keep their largest im2col tile, up to
+/// ~20 MB for the official models). Allocating one per tile cost a page fault per 4 KiB each
+/// time, and a zeroing pass. A stack, not one buffer, since a thread waiting inside gemm may
+/// run another convolution's job.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    thread_local! {
+        static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+    let mut buffer = SCRATCH.with(|stack| stack.borrow_mut().pop()).unwrap_or_default();
+    let result = f(&mut buffer);
+    SCRATCH.with(|stack| stack.borrow_mut().push(buffer));
+    result
 }
 
 /// `buffer` as `len` zeros, reusing its allocation.
@@ -283,10 +380,9 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
         }
     };
     if per_job {
-        (0..jobs).into_par_iter().for_each_init(Vec::new, run);
+        (0..jobs).into_par_iter().for_each(|job| with_scratch(|scratch| run(scratch, job)));
     } else {
-        let mut scratch = Vec::new();
-        (0..jobs).for_each(|job| run(&mut scratch, job));
+        (0..jobs).for_each(|job| with_scratch(|scratch| run(scratch, job)));
     }
     if let Some(bias) = bias {
         out.par_chunks_mut(plane_out).enumerate().for_each(|(i, plane)| {
@@ -312,35 +408,36 @@ pub(super) fn backward_weight(input: &[f32], grad: &[f32], s: &ConvShape) -> Vec
     let (per_job, parallelism) = s.parallelism(jobs);
     let input_cl = channels_last(input, s.ci, plane_in);
     let grad_cl = channels_last(grad, s.co, plane_out);
-    let accumulate = |(mut sum, mut scratch): (Vec<f32>, Vec<f32>), job: usize| {
+    let accumulate = |mut sum: Vec<f32>, job: usize| {
         let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
         let image = &input_cl[b * s.ci * plane_in..(b + 1) * s.ci * plane_in];
-        let patches = s.patches_channels_last(image, r0, rows, &mut scratch);
-        let grad_tile = &grad_cl[(b * plane_out + r0 * s.geometry.out_w) * s.co..];
-        // SAFETY: `sum` is this fold's own [co, k]; the tile of grad_cl is `rows * out_w`
-        // rows of co, the patches as many rows of k.
-        unsafe {
-            matmul(
-                [s.co, k, rows * s.geometry.out_w],
-                sum.as_mut_ptr(),
-                k,
-                true,
-                Operand { ptr: grad_tile.as_ptr(), row_stride: 1, col_stride: s.co },
-                Operand { ptr: patches.as_ptr(), row_stride: k, col_stride: 1 },
-                parallelism,
-            );
-        }
-        (sum, scratch)
+        with_scratch(|scratch| {
+            let patches = s.patches_channels_last(image, r0, rows, scratch);
+            let grad_tile = &grad_cl[(b * plane_out + r0 * s.geometry.out_w) * s.co..];
+            // SAFETY: `sum` is this fold's own [co, k]; the tile of grad_cl is `rows * out_w`
+            // rows of co, the patches as many rows of k.
+            unsafe {
+                matmul(
+                    [s.co, k, rows * s.geometry.out_w],
+                    sum.as_mut_ptr(),
+                    k,
+                    true,
+                    Operand { ptr: grad_tile.as_ptr(), row_stride: 1, col_stride: s.co },
+                    Operand { ptr: patches.as_ptr(), row_stride: k, col_stride: 1 },
+                    parallelism,
+                );
+            }
+        });
+        sum
     };
     let zeros = || vec![0f32; s.co * k];
     let grad_weight = if per_job {
-        let sums = (0..jobs).into_par_iter().fold(|| (zeros(), Vec::new()), accumulate).map(|(sum, _)| sum);
-        sums.reduce(zeros, |mut a, b| {
+        (0..jobs).into_par_iter().fold(zeros, accumulate).reduce(zeros, |mut a, b| {
             a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
             a
         })
     } else {
-        (0..jobs).fold((zeros(), Vec::new()), accumulate).0
+        (0..jobs).fold(zeros(), accumulate)
     };
     // [co, kh * kw, ci] -> [co, ci, kh * kw]
     let taps = s.kh * s.kw;
@@ -385,30 +482,31 @@ pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec
     let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
     let (per_image, parallelism) = s.parallelism(s.batch);
     let run = |(b, image): (usize, &mut [f32])| {
-        let weight_t = Operand { ptr: weight.as_ptr(), row_stride: 1, col_stride: k };
-        let mut col = Vec::new();
-        for tile in 0..s.tiles_per_image() {
-            let (r0, rows) = s.tile(tile);
-            let pixels = rows * s.geometry.out_w;
-            let grad_tile = Operand {
-                ptr: grad[b * s.co * plane_out + r0 * s.geometry.out_w..].as_ptr(),
-                row_stride: plane_out,
-                col_stride: 1,
-            };
-            // SAFETY: the destinations are this image's gradient (k rows of plane_in from
-            // pixel r0 * w on, pointwise) or a local [k, pixels] matrix; the operands' sizes
-            // match m, n, inner.
-            unsafe {
-                if s.pointwise() {
-                    let dst = image[r0 * s.w..].as_mut_ptr();
-                    matmul([k, pixels, s.co], dst, plane_in, false, weight_t, grad_tile, parallelism);
-                } else {
-                    let col = reused(&mut col, k * pixels);
-                    matmul([k, pixels, s.co], col.as_mut_ptr(), pixels, false, weight_t, grad_tile, parallelism);
-                    s.scatter_patches(col, image, r0, rows);
+        with_scratch(|col| {
+            let weight_t = Operand { ptr: weight.as_ptr(), row_stride: 1, col_stride: k };
+            for tile in 0..s.tiles_per_image() {
+                let (r0, rows) = s.tile(tile);
+                let pixels = rows * s.geometry.out_w;
+                let grad_tile = Operand {
+                    ptr: grad[b * s.co * plane_out + r0 * s.geometry.out_w..].as_ptr(),
+                    row_stride: plane_out,
+                    col_stride: 1,
+                };
+                // SAFETY: the destinations are this image's gradient (k rows of plane_in from
+                // pixel r0 * w on, pointwise) or a local [k, pixels] matrix; the operands' sizes
+                // match m, n, inner.
+                unsafe {
+                    if s.pointwise() {
+                        let dst = image[r0 * s.w..].as_mut_ptr();
+                        matmul([k, pixels, s.co], dst, plane_in, false, weight_t, grad_tile, parallelism);
+                    } else {
+                        let col = reused(col, k * pixels);
+                        matmul([k, pixels, s.co], col.as_mut_ptr(), pixels, false, weight_t, grad_tile, parallelism);
+                        s.scatter_patches(col, image, r0, rows);
+                    }
                 }
             }
-        }
+        })
     };
     // Zeros written, not calloc's untouched pages: the scatter reads before it writes, and
     // a read then a write of an untouched page fault twice (the second with a TLB flush).
