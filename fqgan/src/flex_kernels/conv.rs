@@ -444,20 +444,40 @@ pub(super) fn backward_weight(input: &[f32], grad: &[f32], s: &ConvShape) -> Vec
     grad_weight.chunks(k).flat_map(|filter| (0..k).map(move |i| filter[(i % taps) * s.ci + i / taps])).collect()
 }
 
-/// `[batch, channels, plane]` as `[batch, plane, channels]`, in blocks that stay in L1.
+/// `[batch, channels, plane]` as `[batch, plane, channels]`, in 16 x 16 blocks: sixteen
+/// contiguous loads, a transpose in registers, sixteen contiguous stores (compiled for
+/// AVX-512 where the CPU has it); the edges element by element.
 fn channels_last(values: &[f32], channels: usize, plane: usize) -> Vec<f32> {
     const BLOCK: usize = 16;
     let mut out = vec![0f32; values.len()];
     out.par_chunks_mut(channels * plane).zip(values.par_chunks(channels * plane)).for_each(|(out, image)| {
-        for c0 in (0..channels).step_by(BLOCK) {
-            for p0 in (0..plane).step_by(BLOCK) {
-                for c in c0..(c0 + BLOCK).min(channels) {
-                    for p in p0..(p0 + BLOCK).min(plane) {
-                        out[p * channels + c] = image[c * plane + p];
+        super::vectorized(
+            #[inline(always)]
+            || {
+                for c0 in (0..channels).step_by(BLOCK) {
+                    for p0 in (0..plane).step_by(BLOCK) {
+                        if c0 + BLOCK <= channels && p0 + BLOCK <= plane {
+                            let mut block = [[0f32; BLOCK]; BLOCK];
+                            for (c, row) in block.iter_mut().enumerate() {
+                                row.copy_from_slice(&image[(c0 + c) * plane + p0..][..BLOCK]);
+                            }
+                            for p in 0..BLOCK {
+                                let dst = &mut out[(p0 + p) * channels + c0..][..BLOCK];
+                                for (c, d) in dst.iter_mut().enumerate() {
+                                    *d = block[c][p];
+                                }
+                            }
+                        } else {
+                            for c in c0..(c0 + BLOCK).min(channels) {
+                                for p in p0..(p0 + BLOCK).min(plane) {
+                                    out[p * channels + c] = image[c * plane + p];
+                                }
+                            }
+                        }
                     }
                 }
-            }
-        }
+            },
+        )
     });
     out
 }
