@@ -12,6 +12,7 @@ use burn::tensor::ops::FloatTensor;
 use burn_flex::{Flex, FlexTensor};
 
 use super::conv::{self, ConvShape};
+use super::entropy;
 use super::norm::{self, GroupNormShape};
 use super::{f32_flex, AutodiffFlex};
 
@@ -131,5 +132,32 @@ pub(super) fn conv2d(x: Tensor, weight: Tensor, bias: Option<Tensor>, shape: Con
                 OpsKind::UnTracked(prep) => prep.finish(out),
             }
         }
+    }
+}
+
+#[derive(Debug)]
+struct EntropyBackward;
+
+impl Backward<Flex, 1> for EntropyBackward {
+    /// The affinities and the number of codes.
+    type State = (FlexTensor, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = output_grad(grads, &ops);
+        let [node] = parent_ids(&ops);
+        let (affinity, codes) = ops.state;
+        if let Some(node) = node {
+            let grad_affinity = entropy::backward(affinity.storage(), grad.storage(), codes);
+            grads.register::<Flex>(node, f32_flex(grad_affinity, affinity.layout().shape()));
+        }
+    }
+}
+
+pub(super) fn softmax_entropy(affinity: Tensor, codes: usize) -> Tensor {
+    let values = values(&affinity);
+    let out = f32_flex(entropy::forward(values.storage(), codes), &[codes + 1]);
+    match EntropyBackward.prepare::<NoCheckpointing>([affinity.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((values, codes), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 mod autodiff;
 mod conv;
+mod entropy;
 mod norm;
 
 pub(crate) use conv::ConvGeometry;
@@ -141,6 +142,19 @@ pub(crate) fn group_norm<B: Backend>(
     let [weight, bias] = [weight, bias].map(|t| to_flex(t.clone()).ok().expect("parameters share the input's backend"));
     let out = norm::forward(x.storage(), weight.storage(), bias.storage(), &shape);
     Ok(f32_tensor(out, x.layout().shape()))
+}
+
+/// The quantizer's entropy sums over one block of affinities `[rows, codes]`: `[codes + 1]`,
+/// the softmax probabilities summed per code, then the rows' `sum_j p_j log p_j` summed (see
+/// `entropy`); `Err` gives `affinity` back when `B` is neither Flex nor `Autodiff<Flex>`.
+pub(crate) fn softmax_entropy<B: Backend>(affinity: Tensor<B, 2>) -> Result<Tensor<B, 1>, Tensor<B, 2>> {
+    let [_, codes] = affinity.dims();
+    let affinity = match primitives::<B, AutodiffFlex, 1, 2>([affinity]) {
+        Ok([affinity]) => return Ok(tensor::<B, AutodiffFlex, 1>(autodiff::softmax_entropy(affinity, codes))),
+        Err([affinity]) => affinity,
+    };
+    let affinity = to_flex(affinity)?;
+    Ok(f32_tensor(entropy::forward(affinity.storage(), codes), &[codes + 1]))
 }
 
 /// Nearest-neighbour 2x upsampling of NCHW `x` (each pixel into a 2x2 block), one parallel
@@ -381,6 +395,38 @@ mod tests {
             } else {
                 assert!(fb.grad(&fast_grads).is_none(), "case {case:?}: an unused bias got a gradient");
             }
+        }
+    }
+
+    /// The entropy sums on Autodiff<Flex> against softmax / log_softmax under autodiff on
+    /// NdArray: the sums and the affinities' gradient, through random output weights.
+    #[test]
+    fn softmax_entropy_matches_autodiff_of_the_generic_ops() {
+        use burn::backend::Autodiff;
+        use burn::tensor::activation::{log_softmax, softmax};
+
+        let device = Default::default();
+        for (rows, codes, scale) in [(37, 50, 3.0), (16, 1024, 20.0), (3, 7, 0.1)] {
+            let affinity = Tensor::<Cpu, 2>::random([rows, codes], Distribution::Normal(0.0, scale), &device);
+            let upstream = Tensor::<Cpu, 1>::random([codes + 1], Distribution::Normal(0.0, 1.0), &device);
+
+            type Fast = Autodiff<Cpu>;
+            let fa = Tensor::<Fast, 2>::from_data(affinity.to_data(), &device).require_grad();
+            let fast = super::softmax_entropy(fa.clone()).ok().expect("Autodiff<Flex> takes the kernel");
+            let fast_grads = (fast.clone() * Tensor::from_data(upstream.to_data(), &device)).sum().backward();
+
+            type Reference = Autodiff<NdArray>;
+            let nd = Default::default();
+            let ra = Tensor::<Reference, 2>::from_data(affinity.to_data(), &nd).require_grad();
+            let probs = softmax(ra.clone(), 1);
+            let p_log_p = (probs.clone() * log_softmax(ra.clone(), 1)).sum();
+            let reference = Tensor::cat(vec![probs.sum_dim(0).reshape([codes]), p_log_p], 0);
+            let reference_grads = (reference.clone() * Tensor::from_data(upstream.to_data(), &nd)).sum().backward();
+
+            let case = (rows, codes, scale);
+            assert!(relative_difference(fast, reference) < 1e-5, "case {case:?}: sums");
+            let (fast, reference) = (fa.grad(&fast_grads).unwrap(), ra.grad(&reference_grads).unwrap());
+            assert!(relative_difference(fast, reference) < 1e-4, "case {case:?}: gradient");
         }
     }
 

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 
 use crate::config::{CodebookConfig, TokenizerConfig};
+use crate::flex_kernels;
 use crate::layers::lazy_param;
 
 /// Upper bound on the elements of one block of the (rows x codebook) distance matrix.
@@ -129,9 +130,17 @@ impl<B: Backend> VectorQuantizer<B> {
             let dist = rows.clone().powi_scalar(2).sum_dim(1) + code_norms.clone()
                 - rows.matmul(codebook.clone().transpose()) * 2.0;
             let affinity = dist.neg() / self.entropy_temperature;
-            let probs = softmax(affinity.clone(), 1);
-            sample_entropy_sum.push((probs.clone() * log_softmax(affinity, 1)).sum());
-            prob_sums.push(probs.sum_dim(0));
+            match flex_kernels::softmax_entropy(affinity) {
+                Ok(sums) => {
+                    prob_sums.push(sums.clone().narrow(0, 0, codes).reshape([1, codes]));
+                    sample_entropy_sum.push(sums.narrow(0, codes, 1));
+                }
+                Err(affinity) => {
+                    let probs = softmax(affinity.clone(), 1);
+                    sample_entropy_sum.push((probs.clone() * log_softmax(affinity, 1)).sum());
+                    prob_sums.push(probs.sum_dim(0));
+                }
+            }
         }
         let sample_entropy = Tensor::cat(sample_entropy_sum, 0).sum().neg() / n as f64;
         let avg_probs = Tensor::cat(prob_sums, 0).sum_dim(0) / n as f64;
