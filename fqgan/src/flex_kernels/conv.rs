@@ -406,50 +406,54 @@ pub(super) fn backward_weight(input: &[f32], grad: &[f32], s: &ConvShape) -> Vec
     let tiles = s.tiles_per_image();
     let jobs = s.batch * tiles;
     let (per_job, parallelism) = s.parallelism(jobs);
-    let input_cl = channels_last(input, s.ci, plane_in);
-    let grad_cl = channels_last(grad, s.co, plane_out);
-    let accumulate = |mut sum: Vec<f32>, job: usize| {
-        let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
-        let image = &input_cl[b * s.ci * plane_in..(b + 1) * s.ci * plane_in];
-        with_scratch(|scratch| {
-            let patches = s.patches_channels_last(image, r0, rows, scratch);
-            let grad_tile = &grad_cl[(b * plane_out + r0 * s.geometry.out_w) * s.co..];
-            // SAFETY: `sum` is this fold's own [co, k]; the tile of grad_cl is `rows * out_w`
-            // rows of co, the patches as many rows of k.
-            unsafe {
-                matmul(
-                    [s.co, k, rows * s.geometry.out_w],
-                    sum.as_mut_ptr(),
-                    k,
-                    true,
-                    Operand { ptr: grad_tile.as_ptr(), row_stride: 1, col_stride: s.co },
-                    Operand { ptr: patches.as_ptr(), row_stride: k, col_stride: 1 },
-                    parallelism,
-                );
-            }
-        });
-        sum
-    };
-    let zeros = || vec![0f32; s.co * k];
-    let grad_weight = if per_job {
-        (0..jobs).into_par_iter().fold(zeros, accumulate).reduce(zeros, |mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-            a
+    with_scratch(|input_cl| {
+        with_scratch(|grad_cl| {
+            let input_cl = channels_last(input, s.ci, plane_in, input_cl);
+            let grad_cl = channels_last(grad, s.co, plane_out, grad_cl);
+            let accumulate = |mut sum: Vec<f32>, job: usize| {
+                let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
+                let image = &input_cl[b * s.ci * plane_in..(b + 1) * s.ci * plane_in];
+                with_scratch(|scratch| {
+                    let patches = s.patches_channels_last(image, r0, rows, scratch);
+                    let grad_tile = &grad_cl[(b * plane_out + r0 * s.geometry.out_w) * s.co..];
+                    // SAFETY: `sum` is this fold's own [co, k]; the tile of grad_cl is `rows * out_w`
+                    // rows of co, the patches as many rows of k.
+                    unsafe {
+                        matmul(
+                            [s.co, k, rows * s.geometry.out_w],
+                            sum.as_mut_ptr(),
+                            k,
+                            true,
+                            Operand { ptr: grad_tile.as_ptr(), row_stride: 1, col_stride: s.co },
+                            Operand { ptr: patches.as_ptr(), row_stride: k, col_stride: 1 },
+                            parallelism,
+                        );
+                    }
+                });
+                sum
+            };
+            let zeros = || vec![0f32; s.co * k];
+            let grad_weight = if per_job {
+                (0..jobs).into_par_iter().fold(zeros, accumulate).reduce(zeros, |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                })
+            } else {
+                (0..jobs).fold(zeros(), accumulate)
+            };
+            // [co, kh * kw, ci] -> [co, ci, kh * kw]
+            let taps = s.kh * s.kw;
+            grad_weight.chunks(k).flat_map(|filter| (0..k).map(move |i| filter[(i % taps) * s.ci + i / taps])).collect()
         })
-    } else {
-        (0..jobs).fold(zeros(), accumulate)
-    };
-    // [co, kh * kw, ci] -> [co, ci, kh * kw]
-    let taps = s.kh * s.kw;
-    grad_weight.chunks(k).flat_map(|filter| (0..k).map(move |i| filter[(i % taps) * s.ci + i / taps])).collect()
+    })
 }
 
 /// `[batch, channels, plane]` as `[batch, plane, channels]`, in 16 x 16 blocks: sixteen
 /// contiguous loads, a transpose in registers, sixteen contiguous stores (compiled for
 /// AVX-512 where the CPU has it); the edges element by element.
-fn channels_last(values: &[f32], channels: usize, plane: usize) -> Vec<f32> {
+fn channels_last<'a>(values: &[f32], channels: usize, plane: usize, out: &'a mut Vec<f32>) -> &'a [f32] {
     const BLOCK: usize = 16;
-    let mut out = vec![0f32; values.len()];
+    let out = reused(out, values.len());
     out.par_chunks_mut(channels * plane).zip(values.par_chunks(channels * plane)).for_each(|(out, image)| {
         super::vectorized(
             #[inline(always)]
