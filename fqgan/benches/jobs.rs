@@ -179,18 +179,12 @@ fn main() {
     let only = value("--only").map(|o| o.split(',').map(str::to_string).collect()).unwrap_or_default();
     println!("fqgan CPU jobs, {threads} thread(s), medians after one warm-up run");
     let mut bench = Bench { only, rows: Vec::new(), scratch: tempfile::tempdir().expect("temp dir") };
-    // As the CLI and the C library run their work (see `fqgan::threads::on_pool`).
-    let on_pool = std::env::var("FQGAN_BENCH_OFF_POOL").is_err();
-    let mut jobs = || {
+    // On the pool, as the CLI and the C library run their work (see `fqgan::threads::on_pool`).
+    fqgan::threads::on_pool(|| {
         bench.tokenizer_jobs();
         bench.far_jobs();
         bench.training_jobs();
-    };
-    if on_pool {
-        fqgan::threads::on_pool(jobs);
-    } else {
-        jobs();
-    }
+    });
     if let Some(path) = value("--json") {
         std::fs::write(&path, bench.json()).expect("writing --json");
     }

@@ -283,13 +283,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     result
 }
 
-/// `buffer` as `len` zeros, reusing its allocation.
-fn zeroed(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buffer.clear();
-    buffer.resize(len, 0.0);
-    buffer
-}
-
 /// The first `len` values of `buffer`, whatever they hold (what is left from its last use):
 /// for callers that write every value before reading it. A fresh allocation for each tile
 /// is page-faulted in again each time; zeroing a reused one costs a pass over it.
@@ -402,54 +395,60 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
 /// rows (`[pixels, kh * kw * ci]`) and the gradient as `[pixels, co]`, which gemm reads in
 /// its own order; the result comes out as `[co, kh, kw, ci]` and is reordered once.
 pub(super) fn backward_weight(input: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
-    let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
-    let tiles = s.tiles_per_image();
-    let jobs = s.batch * tiles;
-    let (per_job, parallelism) = s.parallelism(jobs);
     with_scratch(|input_cl| {
         with_scratch(|grad_cl| {
-            let input_cl = channels_last(input, s.ci, plane_in, input_cl);
-            let grad_cl = channels_last(grad, s.co, plane_out, grad_cl);
-            let accumulate = |mut sum: Vec<f32>, job: usize| {
-                let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
-                let image = &input_cl[b * s.ci * plane_in..(b + 1) * s.ci * plane_in];
-                with_scratch(|scratch| {
-                    let patches = s.patches_channels_last(image, r0, rows, scratch);
-                    let grad_tile = &grad_cl[(b * plane_out + r0 * s.geometry.out_w) * s.co..];
-                    // SAFETY: `sum` is this fold's own [co, k]; the tile of grad_cl is `rows * out_w`
-                    // rows of co, the patches as many rows of k.
-                    unsafe {
-                        matmul(
-                            [s.co, k, rows * s.geometry.out_w],
-                            sum.as_mut_ptr(),
-                            k,
-                            true,
-                            Operand { ptr: grad_tile.as_ptr(), row_stride: 1, col_stride: s.co },
-                            Operand { ptr: patches.as_ptr(), row_stride: k, col_stride: 1 },
-                            parallelism,
-                        );
-                    }
-                });
-                sum
-            };
-            let zeros = || vec![0f32; s.co * k];
-            let grad_weight = if per_job {
-                (0..jobs).into_par_iter().fold(zeros, accumulate).reduce(zeros, |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                })
-            } else {
-                (0..jobs).fold(zeros(), accumulate)
-            };
-            // [co, kh * kw, ci] -> [co, ci, kh * kw]
-            let taps = s.kh * s.kw;
-            grad_weight.chunks(k).flat_map(|filter| (0..k).map(move |i| filter[(i % taps) * s.ci + i / taps])).collect()
+            let input_cl = channels_last(input, s.ci, s.plane_in(), input_cl);
+            let grad_cl = channels_last(grad, s.co, s.plane_out(), grad_cl);
+            weight_gradient_channels_last(input_cl, grad_cl, s)
         })
     })
 }
 
+/// [`backward_weight`] from the channels-last input `[batch, h, w, ci]` and output gradient
+/// `[batch, out_h, out_w, co]`.
+fn weight_gradient_channels_last(input_cl: &[f32], grad_cl: &[f32], s: &ConvShape) -> Vec<f32> {
+    let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
+    let tiles = s.tiles_per_image();
+    let jobs = s.batch * tiles;
+    let (per_job, parallelism) = s.parallelism(jobs);
+    let accumulate = |mut sum: Vec<f32>, job: usize| {
+        let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
+        let image = &input_cl[b * s.ci * plane_in..(b + 1) * s.ci * plane_in];
+        with_scratch(|scratch| {
+            let patches = s.patches_channels_last(image, r0, rows, scratch);
+            let grad_tile = &grad_cl[(b * plane_out + r0 * s.geometry.out_w) * s.co..];
+            // SAFETY: `sum` is this fold's own [co, k]; the tile of grad_cl is `rows * out_w`
+            // rows of co, the patches as many rows of k.
+            unsafe {
+                matmul(
+                    [s.co, k, rows * s.geometry.out_w],
+                    sum.as_mut_ptr(),
+                    k,
+                    true,
+                    Operand { ptr: grad_tile.as_ptr(), row_stride: 1, col_stride: s.co },
+                    Operand { ptr: patches.as_ptr(), row_stride: k, col_stride: 1 },
+                    parallelism,
+                );
+            }
+        });
+        sum
+    };
+    let zeros = || vec![0f32; s.co * k];
+    let grad_weight = if per_job {
+        (0..jobs).into_par_iter().fold(zeros, accumulate).reduce(zeros, |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        })
+    } else {
+        (0..jobs).fold(zeros(), accumulate)
+    };
+    // [co, kh * kw, ci] -> [co, ci, kh * kw]
+    let taps = s.kh * s.kw;
+    grad_weight.chunks(k).flat_map(|filter| (0..k).map(move |i| filter[(i % taps) * s.ci + i / taps])).collect()
+}
+
 /// `[batch, channels, plane]` as `[batch, plane, channels]`, in 16 x 16 blocks: sixteen
-/// contiguous loads, a transpose in registers, sixteen contiguous stores (compiled for
+/// contiguous loads into a local block, sixteen contiguous stores out of it (compiled for
 /// AVX-512 where the CPU has it); the edges element by element.
 fn channels_last<'a>(values: &[f32], channels: usize, plane: usize, out: &'a mut Vec<f32>) -> &'a [f32] {
     const BLOCK: usize = 16;
@@ -534,8 +533,8 @@ pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec
     };
     // Zeros written, not calloc's untouched pages: the scatter reads before it writes, and
     // a read then a write of an untouched page fault twice (the second with a TLB flush).
-    let mut grad_input = Vec::new();
-    zeroed(&mut grad_input, s.batch * s.ci * plane_in);
+    let mut grad_input = Vec::with_capacity(s.batch * s.ci * plane_in);
+    grad_input.resize(s.batch * s.ci * plane_in, 0.0);
     if per_image {
         grad_input.par_chunks_mut(s.ci * plane_in).enumerate().for_each(run);
     } else {
