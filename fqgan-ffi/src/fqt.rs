@@ -4,11 +4,11 @@
 use std::ffi::c_void;
 use std::path::Path;
 
-use fqgan_core::tiling::TileLayout;
+use fqgan_core::runtime::TileOptions;
 use fqgan_core::tokens::{Coding, Header, TokenFile, MAX_CODEBOOKS};
 
 use crate::args::{arg, output, slice, versioned_copy, write_versioned};
-use crate::status::{c_u32, guard, Failure, Outcome, Status};
+use crate::status::{guard, Failure, Outcome, Status};
 use crate::tokenizer::Tokenizer;
 
 /// The most sub-codebooks a `.fqt` file holds: the length of `fqgan_fqt_info.codebook_sizes`.
@@ -182,7 +182,7 @@ pub unsafe extern "C" fn fqgan_fqt_read(
         // The header alone answers a size query: the payload may hold 2^26 ids.
         let header = TokenFile::read_header(bytes, source)?;
         if let Some(tokenizer) = tokenizer {
-            header.check_fits(tokenizer.fingerprint, tokenizer.engine.config(), source)?;
+            tokenizer.session.check_header(&header, source)?;
         }
         if !info.is_null() {
             write_versioned(info, file_info(&header), "info", "set info->struct_size = sizeof(fqgan_fqt_info)")?;
@@ -195,36 +195,19 @@ pub unsafe extern "C" fn fqgan_fqt_read(
     })
 }
 
-/// The file `fqgan_fqt_write` describes, checked against the tokenizer.
+/// The file `fqgan_fqt_write` describes.
 fn token_file(tokenizer: &Tokenizer, params: &FqtWriteParams, tokens: &[u32]) -> Outcome<TokenFile> {
-    let config = tokenizer.engine.config();
-    let tile = c_u32("image_size", config.image_size)?;
+    let tile = tokenizer.session.image_size();
     let (width, height) = match (params.width, params.height) {
         (0, 0) => (tile, tile),
         size => size,
     };
-    let coding = FqtCoding::from_raw(params.coding)?;
-    let layout = TileLayout::new(width, height, tile, params.overlap).map_err(|e| {
-        Failure::invalid(format!("`params->width`, `height`, `overlap` ({width}x{height}, {}): {e}", params.overlap))
-    })?;
-    let per_tile = tokenizer.token_count();
-    let expected = layout.count() * per_tile;
-    if tokens.len() != expected {
-        return Err(Failure::invalid(format!(
-            "`token_count` is {}; a {width}x{height} image in {} tiles of {per_tile} ids needs {expected}",
-            tokens.len(),
-            layout.count()
-        )));
-    }
-    Ok(TokenFile {
-        fingerprint: tokenizer.fingerprint,
-        layout,
-        grid: c_u32("grid", config.grid_size())?,
-        codebook_sizes: config.codebooks.iter().map(|c| c_u32("codebook size", c.size)).collect::<Outcome<_>>()?,
-        tokens: tokens.to_vec(),
-        alpha: None,
-        coding,
-    })
+    let options = TileOptions {
+        overlap: Some(params.overlap),
+        coding: FqtCoding::from_raw(params.coding)?,
+        ..Default::default()
+    };
+    Ok(tokenizer.session.token_file(tokens.to_vec(), width, height, &options)?)
 }
 
 fn file_info(file: &Header) -> FqtInfo {

@@ -5,16 +5,15 @@
 use std::ffi::c_void;
 use std::path::Path;
 
-use fqgan_core::codec::{default_overlap, DEFAULT_MAX_WORK_PIXELS};
+use fqgan_core::codec::DEFAULT_MAX_WORK_PIXELS;
 use fqgan_core::image::DynamicImage;
-use fqgan_core::tiling::TileLayout;
+use fqgan_core::runtime::TileOptions;
 use fqgan_core::tokens::TokenFile;
 
 use crate::args::{arg, output, slice, versioned_copy};
-use crate::engine::WholeImage;
 use crate::fqt::FqtCoding;
 use crate::generator::{cancelled, reporter, ProgressFn};
-use crate::status::{c_u32, guard, Failure, Outcome, Status};
+use crate::status::{guard, Failure, Outcome, Status};
 use crate::tokenizer::{read_pixels, Image, PixelFormat, Tokenizer};
 
 /// `fqgan_fqt_image_params.overlap` for the tokenizer's default overlap (an eighth of a tile,
@@ -82,28 +81,19 @@ pub unsafe extern "C" fn fqgan_fqt_encode_image(
 ) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
-        let (params, work) = image_params(tokenizer, params)?;
+        let (params, options) = image_params(params)?;
         let image = arg(image, "image")?;
-        let config = tokenizer.engine.config();
-        let tile = c_u32("image_size", config.image_size)?;
-        let layout = TileLayout::new(image.width, image.height, tile, work.overlap).map_err(|e| {
-            Failure::invalid(format!(
-                "`image` ({}x{}) with `params->overlap` {}: {e}",
-                image.width, image.height, work.overlap
-            ))
-        })?;
         // The bound assumes alpha for RGBA8 images: whether it is kept depends on the pixels.
-        let sizes = config.codebooks.iter().map(|c| c_u32("codebook size", c.size)).collect::<Outcome<Vec<_>>>()?;
         let rgba = image.format == PixelFormat::Rgba8 as i32;
-        let bound = TokenFile::max_len(&layout, c_u32("grid", config.grid_size())?, &sizes, rgba, work.coding);
+        let bound = tokenizer.session.fqt_bound(image.width, image.height, rgba, &options)?;
         let bound = usize::try_from(bound).map_err(|_| Failure::invalid("the image's .fqt bound passes usize"))?;
         let names = ["bytes", "bytes_capacity", "bytes_size"];
         let Some(out) = output(bytes, bytes_capacity, bound, bytes_size, names)? else {
             return Ok(());
         };
-        let pixels = opaque_as_rgb(read_pixels(image, None, params.bottom_up != 0)?);
-        let file =
-            tokenizer.engine.compress(&pixels, &work, &mut reporter(progress, user_data))?.ok_or_else(cancelled)?;
+        let pixels = opaque_as_rgb(read_pixels(image, params.bottom_up != 0)?);
+        let mut progress = reporter(progress, user_data);
+        let file = tokenizer.session.compress(&pixels, &options, &mut progress)?.ok_or_else(cancelled)?;
         let encoded = file.to_bytes()?;
         out[..encoded.len()].copy_from_slice(&encoded);
         if !bytes_size.is_null() {
@@ -142,22 +132,20 @@ pub unsafe extern "C" fn fqgan_fqt_decode_image(
 ) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
-        let (params, work) = image_params(tokenizer, params)?;
+        let (params, options) = image_params(params)?;
         let fqt = slice(fqt, fqt_size, "fqt")?;
         let source = Path::new("`fqt`");
         let header = TokenFile::read_header(fqt, source)?;
-        header.check_fits(tokenizer.fingerprint, tokenizer.engine.config(), source)?;
+        tokenizer.session.check_header(&header, source)?;
         let (width, height) = (header.layout.width as usize, header.layout.height as usize);
         let names = ["rgba", "rgba_capacity", "rgba_required"];
         let Some(out) = output(rgba, rgba_capacity, width * height * 4, rgba_required, names)? else {
             return Ok(());
         };
         let file = TokenFile::from_bytes(fqt, source)?;
-        let image = tokenizer
-            .engine
-            .decompress(&file, &work, &mut reporter(progress, user_data))?
-            .ok_or_else(cancelled)?
-            .into_rgba8();
+        let mut progress = reporter(progress, user_data);
+        let image = tokenizer.session.decompress(&file, source, None, &options, &mut progress)?;
+        let image = image.ok_or_else(cancelled)?.into_rgba8();
         for (y, row) in image.as_raw().chunks_exact(width * 4).enumerate() {
             let target = if params.bottom_up != 0 { height - 1 - y } else { y };
             out[target * width * 4..][..width * 4].copy_from_slice(row);
@@ -167,7 +155,8 @@ pub unsafe extern "C" fn fqgan_fqt_decode_image(
 }
 
 /// The params (NULL for defaults) and what they ask of `tokenizer`'s codec.
-unsafe fn image_params(tokenizer: &Tokenizer, params: *const FqtImageParams) -> Outcome<(FqtImageParams, WholeImage)> {
+/// The caller's params (or the defaults) and the tiling they ask for.
+unsafe fn image_params(params: *const FqtImageParams) -> Outcome<(FqtImageParams, TileOptions)> {
     let defaults = fqgan_fqt_image_params_default();
     let params = if params.is_null() {
         defaults
@@ -175,19 +164,14 @@ unsafe fn image_params(tokenizer: &Tokenizer, params: *const FqtImageParams) -> 
         let sizes = [std::mem::size_of::<FqtImageParams>()];
         versioned_copy(params, "params", &sizes, defaults, "initialise it with fqgan_fqt_image_params_default()")?
     };
-    let overlap = match params.overlap {
-        FQGAN_OVERLAP_DEFAULT => default_overlap(c_u32("image_size", tokenizer.engine.config().image_size)?),
-        overlap => overlap,
-    };
-    let work = WholeImage {
-        overlap,
+    let options = TileOptions {
+        overlap: (params.overlap != FQGAN_OVERLAP_DEFAULT).then_some(params.overlap),
         coding: FqtCoding::from_raw(params.coding)?,
         max_work_pixels: if params.max_work_pixels == 0 { DEFAULT_MAX_WORK_PIXELS } else { params.max_work_pixels },
     };
-    Ok((params, work))
+    Ok((params, options))
 }
 
-/// An RGBA image whose every pixel is opaque carries no alpha worth storing.
 fn opaque_as_rgb(image: DynamicImage) -> DynamicImage {
     match image {
         DynamicImage::ImageRgba8(rgba) if rgba.pixels().all(|p| p[3] == 255) => {

@@ -5,13 +5,13 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use fqgan_core::far::{GenerateOptions, SubTokenSampling};
+use fqgan_core::far::SubTokenSampling;
+use fqgan_core::runtime::{GenerateRequest, GeneratorSession, ModelSource, Prefix, TokenGrid};
 use fqgan_core::DeviceChoice;
 
 use crate::args::{arg, device, handle_out, output, slice, string, versioned, versioned_copy, write_versioned};
-use crate::engine::{self, GeneratorEngine, Source};
 use crate::status::{c_u32, guard, Failure, Outcome, Status};
-use crate::tokenizer::{c_string, Tokenizer};
+use crate::tokenizer::{c_string, write_rgba, Tokenizer};
 
 /// A loaded FAR generator (paper §3.3): class label -> k token grids. Create it with
 /// `fqgan_generator_load_file`, `fqgan_generator_load_memory` or
@@ -21,7 +21,7 @@ use crate::tokenizer::{c_string, Tokenizer};
 /// Thread safety: as `fqgan_tokenizer`, every call taking a `const fqgan_generator*` may run on
 /// many threads at once; `fqgan_generator_free` must not overlap any other call on the handle.
 pub struct Generator {
-    engine: Box<dyn GeneratorEngine>,
+    session: GeneratorSession,
     device: CString,
     class_names: Vec<CString>,
 }
@@ -156,7 +156,7 @@ pub unsafe extern "C" fn fqgan_generator_load_file(
     guard(|| {
         let out = handle_out(out_generator, "out_generator")?;
         let path = Path::new(string(path, "path")?);
-        *out = Generator::load(Source::File(path), params)?;
+        *out = Generator::load(ModelSource::File(path), params)?;
         Ok(())
     })
 }
@@ -179,7 +179,7 @@ pub unsafe extern "C" fn fqgan_generator_load_memory(
             return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
         }
         let bytes = slice(data.cast::<u8>(), size, "data")?;
-        *out = Generator::load(Source::Memory(bytes), params)?;
+        *out = Generator::load(ModelSource::Memory(bytes), params)?;
         Ok(())
     })
 }
@@ -198,7 +198,7 @@ pub unsafe extern "C" fn fqgan_generator_load_builtin(
 ) -> Status {
     guard(|| {
         let out = handle_out(out_generator, "out_generator")?;
-        *out = Generator::load(Source::Builtin, params)?;
+        *out = Generator::load(ModelSource::Builtin, params)?;
         Ok(())
     })
 }
@@ -249,7 +249,7 @@ pub unsafe extern "C" fn fqgan_generator_free(generator: *mut Generator) {
 pub unsafe extern "C" fn fqgan_generator_get_info(generator: *const Generator, info: *mut GeneratorInfo) -> Status {
     guard(|| {
         let generator = arg(generator, "generator")?;
-        let config = generator.engine.config();
+        let config = generator.session.config();
         let grid = c_u32("grid", config.grid_size())?;
         let value = GeneratorInfo {
             struct_size: std::mem::size_of::<GeneratorInfo>(),
@@ -278,7 +278,7 @@ pub unsafe extern "C" fn fqgan_generator_get_vocab_size(
 ) -> Status {
     guard(|| {
         let generator = arg(generator, "generator")?;
-        let sizes = &generator.engine.config().vocab_sizes;
+        let sizes = &generator.session.config().vocab_sizes;
         let vocab = sizes.get(index as usize).ok_or_else(|| {
             Failure::invalid(format!("`index` is {index}; this generator has {} sub-tokens", sizes.len()))
         })?;
@@ -350,7 +350,11 @@ pub unsafe extern "C" fn fqgan_generate_completion(
     guard(|| {
         let generator = arg(generator, "generator")?;
         let mut request = generator.request(params)?;
-        request.prefix = Some(generator.prefix(prefix, prefix_count, prefix_rows)?);
+        let config = generator.session.config();
+        let grid =
+            TokenGrid { k: config.k(), side: config.grid_size(), ids: slice(prefix, prefix_count, "prefix")?.to_vec() };
+        request.prefix = Some(Prefix { rows: prefix_rows as usize, grids: vec![grid] });
+        generator.session.check(&request)?;
         generator.generate_into(&request, tokens, tokens_capacity, tokens_required, progress, user_data)
     })
 }
@@ -384,70 +388,53 @@ pub unsafe extern "C" fn fqgan_generate_images(
         let generator = arg(generator, "generator")?;
         let tokenizer = arg(tokenizer, "tokenizer")?;
         generator
-            .engine
-            .config()
-            .check_tokenizer(tokenizer.engine.config())
+            .session
+            .check_tokenizer(&tokenizer.session)
             .map_err(|e| Failure::invalid(format!("`tokenizer` does not match `generator`: {e}")))?;
         let request = generator.request(params)?;
         let names = ["rgba", "rgba_capacity", "rgba_required"];
-        let needed = request.output_len(tokenizer.rgba_size(), "byte")?;
+        let needed = output_len(&request, tokenizer.rgba_size(), "byte")?;
         let Some(out) = output(rgba, rgba_capacity, needed, rgba_required, names)? else {
             return Ok(());
         };
-        let tokens = generator.run(&request, progress, user_data)?;
-        let all: Vec<usize> = (0..tokenizer.engine.config().k()).collect();
-        for (image, rgba) in
-            tokens.chunks_exact(tokenizer.token_count()).zip(out.chunks_exact_mut(tokenizer.rgba_size()))
-        {
-            tokenizer.decode_rgba(image, &all, rgba)?;
+        let images = tokenizer.session.decode(&generator.run(&request, progress, user_data)?)?;
+        for (image, rgba) in images.iter().zip(out.chunks_exact_mut(tokenizer.rgba_size())) {
+            write_rgba(image, rgba);
         }
         Ok(())
     })
 }
 
-/// A checked `fqgan_generate_params`, in the core's terms.
-struct Request {
-    class_id: u32,
-    count: u32,
-    options: GenerateOptions,
-    /// One image's kept prefix, `[k][positions]`, for every image of the batch.
-    prefix: Option<Vec<i64>>,
-}
-
-impl Request {
-    /// `count` times `per_image` output values, checked before anything is allocated, so that
-    /// a size query with a huge count fails cleanly instead of exhausting memory.
-    fn output_len(&self, per_image: usize, unit: &str) -> Outcome<usize> {
-        (self.count as usize).checked_mul(per_image).ok_or_else(|| {
-            Failure::invalid(format!(
-                "`params->count` is {}: {} images of {per_image} {unit}s each overflow size_t",
-                self.count, self.count
-            ))
-        })
-    }
+/// `count * per_image` values of output, or an error when that overflows `size_t`.
+fn output_len(request: &GenerateRequest, per_image: usize, unit: &str) -> Outcome<usize> {
+    let count = request.per_label;
+    count.checked_mul(per_image).ok_or_else(|| {
+        Failure::invalid(format!(
+            "`params->count` is {count}: {count} images of {per_image} {unit}s each overflow size_t"
+        ))
+    })
 }
 
 impl Generator {
-    unsafe fn load(source: Source<'_>, params: *const GeneratorParams) -> Outcome<*mut Generator> {
+    unsafe fn load(source: ModelSource<'_>, params: *const GeneratorParams) -> Outcome<*mut Generator> {
         let device = if params.is_null() {
             DeviceChoice::Cpu
         } else {
             let params = versioned(params, "params", "initialise it with fqgan_generator_params_default()")?;
             device(params.device, "params->device")?
         };
-        let engine = engine::load_generator(source, device)?;
-        let config = engine.config();
+        let session = GeneratorSession::load(source, None, device)?;
+        let config = session.config();
         let class_names = (0..config.num_classes).map(|label| c_string(&config.class_name(label))).collect();
-        Ok(Box::into_raw(Box::new(Generator { engine, device: c_string(&device.to_string()), class_names })))
+        Ok(Box::into_raw(Box::new(Generator { session, device: c_string(&device.to_string()), class_names })))
     }
 
     fn token_count(&self) -> usize {
-        let config = self.engine.config();
-        config.k() * config.block_size
+        self.session.token_count()
     }
 
-    /// Checks every field against this model, naming it as C spells it.
-    unsafe fn request(&self, params: *const GenerateParams) -> Outcome<Request> {
+    /// The request `params` describes (one class, `count` images), checked.
+    unsafe fn request(&self, params: *const GenerateParams) -> Outcome<GenerateRequest> {
         let params = if params.is_null() {
             fqgan_generate_params_default()
         } else {
@@ -455,85 +442,22 @@ impl Generator {
             let sizes = [std::mem::size_of::<GenerateParams>()];
             versioned_copy(params, "params", &sizes, fqgan_generate_params_default(), init)?
         };
-        let config = self.engine.config();
-        let fail = |message: String| Err(Failure::invalid(message));
-        if params.class_id as usize >= config.num_classes {
-            return fail(format!(
-                "`params->class_id` is {}; this generator has classes 0..{}",
-                params.class_id, config.num_classes
-            ));
-        }
-        if params.count == 0 {
-            return fail("`params->count` is 0: generate at least one image".into());
-        }
-        if !params.cfg_scale.is_finite() {
-            return fail(format!("`params->cfg_scale` is {}; it must be finite", params.cfg_scale));
-        }
-        if params.cfg_scale != 1.0 && config.null_class().is_none() {
-            return fail(format!(
-                "`params->cfg_scale` is {}; this generator has no null class (trained without label dropout): use 1",
-                params.cfg_scale
-            ));
-        }
-        if !(params.temperature > 0.0 && params.temperature.is_finite()) {
-            return fail(format!("`params->temperature` is {}; it must be positive and finite", params.temperature));
-        }
-        if !(params.top_p > 0.0 && params.top_p <= 1.0) {
-            return fail(format!("`params->top_p` is {}; it must be in (0, 1]", params.top_p));
-        }
         let sampling = SubTokenSampling {
             cfg_scale: f64::from(params.cfg_scale),
             temperature: f64::from(params.temperature),
             top_k: params.top_k as usize,
             top_p: f64::from(params.top_p),
         };
-        Ok(Request {
-            class_id: params.class_id,
-            count: params.count,
-            options: GenerateOptions::uniform(config.k(), sampling, params.seed),
-            prefix: None,
-        })
+        let labels = vec![Some(params.class_id as usize)];
+        let mut request = GenerateRequest::new(labels, self.session.config().k(), sampling, params.seed);
+        request.per_label = params.count as usize;
+        self.session.check(&request)?;
+        Ok(request)
     }
 
-    /// The kept rows of `prefix`, sub-token by sub-token (`[k][rows * grid]`), every id
-    /// checked against its vocabulary.
-    unsafe fn prefix(&self, prefix: *const u32, prefix_count: usize, rows: u32) -> Outcome<Vec<i64>> {
-        let config = self.engine.config();
-        let (grid, rows) = (config.grid_size(), rows as usize);
-        if rows == 0 || rows >= grid {
-            return Err(Failure::invalid(format!(
-                "`prefix_rows` is {rows}; keep 1..{} of the {grid} token rows",
-                grid - 1
-            )));
-        }
-        if prefix_count != self.token_count() {
-            return Err(Failure::invalid(format!(
-                "`prefix_count` is {prefix_count}; one image of this generator has {} ids",
-                self.token_count()
-            )));
-        }
-        let tokens = slice(prefix, prefix_count, "prefix")?;
-        let mut kept = Vec::with_capacity(config.k() * rows * grid);
-        for (j, (plane, &vocab)) in tokens.chunks_exact(grid * grid).zip(&config.vocab_sizes).enumerate() {
-            let plane = &plane[..rows * grid];
-            if let Some(at) = plane.iter().position(|&id| id as usize >= vocab) {
-                return Err(Failure::invalid(format!(
-                    "`prefix[{}]` is {} (sub-token {j}, row {}, column {}); its ids are 0..{vocab}",
-                    j * grid * grid + at,
-                    plane[at],
-                    at / grid,
-                    at % grid
-                )));
-            }
-            kept.extend(plane.iter().map(|&id| i64::from(id)));
-        }
-        Ok(kept)
-    }
-
-    /// Generates into the caller's token buffer, with the usual size query.
     unsafe fn generate_into(
         &self,
-        request: &Request,
+        request: &GenerateRequest,
         tokens: *mut u32,
         tokens_capacity: usize,
         tokens_required: *mut usize,
@@ -541,23 +465,23 @@ impl Generator {
         user_data: *mut c_void,
     ) -> Outcome {
         let names = ["tokens", "tokens_capacity", "tokens_required"];
-        let needed = request.output_len(self.token_count(), "token")?;
+        let needed = output_len(request, self.token_count(), "token")?;
         let Some(out) = output(tokens, tokens_capacity, needed, tokens_required, names)? else {
             return Ok(());
         };
-        out.copy_from_slice(&self.run(request, progress, user_data)?);
+        let grids = self.run(request, progress, user_data)?;
+        for (grid, out) in grids.iter().zip(out.chunks_exact_mut(self.token_count())) {
+            out.copy_from_slice(&grid.ids);
+        }
         Ok(())
     }
 
-    /// Generates, reporting to `progress`; a non-zero answer becomes `FQGAN_STATUS_CANCELLED`.
-    unsafe fn run(&self, request: &Request, progress: ProgressFn, user_data: *mut c_void) -> Outcome<Vec<u32>> {
-        self.engine
-            .generate(
-                &vec![i64::from(request.class_id); request.count as usize],
-                request.prefix.as_deref(),
-                &request.options,
-                &mut reporter(progress, user_data),
-            )?
-            .ok_or_else(cancelled)
+    unsafe fn run(
+        &self,
+        request: &GenerateRequest,
+        progress: ProgressFn,
+        user_data: *mut c_void,
+    ) -> Outcome<Vec<TokenGrid>> {
+        self.session.generate(request, &mut reporter(progress, user_data))?.ok_or_else(cancelled)
     }
 }

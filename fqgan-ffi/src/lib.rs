@@ -16,7 +16,6 @@
 //! tokenizer, generator, `.fqt` token files, whole images to and from `.fqt`.
 
 mod args;
-mod engine;
 mod status;
 
 // Sections of the header after the version, error and thread calls below.

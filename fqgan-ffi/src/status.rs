@@ -4,6 +4,8 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use fqgan_core::runtime::Arg;
+
 /// The result of every call that can fail. `FQGAN_STATUS_OK` is 0; on any other value
 /// `fqgan_last_error()` explains what went wrong and names the argument at fault.
 /// New codes may be added in later versions: treat unknown non-zero values as failures.
@@ -55,9 +57,33 @@ impl From<fqgan_core::Error> for Failure {
             E::Io { .. } => Status::Io,
             E::Config(_) | E::Weights { .. } => Status::InvalidModel,
             E::Input(_) | E::Image { .. } | E::Tokens { .. } => Status::InvalidArgument,
+            E::Argument { arg, index, message } => {
+                let index = index.map(|i| format!("[{i}]")).unwrap_or_default();
+                return Self::invalid(format!("`{}{index}` {message}", c_name(*arg)));
+            }
             E::Device(_) => Status::Device,
         };
         Self::new(status, error.to_string())
+    }
+}
+
+/// The C parameter a runtime argument arrives in (the same in every call that takes it).
+fn c_name(arg: Arg) -> &'static str {
+    match arg {
+        Arg::ImageSize => "image->width` x `image->height",
+        Arg::TokenCount => "token_count",
+        Arg::Token => "tokens",
+        Arg::CodebookCount => "codebook_count",
+        Arg::Codebook => "codebooks",
+        Arg::ClassId => "params->class_id",
+        Arg::Count => "params->count",
+        Arg::CfgScale => "params->cfg_scale",
+        Arg::Temperature => "params->temperature",
+        Arg::TopP => "params->top_p",
+        Arg::Overlap => "params->overlap",
+        Arg::PrefixRows => "prefix_rows",
+        Arg::PrefixCount => "prefix_count",
+        Arg::Prefix => "prefix",
     }
 }
 

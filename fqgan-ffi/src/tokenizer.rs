@@ -3,12 +3,11 @@
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
 
-use fqgan_core::fingerprint::Fingerprint;
 use fqgan_core::image::{DynamicImage, RgbImage, RgbaImage};
+use fqgan_core::runtime::{ModelSource, TokenGrid, TokenizerSession};
 use fqgan_core::DeviceChoice;
 
 use crate::args::{arg, device, handle_out, output, slice, string, versioned, write_versioned};
-use crate::engine::{self, Engine, Source};
 use crate::status::{c_u32, guard, Failure, Outcome, Status};
 
 /// A loaded tokenizer. Create it with `fqgan_tokenizer_load_file`,
@@ -19,12 +18,10 @@ use crate::status::{c_u32, guard, Failure, Outcome, Status};
 /// at once with the same handle. `fqgan_tokenizer_free` must not overlap any other call on
 /// that handle.
 pub struct Tokenizer {
-    pub(crate) engine: Box<dyn Engine>,
+    pub(crate) session: TokenizerSession,
     device: CString,
     /// NUL-terminated copies of the sub-codebook names, lent out by `fqgan_tokenizer_get_codebook`.
     codebook_names: Vec<CString>,
-    /// Computed once: `.fqt` calls compare it with every file.
-    pub(crate) fingerprint: Fingerprint,
 }
 
 /// How to load a tokenizer. Get one from `fqgan_tokenizer_params_default()` and change the
@@ -146,7 +143,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_file(
     guard(|| {
         let out = handle_out(out_tokenizer, "out_tokenizer")?;
         let path = Path::new(string(path, "path")?);
-        *out = Tokenizer::load(Source::File(path), params)?;
+        *out = Tokenizer::load(ModelSource::File(path), params)?;
         Ok(())
     })
 }
@@ -170,7 +167,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_memory(
             return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
         }
         let bytes = slice(data.cast::<u8>(), size, "data")?;
-        *out = Tokenizer::load(Source::Memory(bytes), params)?;
+        *out = Tokenizer::load(ModelSource::Memory(bytes), params)?;
         Ok(())
     })
 }
@@ -192,7 +189,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_builtin(
 ) -> Status {
     guard(|| {
         let out = handle_out(out_tokenizer, "out_tokenizer")?;
-        *out = Tokenizer::load(Source::Builtin, params)?;
+        *out = Tokenizer::load(ModelSource::Builtin, params)?;
         Ok(())
     })
 }
@@ -222,7 +219,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_free(tokenizer: *mut Tokenizer) {
 pub unsafe extern "C" fn fqgan_tokenizer_get_info(tokenizer: *const Tokenizer, info: *mut TokenizerInfo) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
-        let config = tokenizer.engine.config();
+        let config = tokenizer.session.config();
         let (size, grid) = (c_u32("image_size", config.image_size)?, c_u32("grid", config.grid_size())?);
         let value = TokenizerInfo {
             struct_size: std::mem::size_of::<TokenizerInfo>(),
@@ -253,7 +250,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_get_codebook(
 ) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
-        let codebooks = &tokenizer.engine.config().codebooks;
+        let codebooks = &tokenizer.session.config().codebooks;
         let codebook = codebooks.get(index as usize).ok_or_else(|| {
             Failure::invalid(format!("`index` is {index}; this tokenizer has {} sub-codebooks", codebooks.len()))
         })?;
@@ -294,8 +291,8 @@ pub unsafe extern "C" fn fqgan_tokenizer_encode(
         let Some(out) = output(tokens, tokens_capacity, tokenizer.token_count(), tokens_required, names)? else {
             return Ok(());
         };
-        let image = tokenizer.read_image(arg(image, "image")?)?;
-        out.copy_from_slice(&tokenizer.engine.encode(&image)?);
+        let image = read_pixels(arg(image, "image")?, false)?.into_rgb8();
+        out.copy_from_slice(&tokenizer.session.encode(std::slice::from_ref(&image))?.remove(0).ids);
         Ok(())
     })
 }
@@ -322,8 +319,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_decode(
 ) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
-        let all: Vec<usize> = (0..tokenizer.engine.config().k()).collect();
-        tokenizer.decode_into(tokens, token_count, &all, rgba, rgba_capacity, rgba_required)
+        tokenizer.decode_into(tokens, token_count, None, rgba, rgba_capacity, rgba_required)
     })
 }
 
@@ -348,55 +344,44 @@ pub unsafe extern "C" fn fqgan_tokenizer_decode_subset(
 ) -> Status {
     guard(|| {
         let tokenizer = arg(tokenizer, "tokenizer")?;
-        let k = tokenizer.engine.config().k();
-        let chosen = slice(codebooks, codebook_count, "codebooks")?;
-        if chosen.is_empty() {
-            return Err(Failure::invalid("`codebook_count` is 0: choose at least one sub-codebook"));
-        }
-        if let Some((i, bad)) = chosen.iter().enumerate().find(|(_, &c)| c as usize >= k) {
-            return Err(Failure::invalid(format!("`codebooks[{i}]` is {bad}; this tokenizer has {k} sub-codebooks")));
-        }
-        let which: Vec<usize> = chosen.iter().map(|&c| c as usize).collect();
-        tokenizer.decode_into(tokens, token_count, &which, rgba, rgba_capacity, rgba_required)
+        // Size first: bindings pass NULL for an empty list, and "empty" is the real problem.
+        let which: Vec<usize> = match codebook_count {
+            0 => Vec::new(),
+            n => slice(codebooks, n, "codebooks")?.iter().map(|&c| c as usize).collect(),
+        };
+        tokenizer.decode_into(tokens, token_count, Some(&which), rgba, rgba_capacity, rgba_required)
     })
 }
 
 impl Tokenizer {
-    unsafe fn load(source: Source<'_>, params: *const TokenizerParams) -> Outcome<*mut Tokenizer> {
+    unsafe fn load(source: ModelSource<'_>, params: *const TokenizerParams) -> Outcome<*mut Tokenizer> {
         let device = if params.is_null() {
             DeviceChoice::Cpu
         } else {
             let params = versioned(params, "params", "initialise it with fqgan_tokenizer_params_default()")?;
             device(params.device, "params->device")?
         };
-        let engine = engine::load(source, device)?;
-        let codebook_names = engine.config().codebooks.iter().map(|c| c_string(&c.name)).collect();
-        let fingerprint = engine.fingerprint();
+        let session = TokenizerSession::load(source, None, device)?;
+        let codebook_names = session.config().codebooks.iter().map(|c| c_string(&c.name)).collect();
         let device = c_string(&device.to_string());
-        Ok(Box::into_raw(Box::new(Tokenizer { engine, device, codebook_names, fingerprint })))
+        Ok(Box::into_raw(Box::new(Tokenizer { session, device, codebook_names })))
     }
 
     pub(crate) fn token_count(&self) -> usize {
-        let config = self.engine.config();
-        config.k() * config.grid_size() * config.grid_size()
+        self.session.token_count()
     }
 
     pub(crate) fn rgba_size(&self) -> usize {
-        let size = self.engine.config().image_size;
+        let size = self.session.image_size() as usize;
         size * size * 4
     }
 
-    /// Checks an image view against the model and copies its RGB channels out.
-    unsafe fn read_image(&self, image: &Image) -> Outcome<RgbImage> {
-        let size = self.engine.config().image_size as u32;
-        Ok(read_pixels(image, Some((size, size)), false)?.into_rgb8())
-    }
-
+    /// Decodes `token_count` ids at `tokens` with the sub-codebooks `which` (all when `None`).
     unsafe fn decode_into(
         &self,
         tokens: *const u32,
         token_count: usize,
-        which: &[usize],
+        which: Option<&[usize]>,
         rgba: *mut u8,
         rgba_capacity: usize,
         rgba_required: *mut usize,
@@ -405,55 +390,28 @@ impl Tokenizer {
         let Some(out) = output(rgba, rgba_capacity, self.rgba_size(), rgba_required, names)? else {
             return Ok(());
         };
-        let tokens = self.check_tokens(slice(tokens, token_count, "tokens")?)?;
-        self.decode_rgba(tokens, which, out)
-    }
-
-    /// Decodes checked tokens of one image into `rgba_size` bytes of packed RGBA8.
-    pub(crate) fn decode_rgba(&self, tokens: &[u32], which: &[usize], out: &mut [u8]) -> Outcome {
-        let image = self.engine.decode(tokens, which)?;
-        for (dst, src) in out.chunks_exact_mut(4).zip(image.pixels()) {
-            dst.copy_from_slice(&[src[0], src[1], src[2], 255]);
-        }
+        let config = self.session.config();
+        let ids = slice(tokens, token_count, "tokens")?.to_vec();
+        let grid = TokenGrid { k: config.k(), side: config.grid_size(), ids };
+        let image = match which {
+            None => self.session.decode(std::slice::from_ref(&grid))?,
+            Some(which) => self.session.decode_codebooks(std::slice::from_ref(&grid), which)?,
+        };
+        write_rgba(&image[0], out);
         Ok(())
-    }
-
-    /// The shape and every id, so that C gets a message naming the first bad token.
-    fn check_tokens<'a>(&self, tokens: &'a [u32]) -> Outcome<&'a [u32]> {
-        let config = self.engine.config();
-        let expected = self.token_count();
-        let g = config.grid_size();
-        if tokens.len() != expected {
-            return Err(Failure::invalid(format!(
-                "`token_count` is {}; this tokenizer's grids hold {} x {g} x {g} = {expected} tokens",
-                tokens.len(),
-                config.k()
-            )));
-        }
-        for (c, (grid, codebook)) in tokens.chunks_exact(g * g).zip(&config.codebooks).enumerate() {
-            if let Some(at) = grid.iter().position(|&id| id as usize >= codebook.size) {
-                return Err(Failure::invalid(format!(
-                    "`tokens[{}]` is {} (sub-codebook {c} '{}', row {}, column {}); its ids are 0..{}",
-                    c * g * g + at,
-                    grid[at],
-                    codebook.name,
-                    at / g,
-                    at % g,
-                    codebook.size
-                )));
-            }
-        }
-        Ok(tokens)
     }
 }
 
-/// Checks an image view (and its size, when `expected`) and copies its pixels out, top row first
-/// (`bottom_up`: the view's rows run from the bottom): RGB for RGB8 views, RGBA for RGBA8.
-pub(crate) unsafe fn read_pixels(
-    image: &Image,
-    expected: Option<(u32, u32)>,
-    bottom_up: bool,
-) -> Outcome<DynamicImage> {
+/// Packed RGBA8 of an RGB image, alpha 255.
+pub(crate) fn write_rgba(image: &RgbImage, out: &mut [u8]) {
+    for (dst, src) in out.chunks_exact_mut(4).zip(image.pixels()) {
+        dst.copy_from_slice(&[src[0], src[1], src[2], 255]);
+    }
+}
+
+/// Checks an image view and copies its pixels out, top row first (`bottom_up`: the view's rows
+/// run from the bottom): RGB for RGB8 views, RGBA for RGBA8.
+pub(crate) unsafe fn read_pixels(image: &Image, bottom_up: bool) -> Outcome<DynamicImage> {
     let format = PixelFormat::from_raw(image.format).ok_or_else(|| {
         Failure::invalid(format!(
             "`image->format` is {}; expected FQGAN_PIXEL_FORMAT_RGBA8 (0) or RGB8 (1)",
@@ -463,12 +421,6 @@ pub(crate) unsafe fn read_pixels(
     let (width, height) = (image.width, image.height);
     if width == 0 || height == 0 {
         return Err(Failure::invalid(format!("`image->width` x `image->height` is {width}x{height}: empty")));
-    }
-    if let Some((w, h)) = expected.filter(|&size| size != (width, height)) {
-        return Err(Failure::invalid(format!(
-            "`image->width` x `image->height` is {width}x{height}; this tokenizer takes {w}x{h} images \
-             (resize before encoding)"
-        )));
     }
     let bpp = format.bytes_per_pixel();
     let row = width as usize * bpp;

@@ -51,6 +51,11 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
         Self { model, fingerprint: Fingerprint::of(model), batch: 8, max_work_pixels: DEFAULT_MAX_WORK_PIXELS }
     }
 
+    /// As [`AssetCodec::new`], for a caller that computed the model's fingerprint once.
+    pub(crate) fn with_fingerprint(model: &'a Tokenizer<B>, fingerprint: Fingerprint, max_work_pixels: u64) -> Self {
+        Self { model, fingerprint, batch: 8, max_work_pixels }
+    }
+
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
@@ -149,7 +154,8 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
         Ok(image.expect("decompression without a progress callback always completes"))
     }
 
-    fn decode_tiles(
+    /// Decodes `file` with the sub-codebooks `codebooks`, reporting each batch of tiles.
+    pub(crate) fn decode_tiles(
         &self,
         file: &TokenFile,
         source: &Path,

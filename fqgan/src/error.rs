@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub use crate::runtime::Arg;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // The message holds the io error; as a `source` too, `{:#}` (anyhow's chain, as the CLI
@@ -19,6 +21,10 @@ pub enum Error {
     Tokens { path: PathBuf, message: String },
     #[error("invalid input: {0}")]
     Input(String),
+    /// An argument of a [`crate::runtime`] call, named so that each front end can say it its
+    /// own way (`params->top_p` in C); `message` follows the name: "is 0; it must be ...".
+    #[error("{}{} {message}", arg.name(), index.map(|i| format!("[{i}]")).unwrap_or_default())]
+    Argument { arg: Arg, index: Option<usize>, message: String },
     #[error("device: {0}")]
     Device(String),
 }
@@ -32,6 +38,15 @@ impl Error {
 
     pub(crate) fn tokens(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Tokens { path: path.into(), message: message.into() }
+    }
+
+    pub(crate) fn argument(arg: Arg, message: impl Into<String>) -> Self {
+        Error::Argument { arg, index: None, message: message.into() }
+    }
+
+    /// Element `index` of a list argument.
+    pub(crate) fn argument_at(arg: Arg, index: usize, message: impl Into<String>) -> Self {
+        Error::Argument { arg, index: Some(index), message: message.into() }
     }
 
     pub(crate) fn weights(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

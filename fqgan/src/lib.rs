@@ -23,6 +23,7 @@ pub mod image;
 pub mod layers;
 pub mod loss;
 pub mod metrics;
+pub mod runtime;
 pub mod teachers;
 pub mod threads;
 pub mod tiling;

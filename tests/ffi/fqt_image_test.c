@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
     bad = params;
     bad.overlap = 40;
     EXPECT(fqgan_fqt_encode_image(tok, &image, &bad, NULL, NULL, fqt, bound, &junk), FQGAN_STATUS_INVALID_ARGUMENT,
-           "`params->overlap` 40");
+           "`params->overlap` is 40");
     bad = params;
     bad.max_work_pixels = 100;
     EXPECT(fqgan_fqt_encode_image(tok, &image, &bad, NULL, NULL, fqt, bound, &junk), FQGAN_STATUS_INVALID_ARGUMENT,

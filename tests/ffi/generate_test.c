@@ -302,7 +302,7 @@ int main(int argc, char **argv) {
     CHECK(fqt.token_count == n && memcmp(again, tokens, n * sizeof *again) == 0);
     wide.overlap = 32;
     EXPECT(fqgan_fqt_write(tok, &wide, tokens, n, NULL, 0, &wide_size), FQGAN_STATUS_INVALID_ARGUMENT,
-           "`params->width`, `height`, `overlap` (100x64, 32)");
+           "`params->overlap` is 32");
     free(tiled);
 
     /* This generator's file stores no class names: its labels come back as text. */

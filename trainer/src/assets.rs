@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
-use fqgan::burn::tensor::backend::Backend;
-use fqgan::codec::AssetCodec;
 use fqgan::image::{read_image, save_image, DynamicImage};
 use fqgan::metrics::{psnr, ssim};
-use fqgan::tokens::{Coding, TokenFile};
+use fqgan::runtime::{TileOptions, TokenizerSession};
+use fqgan::tokens::TokenFile;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -160,9 +159,7 @@ impl Row {
 /// How to compress.
 #[derive(Clone, Copy, Debug)]
 pub struct CompressSettings {
-    /// Tile overlap in pixels; `None` for the codec's default.
-    pub overlap: Option<u32>,
-    pub coding: Coding,
+    pub tiles: TileOptions,
     /// Decode each written file again and measure PSNR and SSIM.
     pub metrics: bool,
 }
@@ -179,17 +176,16 @@ fn tile_progress<'a>(bar: &'a ProgressBar, name: &'a str) -> impl FnMut(usize, u
 
 /// Compresses one image file into `job.output` (atomically) and, when asked, reads that file
 /// back and decodes it, showing its tiles on `bar`. Returns the row and the decoded image.
-pub fn compress_one<B: Backend>(
-    codec: &AssetCodec<'_, B>,
+pub fn compress_one(
+    tokenizer: &TokenizerSession,
     job: &Job,
     image: DynamicImage,
     settings: CompressSettings,
     bar: &ProgressBar,
 ) -> Result<(Row, Option<DynamicImage>)> {
     let original_bytes = std::fs::metadata(&job.input).with_context(|| job.input.display().to_string())?.len();
-    let overlap = settings.overlap.unwrap_or_else(|| codec.default_overlap());
-    let file = codec
-        .compress_with_progress(&image, overlap, settings.coding, &mut tile_progress(bar, &job.name))
+    let file = tokenizer
+        .compress(&image, &settings.tiles, &mut tile_progress(bar, &job.name))
         .with_context(|| format!("compressing {}", job.input.display()))?
         .expect("the tile progress never stops the work");
     if let Some(parent) = job.output.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -213,7 +209,8 @@ pub fn compress_one<B: Backend>(
     if !settings.metrics {
         return Ok((row, None));
     }
-    let decoded = decompress_one(codec, &TokenFile::read(&job.output)?, &job.output, &job.name, bar)?;
+    let file = TokenFile::read(&job.output)?;
+    let decoded = decompress_one(tokenizer, &file, &settings.tiles, (&job.output, &job.name), bar)?;
     let (a, b) = (image.to_rgb8(), decoded.to_rgb8());
     row.psnr = Some(psnr(&a, &b));
     row.ssim = Some(ssim(&a, &b));
@@ -223,7 +220,7 @@ pub fn compress_one<B: Backend>(
 /// Compresses every job, decoding the next images on a second thread while the model works
 /// (the model itself already uses every core). A file that fails is reported in its row and
 /// the rest carry on.
-pub fn compress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job], settings: CompressSettings) -> Vec<Row> {
+pub fn compress_all(tokenizer: &TokenizerSession, jobs: &[Job], settings: CompressSettings) -> Vec<Row> {
     let progress = progress_bar(jobs.len() as u64, "compress");
     let rows = std::thread::scope(|scope| {
         let (send, receive) = mpsc::sync_channel(2);
@@ -239,7 +236,7 @@ pub fn compress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job], setting
             .map(|(job, image)| {
                 progress.set_message(job.name.clone());
                 let row = image
-                    .and_then(|image| compress_one(codec, job, image, settings, &progress))
+                    .and_then(|image| compress_one(tokenizer, job, image, settings, &progress))
                     .map(|(row, _)| row)
                     .unwrap_or_else(|e| Row::failed(job, &e));
                 if let Some(error) = &row.error {
@@ -254,27 +251,27 @@ pub fn compress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job], setting
     rows
 }
 
-/// Decodes `file` (read from `source`), showing its tiles on `bar`.
-fn decompress_one<B: Backend>(
-    codec: &AssetCodec<'_, B>,
+/// Decodes `file` (read from `source`, shown as `name`), showing its tiles on `bar`.
+fn decompress_one(
+    tokenizer: &TokenizerSession,
     file: &TokenFile,
-    source: &Path,
-    name: &str,
+    tiles: &TileOptions,
+    (source, name): (&Path, &str),
     bar: &ProgressBar,
 ) -> Result<DynamicImage> {
-    let image = codec.decompress_with_progress(file, source, &mut tile_progress(bar, name))?;
+    let image = tokenizer.decompress(file, source, None, tiles, &mut tile_progress(bar, name))?;
     Ok(image.expect("the tile progress never stops the work"))
 }
 
 /// Decodes every `.fqt` job to an image file; returns the failures as (name, message).
-pub fn decompress_all<B: Backend>(codec: &AssetCodec<'_, B>, jobs: &[Job]) -> Vec<(String, String)> {
+pub fn decompress_all(tokenizer: &TokenizerSession, tiles: &TileOptions, jobs: &[Job]) -> Vec<(String, String)> {
     let progress = progress_bar(jobs.len() as u64, "decompress");
     let mut failures = Vec::new();
     for job in jobs {
         progress.set_message(job.name.clone());
         let result = (|| -> Result<()> {
             let file = TokenFile::read(&job.input)?;
-            let image = decompress_one(codec, &file, &job.input, &job.name, &progress)?;
+            let image = decompress_one(tokenizer, &file, tiles, (&job.input, &job.name), &progress)?;
             if let Some(parent) = job.output.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }

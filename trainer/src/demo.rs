@@ -8,21 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use fqgan::burn::tensor::backend::Backend;
-use fqgan::burn::tensor::{Int, Tensor};
-use fqgan::codec::AssetCodec;
-use fqgan::device::BackendTask;
-use fqgan::far::GenerateOptions;
-use fqgan::image::{image_grid, images_to_tensor, read_image, save_rgb, RgbImage};
+use fqgan::image::{image_grid, read_image, save_rgb, RgbImage};
 use fqgan::metrics::{psnr, ssim};
-use fqgan::tokenizer::LoadPurpose;
-use fqgan::tokens::{Coding, TokenFile};
-use fqgan::{Far, Tokenizer};
+use fqgan::runtime::{GeneratorSession, Prefix, TileOptions, TokenGrid, TokenizerSession};
+use fqgan::tokens::TokenFile;
 use serde::Serialize;
 
 use crate::assets::{self, CompressSettings, Row};
 use crate::generation::{generate_images, SamplingArgs};
-use crate::{FarArg, TokenizerArg};
+use crate::{DeviceArg, FarArg, TokenizerArg};
 
 pub struct Demo {
     pub images: PathBuf,
@@ -53,21 +47,19 @@ struct Jpeg {
     within_budget: bool,
 }
 
-impl BackendTask for Demo {
-    type Output = Result<()>;
-
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+impl Demo {
+    pub fn run(self, device: &DeviceArg) -> Result<()> {
         let started = Instant::now();
         if !(1..=64).contains(&self.per_class) {
             anyhow::bail!("--per-class is {}; it must be in 1..=64", self.per_class);
         }
-        let tokenizer = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let far = self.far.load::<B>(&device)?;
-        far.config().check_tokenizer(tokenizer.config()).context("the generator does not fit the tokenizer")?;
+        let device = device.configure()?;
+        let tokenizer = self.tokenizer.session(device)?;
+        let far = self.far.session(device)?;
+        far.check_tokenizer(&tokenizer).context("the generator does not fit the tokenizer")?;
         let fqt_dir = self.out.join("fqt");
         let jobs = assets::plan(std::slice::from_ref(&self.images), &fqt_dir, "fqt", assets::image_extensions())
             .with_context(|| format!("the demo's images ({}; --images picks others)", self.images.display()))?;
-        let codec = AssetCodec::new(&tokenizer);
         let names: Vec<&str> = tokenizer.config().codebooks.iter().map(|c| c.name.as_str()).collect();
 
         let mut comparisons = Vec::new();
@@ -78,14 +70,17 @@ impl BackendTask for Demo {
             progress.set_message(job.name.clone());
             let image = read_image(&job.input)?;
             let original = image.to_rgb8();
-            let settings = CompressSettings { overlap: None, coding: Coding::Entropy, metrics: true };
-            let (row, decoded) = assets::compress_one(&codec, job, image, settings, &progress)?;
+            let settings = CompressSettings { tiles: TileOptions::default(), metrics: true };
+            let (row, decoded) = assets::compress_one(&tokenizer, job, image, settings, &progress)?;
             let jpeg = jpeg_within(&original, row.fqt_bytes)?;
             let file = TokenFile::read(&job.output)?;
             panels.push(original.clone());
             panels.push(decoded.context("compress_one decodes when metrics are on")?.to_rgb8());
             for i in 0..names.len() {
-                panels.push(codec.decompress_codebooks(&file, &job.output, &[i])?.to_rgb8());
+                let alone = tokenizer.decompress(&file, &job.output, Some(&[i]), &settings.tiles, &mut |_, _| {
+                    std::ops::ControlFlow::Continue(())
+                })?;
+                panels.push(alone.expect("never cancelled").to_rgb8());
             }
             originals.push(original);
             comparisons.push(Comparison { fqt: row, jpeg });
@@ -120,54 +115,48 @@ impl BackendTask for Demo {
 impl Demo {
     /// A grid of `per_class` generated textures for each class, a row per class; returns the
     /// class names in row order.
-    fn generate_per_class<B: Backend>(
+    fn generate_per_class(
         &self,
-        far: &Far<B>,
-        tokenizer: &Tokenizer<B>,
+        far: &GeneratorSession,
+        tokenizer: &TokenizerSession,
         path: &Path,
     ) -> Result<Vec<String>> {
         let config = far.config();
-        let labels: Vec<i64> =
-            (0..config.num_classes).flat_map(|c| std::iter::repeat_n(c as i64, self.per_class)).collect();
-        let generated = generate_images(far, tokenizer, &labels, None, &self.sampling.options(config.k())?)?;
+        let labels = (0..config.num_classes).map(Some).collect();
+        let request = self.sampling.request(labels, self.per_class, config.k())?;
+        let generated = generate_images(far, tokenizer, &request)?;
         save_rgb(path, &image_grid(&generated.images, self.per_class))?;
         Ok((0..config.num_classes).map(|c| config.class_name(c)).collect())
     }
 
     /// Each image shrunk to one tile, encoded, and its bottom half generated four times from
     /// the top half's tokens, unconditionally (the null class): the top half is the only guide.
-    fn complete_bottom_halves<B: Backend>(
+    fn complete_bottom_halves(
         &self,
-        far: &Far<B>,
-        tokenizer: &Tokenizer<B>,
+        far: &GeneratorSession,
+        tokenizer: &TokenizerSession,
         originals: &[RgbImage],
         path: &Path,
     ) -> Result<()> {
         const COMPLETIONS: usize = 4;
         let config = far.config();
-        let Some(null) = config.null_class() else {
+        if config.null_class().is_none() {
             println!("(no completions: the generator has no null class)");
             return Ok(());
-        };
-        let size = tokenizer.config().image_size as u32;
-        let (k, grid) = (config.k(), config.grid_size());
+        }
+        let size = tokenizer.image_size();
         let small: Vec<RgbImage> = originals
             .iter()
             .map(|image| image::imageops::resize(image, size, size, image::imageops::FilterType::Lanczos3))
             .collect();
-        let tokens = tokenizer.encode(images_to_tensor::<B>(&small, &far.device())?)?;
-        let decoded = fqgan::image::tensor_to_images(tokenizer.decode(tokens.clone())?);
+        let grids: Vec<TokenGrid> = tokenizer.encode(&small)?;
+        let decoded = tokenizer.decode(&grids)?;
         let n = small.len();
-        let top: Tensor<B, 3, Int> = tokens.reshape([n, k, grid * grid]).slice([0..n, 0..k, 0..grid * grid / 2]);
-        let prefix = Tensor::cat(
-            (0..n).flat_map(|i| vec![top.clone().slice([i..i + 1, 0..k, 0..grid * grid / 2]); COMPLETIONS]).collect(),
-            0,
-        );
-        let labels = vec![null as i64; n * COMPLETIONS];
+        let mut request = self.sampling.request(vec![None; n], COMPLETIONS, config.k())?;
         // The null class is its own guide: guidance would only repeat it.
-        let mut options: GenerateOptions = self.sampling.options(k)?;
-        options.sampling.iter_mut().for_each(|s| s.cfg_scale = 1.0);
-        let completed = generate_images(far, tokenizer, &labels, Some(prefix), &options)?;
+        request.sampling.iter_mut().for_each(|s| s.cfg_scale = 1.0);
+        request.prefix = Some(Prefix { rows: config.grid_size() / 2, grids });
+        let completed = generate_images(far, tokenizer, &request)?;
         let mut panels = Vec::new();
         for i in 0..n {
             panels.push(small[i].clone());

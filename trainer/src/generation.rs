@@ -6,11 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use fqgan::burn::tensor::backend::Backend;
-use fqgan::burn::tensor::{Int, Tensor, TensorData};
-use fqgan::far::{generate_with_progress, Decoding, GenerateOptions, SubTokenSampling};
-use fqgan::image::{tensor_to_images, RgbImage};
-use fqgan::{Far, Tokenizer};
+use fqgan::far::SubTokenSampling;
+use fqgan::image::RgbImage;
+use fqgan::runtime::{GenerateRequest, GeneratorSession, TokenizerSession};
 
 use crate::assets::progress_bar;
 
@@ -35,8 +33,8 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    /// KV-cached generation options for a k-sub-token generator.
-    pub fn options(&self, k: usize) -> Result<GenerateOptions> {
+    /// The sampling of each of a k-sub-token generator's sub-tokens.
+    pub fn sampling(&self, k: usize) -> Result<Vec<SubTokenSampling>> {
         fn pick<T: Copy>(values: &[T], j: usize, k: usize, flag: &str) -> Result<T> {
             match values.len() {
                 1 => Ok(values[0]),
@@ -44,7 +42,7 @@ impl SamplingArgs {
                 n => bail!("--{flag} has {n} values; give 1 or one per sub-token (k = {k})"),
             }
         }
-        let sampling = (0..k)
+        (0..k)
             .map(|j| {
                 Ok(SubTokenSampling {
                     cfg_scale: pick(&self.cfg_scale, j, k, "cfg-scale")?,
@@ -53,8 +51,12 @@ impl SamplingArgs {
                     top_p: pick(&self.top_p, j, k, "top-p")?,
                 })
             })
-            .collect::<Result<_>>()?;
-        Ok(GenerateOptions { sampling, seed: self.seed, decoding: Decoding::KvCache })
+            .collect()
+    }
+
+    /// A request for `per_label` images of each of `labels` with these flags.
+    pub fn request(&self, labels: Vec<Option<usize>>, per_label: usize, k: usize) -> Result<GenerateRequest> {
+        Ok(GenerateRequest { labels, per_label, sampling: self.sampling(k)?, seed: self.seed, prefix: None })
     }
 }
 
@@ -71,29 +73,25 @@ impl Generated {
     }
 }
 
-/// One generated and decoded image per label; with `prefix` (`[labels, k, P]` ids of the first
-/// P positions in raster order), each image continues its prefix.
-pub fn generate_images<B: Backend>(
-    far: &Far<B>,
-    tokenizer: &Tokenizer<B>,
-    labels: &[i64],
-    prefix: Option<Tensor<B, 3, Int>>,
-    options: &GenerateOptions,
+/// The images of `request`, generated and decoded, with a progress bar.
+pub fn generate_images(
+    far: &GeneratorSession,
+    tokenizer: &TokenizerSession,
+    request: &GenerateRequest,
 ) -> Result<Generated> {
-    far.config().check_tokenizer(tokenizer.config())?;
-    let (batch, k, grid) = (labels.len(), far.config().k(), tokenizer.config().grid_size());
-    let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(labels.to_vec(), [batch]), &far.device());
+    far.check_tokenizer(tokenizer)?;
     let start = Instant::now();
-    let given = prefix.as_ref().map_or(0, |p| p.dims()[2]);
+    let given = request.prefix.as_ref().map_or(0, |p| p.rows * far.config().grid_size());
     let bar = progress_bar((far.config().block_size - given) as u64, "generate");
-    let tokens = generate_with_progress(far, labels, prefix, options, &mut |done, _| {
-        bar.set_position(done as u64);
-        ControlFlow::Continue(())
-    })?
-    .expect("the callback never cancels");
+    let grids = far
+        .generate(request, &mut |done, _| {
+            bar.set_position(done as u64);
+            ControlFlow::Continue(())
+        })?
+        .expect("the callback never cancels");
     bar.finish_and_clear();
     let generate_time = start.elapsed();
     let start = Instant::now();
-    let images = tensor_to_images(tokenizer.decode(tokens.reshape([batch, k, grid, grid]))?);
+    let images = tokenizer.decode(&grids)?;
     Ok(Generated { images, generate_time, decode_time: start.elapsed() })
 }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use fqgan::device::BackendTask;
+use fqgan::runtime::{GeneratorSession, ModelSource, TokenizerSession};
 use fqgan::tokenizer::LoadPurpose;
 use fqgan::{DeviceChoice, Far, FarConfig, Tokenizer, TokenizerConfig};
 
@@ -46,6 +47,13 @@ impl DeviceArg {
     {
         fqgan::threads::configure(self.threads)?;
         Ok(self.device.run(task)?)
+    }
+
+    /// Sets up the CPU thread pool and returns the device, for commands that load sessions
+    /// ([`fqgan::runtime`]) rather than run generic code.
+    pub fn configure(&self) -> Result<DeviceChoice> {
+        fqgan::threads::configure(self.threads)?;
+        Ok(self.device)
     }
 }
 
@@ -98,6 +106,17 @@ impl TokenizerArg {
         Tokenizer::load(path, config.as_ref(), purpose, device)
             .with_context(|| format!("loading tokenizer {}", path.display()))
     }
+
+    /// As [`TokenizerArg::load`], as an inference session on `device`.
+    pub fn session(&self, device: DeviceChoice) -> Result<TokenizerSession> {
+        let Some(path) = &self.model else {
+            announce_builtin(&fqgan::builtin::TOKENIZER, "--model");
+            return Ok(TokenizerSession::load(ModelSource::Builtin, None, device)?);
+        };
+        let config = self.config_override()?;
+        TokenizerSession::load(ModelSource::File(path), config.as_ref(), device)
+            .with_context(|| format!("loading tokenizer {}", path.display()))
+    }
 }
 
 fn describe(path: Option<&Path>, builtin: &fqgan::builtin::BuiltinModel) -> String {
@@ -145,6 +164,17 @@ impl FarArg {
         };
         let config = read_far_config(self.far_preset.as_deref(), self.far_config.as_deref())?;
         Far::load(path, config.as_ref(), device).with_context(|| format!("loading FAR generator {}", path.display()))
+    }
+
+    /// As [`FarArg::load`], as an inference session on `device`.
+    pub fn session(&self, device: DeviceChoice) -> Result<GeneratorSession> {
+        let Some(path) = &self.far else {
+            announce_builtin(&fqgan::builtin::GENERATOR, "--far");
+            return Ok(GeneratorSession::load(ModelSource::Builtin, None, device)?);
+        };
+        let config = read_far_config(self.far_preset.as_deref(), self.far_config.as_deref())?;
+        GeneratorSession::load(ModelSource::File(path), config.as_ref(), device)
+            .with_context(|| format!("loading FAR generator {}", path.display()))
     }
 }
 

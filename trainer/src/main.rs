@@ -182,7 +182,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sample { args, device } => {
-            device.run(args)??;
+            args.run(&device)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::EvalTokenizer { args, device } => {

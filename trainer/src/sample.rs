@@ -5,13 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use fqgan::burn::tensor::backend::Backend;
-use fqgan::device::BackendTask;
 use fqgan::image::{image_grid, save_rgb};
-use fqgan::tokenizer::LoadPurpose;
 
 use crate::generation::{generate_images, SamplingArgs};
-use crate::{FarArg, TokenizerArg};
+use crate::{DeviceArg, FarArg, TokenizerArg};
 
 #[derive(Args, Debug, Clone)]
 pub struct SampleArgs {
@@ -35,12 +32,11 @@ pub struct SampleArgs {
     pub tokenizer: TokenizerArg,
 }
 
-impl BackendTask for SampleArgs {
-    type Output = Result<()>;
-
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        let far = self.far.load::<B>(&device)?;
-        let tokenizer = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
+impl SampleArgs {
+    pub fn run(self, device: &DeviceArg) -> Result<()> {
+        let device = device.configure()?;
+        let far = self.far.session(device)?;
+        let tokenizer = self.tokenizer.session(device)?;
         let num_classes = far.config().num_classes;
         let classes: Vec<usize> = if self.classes.is_empty() {
             (0..num_classes.min(self.max_classes)).collect()
@@ -53,9 +49,9 @@ impl BackendTask for SampleArgs {
         if self.per_class == 0 || classes.is_empty() {
             bail!("nothing to sample: give --per-class and --classes (or --max-classes) above 0");
         }
-        let labels: Vec<i64> = classes.iter().flat_map(|&c| std::iter::repeat_n(c as i64, self.per_class)).collect();
-        let options = self.sampling.options(far.config().k())?;
-        let generated = generate_images(&far, &tokenizer, &labels, None, &options)?;
+        let labels = classes.iter().map(|&c| Some(c)).collect();
+        let request = self.sampling.request(labels, self.per_class, far.config().k())?;
+        let generated = generate_images(&far, &tokenizer, &request)?;
         save_rgb(&self.output, &image_grid(&generated.images, self.per_class))?;
         println!(
             "wrote {}: classes {classes:?} x {} images, seed {}, {:.1} tokens/s",

@@ -34,9 +34,14 @@ pub struct GenerateOptions {
 }
 
 impl GenerateOptions {
+    /// One sampling per sub-token, with KV caches.
+    pub fn new(sampling: Vec<SubTokenSampling>, seed: u64) -> Self {
+        Self { sampling, seed, decoding: Decoding::KvCache }
+    }
+
     /// The same sampling for all `k` sub-tokens, with KV caches.
     pub fn uniform(k: usize, sampling: SubTokenSampling, seed: u64) -> Self {
-        Self { sampling: vec![sampling; k], seed, decoding: Decoding::KvCache }
+        Self::new(vec![sampling; k], seed)
     }
 }
 
@@ -109,7 +114,7 @@ fn run<B: Backend>(
         )));
     }
     for (j, sampling) in options.sampling.iter().enumerate() {
-        sampling.validate(j + 1)?;
+        sampling.validate(&format!(" for sub-token {}", j + 1))?;
     }
     let batch = labels.dims()[0];
     if let Some(prefix) = &prefix {

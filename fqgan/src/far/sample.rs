@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::runtime::Arg;
 
 /// Sampling parameters of one sub-token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,17 +34,18 @@ impl SubTokenSampling {
         Self { cfg_scale, temperature: 1.0, top_k: 1, top_p: 1.0 }
     }
 
-    /// `sub_token` is 1-based, for the message.
-    pub fn validate(&self, sub_token: usize) -> Result<()> {
-        let fail = |what: String| Err(Error::Input(format!("sub-token {sub_token} sampling: {what}")));
+    /// Errors naming the first parameter out of range; `which` follows the value in the
+    /// message (" for sub-token 2", or "" where one setting serves every sub-token).
+    pub fn validate(&self, which: &str) -> Result<()> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return fail(format!("temperature {} must be positive and finite", self.temperature));
+            let message = format!("is {}{which}; it must be positive and finite", self.temperature);
+            return Err(Error::argument(Arg::Temperature, message));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return fail(format!("top_p {} must be in (0, 1]", self.top_p));
+            return Err(Error::argument(Arg::TopP, format!("is {}{which}; it must be in (0, 1]", self.top_p)));
         }
         if !self.cfg_scale.is_finite() {
-            return fail(format!("cfg_scale {} must be finite", self.cfg_scale));
+            return Err(Error::argument(Arg::CfgScale, format!("is {}{which}; it must be finite", self.cfg_scale)));
         }
         Ok(())
     }
@@ -171,8 +173,8 @@ mod tests {
 
     #[test]
     fn bad_parameters_name_the_value() {
-        let err = params(0, 1.5, 1.0).validate(2).unwrap_err().to_string();
-        assert!(err.contains("top_p 1.5") && err.contains("sub-token 2"), "{err}");
-        assert!(params(0, 1.0, 0.0).validate(1).unwrap_err().to_string().contains("temperature"));
+        let err = params(0, 1.5, 1.0).validate(" for sub-token 2").unwrap_err().to_string();
+        assert_eq!(err, "top_p is 1.5 for sub-token 2; it must be in (0, 1]");
+        assert!(params(0, 1.0, 0.0).validate("").unwrap_err().to_string().starts_with("temperature is 0;"));
     }
 }

@@ -6,10 +6,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use fqgan::burn::tensor::backend::Backend;
-use fqgan::codec::AssetCodec;
-use fqgan::device::BackendTask;
-use fqgan::image::{image_grid, images_to_tensor, read_image, read_rgb_sized, save_image, save_rgb, tensor_to_images};
+use fqgan::image::{image_grid, read_image, read_rgb_sized, save_image, save_rgb};
+use fqgan::runtime::TileOptions;
 use fqgan::tokenizer::LoadPurpose;
 use fqgan::tokens::{Coding, TokenFile};
 use fqgan_trainer::assets::{self, CompressSettings, Job};
@@ -176,10 +174,9 @@ struct WorkLimit {
 }
 
 impl WorkLimit {
-    fn codec<'a, B: Backend>(&self, model: &'a fqgan::Tokenizer<B>) -> AssetCodec<'a, B> {
-        let mut codec = AssetCodec::new(model);
-        codec.max_work_pixels = self.max_pixels;
-        codec
+    /// How files are decompressed: each records its own tiling.
+    fn tiles(self) -> TileOptions {
+        TileOptions { max_work_pixels: self.max_pixels, ..TileOptions::default() }
     }
 }
 
@@ -195,10 +192,10 @@ struct CompressArgs {
 }
 
 impl CompressArgs {
-    fn settings(self, metrics: bool) -> CompressSettings {
+    fn settings(self, limit: WorkLimit, metrics: bool) -> CompressSettings {
+        let coding = if self.packed { Coding::Packed } else { Coding::Entropy };
         CompressSettings {
-            overlap: self.overlap,
-            coding: if self.packed { Coding::Packed } else { Coding::Entropy },
+            tiles: TileOptions { overlap: self.overlap, coding, max_work_pixels: limit.max_pixels },
             metrics,
         }
     }
@@ -208,14 +205,13 @@ fn main() -> ExitCode {
     fqgan_trainer::end_quietly_on_broken_pipe();
     let result = match Cli::parse().command {
         Command::Demo { images, output, per_class, sampling, tokenizer, far, device } => {
-            device.run(Demo { images, out: output, per_class, sampling, tokenizer, far }).and_then(|r| r)
+            Demo { images, out: output, per_class, sampling, tokenizer, far }.run(&device)
         }
         Command::Reconstruct { input, output, codebooks, resize, tokenizer, device } => {
-            device.run(Reconstruct { input, output, codebooks, resize, tokenizer }).and_then(|r| r)
+            Reconstruct { input, output, codebooks, resize, tokenizer }.run(&device)
         }
         Command::Generate { labels, output, sampling, columns, far, tokenizer, device } => {
-            let task = Generate { labels, output, sampling, columns, far, tokenizer };
-            device.run(task).and_then(|r| r)
+            Generate { labels, output, sampling, columns, far, tokenizer }.run(&device)
         }
         Command::Info { generator: true, far, .. } => {
             far.load::<fqgan::device::Cpu>(&Default::default()).map(|model| println!("{}", model.config().to_json()))
@@ -223,16 +219,16 @@ fn main() -> ExitCode {
         Command::Info { tokenizer, .. } => tokenizer
             .load::<fqgan::device::Cpu>(LoadPurpose::Training, &Default::default())
             .map(|model| println!("{}", model.config().to_json())),
-        Command::Compress { inputs, output, compress, limit, no_metrics, report, tokenizer, device } => device
-            .run(Compress { inputs, output, settings: compress.settings(!no_metrics), limit, report, tokenizer })
-            .and_then(|r| r),
+        Command::Compress { inputs, output, compress, limit, no_metrics, report, tokenizer, device } => {
+            Compress { inputs, output, settings: compress.settings(limit, !no_metrics), report, tokenizer }.run(&device)
+        }
         Command::Decompress { inputs, output, overwrite, limit, tokenizer, device } => {
-            device.run(Decompress { inputs, output, overwrite, limit, tokenizer }).and_then(|r| r)
+            Decompress { inputs, output, overwrite, limit, tokenizer }.run(&device)
         }
         Command::Inspect { file } => inspect(&file),
-        Command::Roundtrip { input, output, compress, limit, report, tokenizer, device } => device
-            .run(Roundtrip { input, output, settings: compress.settings(true), limit, report, tokenizer })
-            .and_then(|r| r),
+        Command::Roundtrip { input, output, compress, limit, report, tokenizer, device } => {
+            Roundtrip { input, output, settings: compress.settings(limit, true), report, tokenizer }.run(&device)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,38 +247,31 @@ struct Reconstruct {
     tokenizer: TokenizerArg,
 }
 
-impl BackendTask for Reconstruct {
-    type Output = Result<()>;
-
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+impl Reconstruct {
+    fn run(self, device: &DeviceArg) -> Result<()> {
         assets::check_outputs(&[&self.input], &[&self.output])?;
-        let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
+        let model = self.tokenizer.session(device.configure()?)?;
         let config = model.config();
         let names: Vec<&str> = config.codebooks.iter().map(|c| c.name.as_str()).collect();
-        let which = if self.codebooks.is_empty() {
+        let which: Vec<usize> = if self.codebooks.is_empty() {
             (0..names.len()).collect()
         } else {
             self.codebooks
                 .iter()
-                .map(|want| match names.iter().position(|n| n == want) {
-                    Some(i) => Ok(i),
-                    None => bail!("--codebooks: no sub-codebook '{want}' (this model has {})", names.join(", ")),
-                })
-                .collect::<Result<Vec<_>>>()?
+                .map(|name| model.codebook_index(name).context("--codebooks"))
+                .collect::<Result<_>>()?
         };
-        let image = read_rgb_sized(&self.input, config.image_size as u32, self.resize)?;
-        let input = images_to_tensor::<B>(std::slice::from_ref(&image), &device)?;
+        let image = read_rgb_sized(&self.input, model.image_size(), self.resize)?;
 
         let start = Instant::now();
-        let tokens = model.encode(input)?;
+        let tokens = model.encode(std::slice::from_ref(&image))?;
         let encoded = start.elapsed();
         let start = Instant::now();
-        let decoded = model.decode_subset(tokens.clone(), &which)?;
-        let recon = tensor_to_images(decoded).remove(0);
+        let recon = model.decode_codebooks(&tokens, &which)?.remove(0);
         let decode_time = start.elapsed();
         save_rgb(&self.output, &recon)?;
 
-        let [_, k, h, w] = tokens.dims();
+        let (k, h, w) = (tokens[0].k, tokens[0].side, tokens[0].side);
         let pixels = (image.width() * image.height()) as f64;
         let bits = config.bits_per_pixel() * pixels;
         println!("input        {} ({}x{})", self.input.display(), image.width(), image.height());
@@ -309,23 +298,22 @@ struct Generate {
     tokenizer: TokenizerArg,
 }
 
-impl BackendTask for Generate {
-    type Output = Result<()>;
-
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        let far = self.far.load::<B>(&device)?;
-        let tokenizer = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let options = self.sampling.options(far.config().k())?;
+impl Generate {
+    fn run(self, device: &DeviceArg) -> Result<()> {
+        let device = device.configure()?;
+        let far = self.far.session(device)?;
+        let tokenizer = self.tokenizer.session(device)?;
         let labels = self
             .labels
             .iter()
-            .map(|name| Ok(far.config().class_label(name).context("--labels")? as i64))
+            .map(|name| Ok(Some(far.config().class_label(name).context("--labels")?)))
             .collect::<Result<Vec<_>>>()?;
-        let generated = generate_images(&far, &tokenizer, &labels, None, &options)?;
+        let request = self.sampling.request(labels, 1, far.config().k())?;
+        let generated = generate_images(&far, &tokenizer, &request)?;
         save_rgb(&self.output, &image_grid(&generated.images, self.columns))?;
 
         let grid = tokenizer.config().grid_size();
-        let names: Vec<String> = labels.iter().map(|&l| far.config().class_name(l as usize)).collect();
+        let names: Vec<String> = request.labels.iter().flatten().map(|&l| far.config().class_name(l)).collect();
         println!("classes      {}", names.join(", "));
         println!(
             "tokens       {} x {} x {grid}x{grid}, seed {}",
@@ -348,24 +336,20 @@ struct Compress {
     inputs: Vec<PathBuf>,
     output: PathBuf,
     settings: CompressSettings,
-    limit: WorkLimit,
     report: Option<PathBuf>,
     tokenizer: TokenizerArg,
 }
 
-impl BackendTask for Compress {
-    type Output = Result<()>;
-
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+impl Compress {
+    fn run(self, device: &DeviceArg) -> Result<()> {
         let jobs = assets::plan(&self.inputs, &self.output, "fqt", assets::image_extensions())?;
-        let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let codec = self.limit.codec(&model);
+        let model = self.tokenizer.session(device.configure()?)?;
         let start = Instant::now();
-        let rows = assets::compress_all(&codec, &jobs, self.settings);
+        let rows = assets::compress_all(&model, &jobs, self.settings);
         print!("{}", summary::table(&rows));
         println!(
             "model {} ({}), {:.1} s",
-            codec.fingerprint(),
+            model.fingerprint(),
             self.tokenizer.describe(),
             start.elapsed().as_secs_f64()
         );
@@ -389,10 +373,8 @@ struct Decompress {
     tokenizer: TokenizerArg,
 }
 
-impl BackendTask for Decompress {
-    type Output = Result<()>;
-
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+impl Decompress {
+    fn run(self, device: &DeviceArg) -> Result<()> {
         let single_image =
             self.output.extension().is_some_and(|e| e != "fqt") && self.inputs.len() == 1 && self.inputs[0].is_file();
         let jobs = if single_image {
@@ -418,8 +400,8 @@ impl BackendTask for Decompress {
                 );
             }
         }
-        let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let failures = assets::decompress_all(&self.limit.codec(&model), &jobs);
+        let model = self.tokenizer.session(device.configure()?)?;
+        let failures = assets::decompress_all(&model, &self.limit.tiles(), &jobs);
         println!("decoded {} of {} files", jobs.len() - failures.len(), jobs.len());
         if !failures.is_empty() {
             bail!(
@@ -484,27 +466,23 @@ struct Roundtrip {
     input: PathBuf,
     output: PathBuf,
     settings: CompressSettings,
-    limit: WorkLimit,
     report: Option<PathBuf>,
     tokenizer: TokenizerArg,
 }
 
-impl BackendTask for Roundtrip {
-    type Output = Result<()>;
-
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+impl Roundtrip {
+    fn run(self, device: &DeviceArg) -> Result<()> {
         let job = Job {
             input: self.input.clone(),
             output: self.output.with_extension("fqt"),
             name: self.input.display().to_string(),
         };
         assets::check_outputs(&[&self.input], &[&self.output, &job.output])?;
-        let model = self.tokenizer.load::<B>(LoadPurpose::Inference, &device)?;
-        let codec = self.limit.codec(&model);
+        let model = self.tokenizer.session(device.configure()?)?;
         let image = read_image(&self.input)?;
         let start = Instant::now();
         let progress = assets::progress_bar(1, "roundtrip");
-        let (row, decoded) = assets::compress_one(&codec, &job, image, self.settings, &progress)?;
+        let (row, decoded) = assets::compress_one(&model, &job, image, self.settings, &progress)?;
         progress.finish_and_clear();
         let elapsed = start.elapsed();
         save_image(&self.output, &decoded.context("round trip decodes")?)?;
