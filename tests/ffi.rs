@@ -107,10 +107,10 @@ mod linux {
             std::fs::write(&rgba, rgba_bytes(&image)).unwrap();
 
             let tensor = images_to_tensor::<Cpu>(std::slice::from_ref(&image), &device).unwrap();
-            let ids = tokenizer.encode(tensor).unwrap();
+            let ids = tokenizer.encode(tensor);
             let tokens = ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect();
-            let decoded = tensor_to_images(tokenizer.decode(ids.clone()).unwrap()).remove(0);
-            let decoded_0 = tensor_to_images(tokenizer.decode_subset(ids, &[0]).unwrap()).remove(0);
+            let decoded = tensor_to_images(tokenizer.decode(ids.clone())).remove(0);
+            let decoded_0 = tensor_to_images(tokenizer.decode_subset(ids, &[0])).remove(0);
             Fixture { _dir: dir, model, ppm, rgba, tokens, decoded, decoded_0 }
         })
     }
@@ -177,7 +177,7 @@ mod linux {
                 let labels = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(vec![3i64; count], [count]), &device);
                 let ids = generate(&model, labels, prefix, &GenerateOptions::uniform(2, sampling, 7)).unwrap();
                 let tokens: Vec<u32> = ids.to_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect();
-                (tokens, tensor_to_images(decoder.decode(ids.reshape([count, 2, 4, 4])).unwrap()))
+                (tokens, tensor_to_images(decoder.decode(ids.reshape([count, 2, 4, 4]))))
             };
             let fqt = |tokens: &[u32], coding| {
                 let file = TokenFile {

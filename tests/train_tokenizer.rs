@@ -63,8 +63,8 @@ fn loader(start_step: u64) -> Loader {
 }
 
 fn mean_psnr<Bk: Backend>(model: &Tokenizer<Bk>, images: &[RgbImage]) -> f64 {
-    let codes = model.encode(images_to_tensor::<Bk>(images, &Default::default()).unwrap()).unwrap();
-    let recon = tensor_to_images(model.decode(codes).unwrap());
+    let codes = model.encode(images_to_tensor::<Bk>(images, &Default::default()).unwrap());
+    let recon = tensor_to_images(model.decode(codes));
     images.iter().zip(&recon).map(|(a, b)| psnr(a, b)).sum::<f64>() / images.len() as f64
 }
 

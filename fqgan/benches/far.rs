@@ -1,6 +1,6 @@
 //! FAR generation throughput (generated image tokens per second, all k sub-tokens of a
-//! position counting as one) and peak heap memory: KV-cached decoding against full
-//! recomputation, batch 1 and 8, with guidance (so 2 and 16 rows run), on the `small-dual`
+//! position counting as one) and peak heap memory of KV-cached decoding, batch 1 and 8, with
+//! guidance (so 2 and 16 rows run), on the `small-dual`
 //! preset (8x8 tokens) and on the FAR-B architecture (`far-b-dual`) cut to a 2x2 token grid
 //! so that an iteration stays short on a CPU.
 //!
@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use fqgan::burn::tensor::backend::Backend;
 use fqgan::burn::tensor::{Int, Tensor};
 use fqgan::device::Cpu;
-use fqgan::far::{generate, Decoding, Far, FarConfig, GenerateOptions, SubTokenSampling};
+use fqgan::far::{generate, Far, FarConfig, GenerateOptions, SubTokenSampling};
 use peak::peak_mib;
 
 /// (preset, block_size override).
@@ -32,20 +32,12 @@ fn far_generation(c: &mut Criterion) {
             let labels =
                 Tensor::<Cpu, 1, Int>::arange(0..batch as i64, &device).remainder_scalar(config.num_classes as i64);
             group.throughput(Throughput::Elements((batch * config.block_size) as u64));
-            for (name, decoding) in [("kv_cache", Decoding::KvCache), ("recompute", Decoding::Recompute)] {
-                let options = GenerateOptions {
-                    decoding,
-                    ..GenerateOptions::uniform(config.k(), SubTokenSampling::default(), 1)
-                };
-                let mib = peak_mib(|| generate(&model, labels.clone(), None, &options).unwrap().into_data());
-                println!(
-                    "peak memory  {preset:<11} {} tokens batch {batch} {name:<9}: {mib:.0} MiB",
-                    config.block_size
-                );
-                group.bench_with_input(BenchmarkId::new(name, batch), &labels, |b, labels| {
-                    b.iter(|| generate(&model, labels.clone(), None, &options).unwrap())
-                });
-            }
+            let options = GenerateOptions::uniform(config.k(), SubTokenSampling::default(), 1);
+            let mib = peak_mib(|| generate(&model, labels.clone(), None, &options).unwrap().into_data());
+            println!("peak memory  {preset:<11} {} tokens batch {batch}: {mib:.0} MiB", config.block_size);
+            group.bench_with_input(BenchmarkId::new("kv_cache", batch), &labels, |b, labels| {
+                b.iter(|| generate(&model, labels.clone(), None, &options).unwrap())
+            });
         }
         group.finish();
     }

@@ -72,10 +72,10 @@ impl Bench {
             self.record("dual-ds16 load (s)", load, "s");
             let model = load_tokenizer(&path);
             let images = random_images(1, 256);
-            let codes = model.encode(images.clone()).unwrap();
-            let encode = median_secs(3, || drop(model.encode(images.clone()).unwrap().into_data()));
+            let codes = model.encode(images.clone());
+            let encode = median_secs(3, || drop(model.encode(images.clone()).into_data()));
             self.record("dual-ds16 encode 256x256 (s)", encode, "s");
-            let decode = median_secs(3, || drop(model.decode(codes.clone()).unwrap().into_data()));
+            let decode = median_secs(3, || drop(model.decode(codes.clone()).into_data()));
             self.record("dual-ds16 decode 256x256 (s)", decode, "s");
         }
         if self.wants("tile") {
@@ -85,11 +85,11 @@ impl Bench {
             let model = Tokenizer::<Cpu>::new(&config, &device).unwrap().without_feat_pred();
             for batch in [1, 16] {
                 let images = random_images(batch, 64);
-                let codes = model.encode(images.clone()).unwrap();
+                let codes = model.encode(images.clone());
                 let runs = if batch == 1 { 21 } else { 5 };
-                let encode = median_secs(runs, || drop(model.encode(images.clone()).unwrap().into_data()));
+                let encode = median_secs(runs, || drop(model.encode(images.clone()).into_data()));
                 self.record(format!("small-dual-ds8 tile encode, batch {batch} (s/tile)"), encode / batch as f64, "s");
-                let decode = median_secs(runs, || drop(model.decode(codes.clone()).unwrap().into_data()));
+                let decode = median_secs(runs, || drop(model.decode(codes.clone()).into_data()));
                 self.record(format!("small-dual-ds8 tile decode, batch {batch} (s/tile)"), decode / batch as f64, "s");
             }
         }

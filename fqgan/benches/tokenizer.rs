@@ -23,19 +23,19 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str) {
         let model = Tokenizer::<B>::new(&config, &device).unwrap().without_feat_pred();
         let size = config.image_size;
         let images = Tensor::<B, 4>::random([batch, 3, size, size], Distribution::Uniform(-1.0, 1.0), &device);
-        let codes = model.encode(images.clone()).unwrap();
+        let codes = model.encode(images.clone());
 
-        let encode_mib = peak_mib(|| model.encode(images.clone()).unwrap().into_data());
-        let decode_mib = peak_mib(|| model.decode(codes.clone()).unwrap().into_data());
+        let encode_mib = peak_mib(|| model.encode(images.clone()).into_data());
+        let decode_mib = peak_mib(|| model.decode(codes.clone()).into_data());
         println!("peak memory  {backend:<8} {preset:<15} batch {batch}: encode {encode_mib:.0} MiB, decode {decode_mib:.0} MiB");
 
         let mut group = c.benchmark_group(format!("{preset}-{size}px"));
         group.sample_size(10).throughput(Throughput::Elements(batch as u64));
         group.bench_function(BenchmarkId::new("encode", backend), |b| {
-            b.iter(|| model.encode(images.clone()).unwrap().into_data())
+            b.iter(|| model.encode(images.clone()).into_data())
         });
         group.bench_function(BenchmarkId::new("decode", backend), |b| {
-            b.iter(|| model.decode(codes.clone()).unwrap().into_data())
+            b.iter(|| model.decode(codes.clone()).into_data())
         });
         group.finish();
     }

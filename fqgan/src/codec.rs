@@ -93,7 +93,7 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
             let tiles: Vec<usize> = (first..layout.count().min(first + self.batch)).collect();
             let values: Vec<f32> = tiles.iter().flat_map(|&i| layout.extract(&planes, 3, i)).collect();
             let input = Tensor::<B, 4>::from_data(TensorData::new(values, [tiles.len(), 3, t, t]), &device);
-            let ids = self.model.encode(input)?.into_data().convert::<i64>();
+            let ids = self.model.encode(input).into_data().convert::<i64>();
             tokens.extend(ids.iter::<i64>().map(|id| id as u32));
             if progress(first + tiles.len(), layout.count()).is_break() {
                 return Ok(None);
@@ -174,7 +174,7 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
                 file.tokens[tiles.start * per_tile..tiles.end * per_tile].iter().map(|&id| i64::from(id)).collect();
             let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [tiles.len(), k, g, g]), &device);
             let decoded: Vec<f32> =
-                self.model.decode_subset(ids, codebooks)?.into_data().convert::<f32>().to_vec().expect("f32 data");
+                self.model.decode_subset(ids, codebooks).into_data().convert::<f32>().to_vec().expect("f32 data");
             let done = tiles.end;
             for (n, index) in tiles.enumerate() {
                 blender.add(index, &decoded[n * 3 * t * t..(n + 1) * 3 * t * t]);

@@ -29,6 +29,7 @@ pub mod threads;
 pub mod tiling;
 pub mod tokenizer;
 pub mod tokens;
+pub mod trace;
 pub mod train;
 pub mod verify;
 pub mod weights;

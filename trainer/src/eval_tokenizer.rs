@@ -102,7 +102,7 @@ impl BackendTask for EvalTokenizerArgs {
                 .map(|&i| dataset.load(i).map(|image| center_crop(&image, size)))
                 .collect::<fqgan::Result<Vec<_>>>()?;
             let input = images_to_tensor::<B>(&images, &device)?;
-            let codes = model.encode(input.clone())?;
+            let codes = model.encode(input.clone());
             let [b, k, h, w] = codes.dims();
             let values: Vec<i64> = codes.clone().into_data().convert::<i64>().to_vec().expect("i64 after convert");
             for (j, histogram) in histograms.iter_mut().enumerate() {
@@ -113,7 +113,7 @@ impl BackendTask for EvalTokenizerArgs {
                     }
                 }
             }
-            let decoded = model.decode(codes)?;
+            let decoded = model.decode(codes);
             if let Some(lpips) = &lpips {
                 lpips_sum += lpips.forward(decoded.clone(), input).sum().into_scalar().elem::<f64>();
             }

@@ -104,7 +104,7 @@ impl BackendTask for ExtractCodesArgs {
             }
             if !images.is_empty() {
                 // [B * views, k, h, w] in image-major order is the file's [images, views, k, tokens].
-                let ids = model.encode(images_to_tensor::<B>(&images, &device)?)?;
+                let ids = model.encode(images_to_tensor::<B>(&images, &device)?);
                 codes.ids.extend(ids.into_data().convert::<i32>().iter::<i32>());
             }
             bar.inc(chunk.len() as u64);

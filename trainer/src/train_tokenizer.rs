@@ -415,10 +415,10 @@ pub fn reconstruction_grid<B: Backend>(
     images: &[fqgan::image::RgbImage],
     device: &B::Device,
 ) -> Result<fqgan::image::RgbImage> {
-    let codes = model.encode(images_to_tensor::<B>(images, device)?)?;
-    let mut rows = vec![images.to_vec(), tensor_to_images(model.decode(codes.clone())?)];
+    let codes = model.encode(images_to_tensor::<B>(images, device)?);
+    let mut rows = vec![images.to_vec(), tensor_to_images(model.decode(codes.clone()))];
     for i in 0..model.config().k() {
-        rows.push(tensor_to_images(model.decode_subset(codes.clone(), &[i])?));
+        rows.push(tensor_to_images(model.decode_subset(codes.clone(), &[i])));
     }
     Ok(image_grid(&rows.concat(), images.len()))
 }

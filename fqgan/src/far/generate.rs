@@ -14,32 +14,21 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::model::Far;
 use super::sample::{Sampler, SubTokenSampling};
 use crate::error::{Error, Result};
-use crate::tokenizer::Trace;
-
-/// How the backbone and head see earlier positions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decoding {
-    /// Keys and values of earlier positions come from caches: each step runs one position.
-    KvCache,
-    /// Every step reruns the whole sequence so far; the reference the cache must equal.
-    Recompute,
-}
 
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
     /// One entry per sub-token, sub-token 1 first.
     pub sampling: Vec<SubTokenSampling>,
     pub seed: u64,
-    pub decoding: Decoding,
 }
 
 impl GenerateOptions {
-    /// One sampling per sub-token, with KV caches.
+    /// One sampling per sub-token.
     pub fn new(sampling: Vec<SubTokenSampling>, seed: u64) -> Self {
-        Self { sampling, seed, decoding: Decoding::KvCache }
+        Self { sampling, seed }
     }
 
-    /// The same sampling for all `k` sub-tokens, with KV caches.
+    /// The same sampling for all `k` sub-tokens.
     pub fn uniform(k: usize, sampling: SubTokenSampling, seed: u64) -> Self {
         Self::new(vec![sampling; k], seed)
     }
@@ -118,8 +107,13 @@ fn run<B: Backend>(
     }
     let batch = labels.dims()[0];
     if let Some(prefix) = &prefix {
-        if prefix.dims()[0] != batch {
-            return Err(Error::Input(format!("prefix has batch {}, labels have {batch}", prefix.dims()[0])));
+        let [rows, k, positions] = prefix.dims();
+        if rows != batch || k != config.k() || positions >= config.block_size {
+            return Err(Error::Input(format!(
+                "prefix is [{rows}, {k}, {positions}]; these labels take [{batch}, {}, 0..{}]",
+                config.k(),
+                config.block_size
+            )));
         }
     }
     let guided = options.sampling.iter().any(|s| s.cfg_scale != 1.0);
@@ -138,20 +132,8 @@ fn run<B: Backend>(
     let rows = Rows { batch, guided };
     let start = prefix.as_ref().map_or(0, |p| p.dims()[2]);
     let mut tokens: Vec<Tensor<B, 3, Int>> = prefix.iter().cloned().collect();
-    let mut caches = match options.decoding {
-        Decoding::KvCache => model.new_caches(rows.count()),
-        Decoding::Recompute => Vec::new(),
-    };
-    let mut h = match options.decoding {
-        Decoding::KvCache => model.prefill(row_labels.clone(), prefix.map(|p| rows.double(p)), &mut caches)?,
-        Decoding::Recompute => {
-            model.check_labels(&row_labels)?;
-            if let Some(prefix) = &prefix {
-                model.check_prefix(prefix)?;
-            }
-            recompute_hidden(model, row_labels.clone(), prefix.map(|p| rows.double(p)))
-        }
-    };
+    let mut caches = model.new_caches(rows.count());
+    let mut h = model.prefill(row_labels, prefix.map(|p| rows.double(p)), &mut caches);
     let mut sampler = Sampler::new(options.seed);
     let total = config.block_size - start;
     for position in start..config.block_size {
@@ -163,12 +145,7 @@ fn run<B: Backend>(
         if position + 1 == config.block_size {
             break;
         }
-        h = match options.decoding {
-            Decoding::KvCache => model.decode_one_token(rows.double(token), &mut caches),
-            Decoding::Recompute => {
-                recompute_hidden(model, row_labels.clone(), Some(rows.double(Tensor::cat(tokens.clone(), 2))))
-            }
-        };
+        h = model.decode_one_token(rows.double(token), &mut caches);
     }
     Ok(Some(Tensor::cat(tokens, 2)))
 }
@@ -195,20 +172,6 @@ impl Rows {
     }
 }
 
-/// The last hidden state of the backbone over `[class, tokens...]`, without caches.
-fn recompute_hidden<B: Backend>(
-    model: &Far<B>,
-    labels: Tensor<B, 1, Int>,
-    tokens: Option<Tensor<B, 3, Int>>,
-) -> Tensor<B, 3> {
-    let mut input = model.embed_labels(labels);
-    if let Some(tokens) = tokens {
-        input = Tensor::cat(vec![input, model.embed_tokens(tokens)], 1);
-    }
-    let s = input.dims()[1];
-    model.backbone(input, 0, None, &mut Trace::off()).narrow(1, s - 1, 1)
-}
-
 /// Runs the factorized head for one position from its backbone state `h` `[rows, 1, dim]`
 /// and returns the k sampled sub-tokens, `[B, k, 1]`.
 fn sample_token<B: Backend>(
@@ -224,13 +187,10 @@ fn sample_token<B: Backend>(
     let device = model.device();
     // The head's caches live for one position only, as the official code re-creates them.
     let mut head_caches = model.head.new_caches(config, rows.count(), &device);
-    let mut slots = vec![h];
+    let mut slot = h;
     let mut sampled = Vec::with_capacity(config.k());
     for (j, params) in options.sampling.iter().enumerate() {
-        let raw = match options.decoding {
-            Decoding::KvCache => model.head_logits(slots[j].clone(), j, Some(&mut head_caches)),
-            Decoding::Recompute => model.head_logits(Tensor::cat(slots.clone(), 1), j, None),
-        };
+        let raw = model.head_logits(slot.clone(), j, Some(&mut head_caches));
         let guided = if rows.guided { guide(raw.clone(), params.cfg_scale) } else { raw.clone() };
         let vocab = config.vocab_sizes[j];
         let values: Vec<f32> = guided.clone().into_data().convert::<f32>().to_vec().expect("float logits");
@@ -238,7 +198,7 @@ fn sample_token<B: Backend>(
         let ids = sampler.sample(&values, vocab, params);
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [rows.batch, 1]), &device);
         if j + 1 < config.k() {
-            slots.push(model.slot_embedding(j + 1, rows.double(ids.clone())));
+            slot = model.slot_embedding(j + 1, rows.double(ids.clone()));
         }
         sampled.push(ids);
     }

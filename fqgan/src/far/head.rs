@@ -13,7 +13,7 @@ use super::block::TransformerBlock;
 use super::config::FarConfig;
 use super::kv_cache::KvCache;
 use crate::layers::{Linear, RmsNorm};
-use crate::tokenizer::Trace;
+use crate::trace;
 
 #[derive(Module, Debug)]
 pub struct FactorizedHead<B: Backend> {
@@ -36,23 +36,17 @@ impl<B: Backend> FactorizedHead<B> {
     /// Teacher forcing over all positions at once. `h` `[B, N, dim]` is the backbone output;
     /// `slot_inputs` are the k-1 embeddings `emb_j(target_j)` `[B, N, dim]`; `freqs` holds
     /// rows `0..k` of the rotary table. Returns k logits `[B, N, vocab_j]`.
-    pub fn forward(
-        &self,
-        h: Tensor<B, 3>,
-        slot_inputs: Vec<Tensor<B, 3>>,
-        freqs: Tensor<B, 3>,
-        trace: &mut Trace<B>,
-    ) -> Vec<Tensor<B, 3>> {
+    pub fn forward(&self, h: Tensor<B, 3>, slot_inputs: Vec<Tensor<B, 3>>, freqs: Tensor<B, 3>) -> Vec<Tensor<B, 3>> {
         let [b, n, dim] = h.dims();
         let k = slot_inputs.len() + 1;
         let slots: Vec<Tensor<B, 3>> = std::iter::once(h).chain(slot_inputs).collect();
         let mut ctx = Tensor::stack::<4>(slots, 2).reshape([b * n, k, dim]);
         for (i, block) in self.blocks.iter().enumerate() {
             ctx = block.forward(ctx, freqs.clone(), None);
-            trace.record(|| format!("act_ar_head{i}_out"), &ctx.clone().unsqueeze());
+            trace::record(|| format!("act_ar_head{i}_out"), &ctx.clone().unsqueeze::<4>());
         }
         let normed = self.norm.forward(ctx.reshape([b, n, k, dim]));
-        trace.record(|| "act_norm_out".into(), &normed);
+        trace::record(|| "act_norm_out".into(), &normed);
         self.output
             .iter()
             .enumerate()

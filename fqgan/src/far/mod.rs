@@ -11,6 +11,6 @@ pub mod rope;
 pub mod sample;
 
 pub use config::FarConfig;
-pub use generate::{generate, generate_with_progress, Decoding, GenerateOptions};
+pub use generate::{generate, generate_with_progress, GenerateOptions};
 pub use model::Far;
 pub use sample::SubTokenSampling;

@@ -9,16 +9,16 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 
 use super::block::TransformerBlock;
 use super::config::FarConfig;
 use super::head::FactorizedHead;
 use super::kv_cache::KvCache;
 use super::rope::freqs_cis_2d;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layers::{materialize, Linear};
-use crate::tokenizer::Trace;
+use crate::trace;
 
 /// Official `LabelEmbedder`: one row per class plus the null class used for guidance.
 #[derive(Module, Debug)]
@@ -87,26 +87,18 @@ impl<B: Backend> Far<B> {
     /// Teacher-forced logits: k tensors `[B, N, vocab_j]`, where position n predicts token n
     /// from the class and tokens `0..n` (and, in the head, from sub-tokens `1..j` of token n).
     /// `tokens` is `[B, k, N]` with N <= block_size, `labels` `[B]`.
-    pub fn forward(
-        &self,
-        tokens: Tensor<B, 3, Int>,
-        labels: Tensor<B, 1, Int>,
-        trace: &mut Trace<B>,
-    ) -> Result<Vec<Tensor<B, 3>>> {
+    pub fn forward(&self, tokens: Tensor<B, 3, Int>, labels: Tensor<B, 1, Int>) -> Vec<Tensor<B, 3>> {
         let [b, k, n] = tokens.dims();
-        self.check_tokens(&tokens)?;
-        self.check_labels(&labels)?;
-        if labels.dims()[0] != b {
-            return Err(Error::Input(format!("{} labels for a batch of {b} token sequences", labels.dims()[0])));
-        }
+        self.assert_tokens(&tokens);
+        assert_eq!(labels.dims()[0], b, "{} labels for a batch of {b} token sequences", labels.dims()[0]);
         let cond = self.embed_labels(labels);
-        trace.record(|| "act_cond_emb".into(), &cond.clone().unsqueeze());
+        trace::record(|| "act_cond_emb".into(), &cond.clone().unsqueeze::<4>());
         let aggregated = self.embed_tokens(tokens.clone());
-        trace.record(|| "act_token_agg".into(), &aggregated.clone().unsqueeze());
+        trace::record(|| "act_token_agg".into(), &aggregated.clone().unsqueeze::<4>());
         let input = if n > 1 { Tensor::cat(vec![cond, aggregated.narrow(1, 0, n - 1)], 1) } else { cond };
-        let h = self.backbone(input, 0, None, trace);
+        let h = self.backbone(input, 0, None);
         let slot_inputs = (0..k - 1).map(|j| self.tok_embeddings[j].forward(sub_token(&tokens, j))).collect();
-        Ok(self.head.forward(h, slot_inputs, self.freqs_cis.clone().narrow(0, 0, k), trace))
+        self.head.forward(h, slot_inputs, self.freqs_cis.clone().narrow(0, 0, k))
     }
 
     /// The training objective: the mean over sub-tokens of the cross-entropy of
@@ -139,20 +131,14 @@ impl<B: Backend> Far<B> {
 
     /// Runs the backbone on `x` `[B, S, dim]` at positions `start..start + S`, appending to
     /// `caches` (one per layer) when given.
-    pub fn backbone(
-        &self,
-        x: Tensor<B, 3>,
-        start: usize,
-        mut caches: Option<&mut [KvCache<B>]>,
-        trace: &mut Trace<B>,
-    ) -> Tensor<B, 3> {
+    pub fn backbone(&self, x: Tensor<B, 3>, start: usize, mut caches: Option<&mut [KvCache<B>]>) -> Tensor<B, 3> {
         let s = x.dims()[1];
         let freqs = self.freqs_cis.clone().narrow(0, start, s);
         let mut h = self.tok_dropout.forward(x);
         for (i, layer) in self.layers.iter().enumerate() {
             let cache = caches.as_deref_mut().map(|c| &mut c[i]);
             h = layer.forward(h, freqs.clone(), cache);
-            trace.record(|| format!("act_layer{i}_out"), &h.clone().unsqueeze());
+            trace::record(|| format!("act_layer{i}_out"), &h.clone().unsqueeze::<4>());
         }
         h
     }
@@ -168,27 +154,29 @@ impl<B: Backend> Far<B> {
 
     /// Fills `caches` with the class prefix and the given `prefix` tokens `[B, k, P]` (none
     /// when `None`); returns the last hidden state `[B, 1, dim]`, which predicts token P.
+    /// Labels and ids must lie in range (checked on the host by [`crate::runtime`]).
     pub fn prefill(
         &self,
         labels: Tensor<B, 1, Int>,
         prefix: Option<Tensor<B, 3, Int>>,
         caches: &mut [KvCache<B>],
-    ) -> Result<Tensor<B, 3>> {
-        self.check_labels(&labels)?;
+    ) -> Tensor<B, 3> {
         let mut input = self.embed_labels(labels);
         if let Some(prefix) = prefix {
-            self.check_prefix(&prefix)?;
+            self.assert_tokens(&prefix);
+            let positions = prefix.dims()[2];
+            assert!(positions < self.config.block_size, "a prefix of {positions} tokens leaves none to generate");
             input = Tensor::cat(vec![input, self.embed_tokens(prefix)], 1);
         }
         let s = input.dims()[1];
-        Ok(self.backbone(input, 0, Some(caches), &mut Trace::off()).narrow(1, s - 1, 1))
+        self.backbone(input, 0, Some(caches)).narrow(1, s - 1, 1)
     }
 
     /// Feeds one token `[B, k, 1]` at the next cached position; returns the hidden state
     /// `[B, 1, dim]` that predicts the token after it.
     pub fn decode_one_token(&self, token: Tensor<B, 3, Int>, caches: &mut [KvCache<B>]) -> Tensor<B, 3> {
         let start = caches[0].len();
-        self.backbone(self.embed_tokens(token), start, Some(caches), &mut Trace::off())
+        self.backbone(self.embed_tokens(token), start, Some(caches))
     }
 
     /// The head input for slot `slot >= 1`: `tok_embeddings_slot(sub-token slot)`, from
@@ -205,50 +193,15 @@ impl<B: Backend> Far<B> {
         self.head.logits(x, last, freqs, caches)
     }
 
-    /// A prefix must leave at least one token to generate.
-    pub(crate) fn check_prefix(&self, prefix: &Tensor<B, 3, Int>) -> Result<()> {
-        self.check_tokens(prefix)?;
-        if prefix.dims()[2] >= self.config.block_size {
-            return Err(Error::Input(format!(
-                "prefix has {} tokens; it must be shorter than block_size {}",
-                prefix.dims()[2],
-                self.config.block_size
-            )));
-        }
-        Ok(())
-    }
-
-    fn check_tokens(&self, tokens: &Tensor<B, 3, Int>) -> Result<()> {
+    /// The shape tokens `[B, k, N]` must have: k sub-tokens, 1..=block_size positions.
+    fn assert_tokens(&self, tokens: &Tensor<B, 3, Int>) {
         let [_, k, n] = tokens.dims();
-        if k != self.config.k() || n == 0 || n > self.config.block_size {
-            return Err(Error::Input(format!(
-                "tokens are [B, {k}, {n}]; this model takes [B, {}, 1..={}]",
-                self.config.k(),
-                self.config.block_size
-            )));
-        }
-        for (j, &vocab) in self.config.vocab_sizes.iter().enumerate() {
-            let (min, max) = int_range(sub_token(tokens, j));
-            if min < 0 || max >= vocab as i64 {
-                return Err(Error::Input(format!(
-                    "sub-token {} ids span {min}..={max}; valid ids are 0..{vocab}",
-                    j + 1
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn check_labels(&self, labels: &Tensor<B, 1, Int>) -> Result<()> {
-        let (min, max) = int_range(labels.clone());
-        let rows = self.config.label_rows() as i64;
-        if min < 0 || max >= rows {
-            return Err(Error::Input(format!(
-                "labels span {min}..={max}; valid labels are 0..{} (the last is the null class when class_dropout_prob > 0)",
-                rows
-            )));
-        }
-        Ok(())
+        assert!(
+            k == self.config.k() && n > 0 && n <= self.config.block_size,
+            "tokens are [B, {k}, {n}]; this model takes [B, {}, 1..={}]",
+            self.config.k(),
+            self.config.block_size
+        );
     }
 }
 
@@ -256,8 +209,4 @@ impl<B: Backend> Far<B> {
 pub(crate) fn sub_token<B: Backend>(tokens: &Tensor<B, 3, Int>, j: usize) -> Tensor<B, 2, Int> {
     let [b, _, n] = tokens.dims();
     tokens.clone().narrow(1, j, 1).reshape([b, n])
-}
-
-fn int_range<B: Backend, const D: usize>(x: Tensor<B, D, Int>) -> (i64, i64) {
-    (x.clone().min().into_scalar().elem::<i64>(), x.max().into_scalar().elem::<i64>())
 }

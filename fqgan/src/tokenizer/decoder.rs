@@ -6,9 +6,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::blocks::{normalize, AttnBlock, ResnetBlock, Upsample};
-use super::trace::Trace;
 use crate::config::TokenizerConfig;
 use crate::layers::{Conv2d, GroupNorm};
+use crate::trace;
 
 /// num_res_blocks + 1 ResnetBlocks (AttnBlocks only at the lowest level), then an Upsample on
 /// every level but the last. `conv_blocks.0` is the lowest resolution.
@@ -65,10 +65,10 @@ impl<B: Backend> Decoder<B> {
     }
 
     /// z [B, z_channels, h, w] -> images [B, 3, h*ds, w*ds] (unclamped).
-    pub fn forward(&self, z: Tensor<B, 4>, trace: &mut Trace<B>) -> Tensor<B, 4> {
+    pub fn forward(&self, z: Tensor<B, 4>) -> Tensor<B, 4> {
         let h = self.conv_in.forward(z);
         let mut h = self.mid.2.forward(self.mid.1.forward(self.mid.0.forward(h)));
-        trace.record(|| "act_dec_mid".into(), &h);
+        trace::record(|| "act_dec_mid".into(), &h);
         for (i, level) in self.conv_blocks.iter().enumerate() {
             for (j, res) in level.res.iter().enumerate() {
                 h = res.forward(h);
@@ -79,7 +79,7 @@ impl<B: Backend> Decoder<B> {
             if let Some(up) = &level.upsample {
                 h = up.forward(h);
             }
-            trace.record(|| format!("act_dec_level{i}"), &h);
+            trace::record(|| format!("act_dec_level{i}"), &h);
         }
         self.conv_out.forward(self.norm_out.forward_swish(h))
     }

@@ -7,9 +7,9 @@ use burn::tensor::Tensor;
 
 use super::adapter::FactorizedAdapter;
 use super::blocks::{normalize, AttnBlock, Downsample, ResnetBlock};
-use super::trace::Trace;
 use crate::config::TokenizerConfig;
 use crate::layers::{Conv2d, GroupNorm};
+use crate::trace;
 
 /// One resolution level: ResnetBlocks (each followed by an AttnBlock at the lowest
 /// resolution only), then a Downsample on every level but the last.
@@ -79,7 +79,7 @@ impl<B: Backend> Encoder<B> {
     }
 
     /// images [B, 3, H, W] -> one [B, z_channels, H/ds, W/ds] map per sub-codebook.
-    pub fn forward(&self, images: Tensor<B, 4>, names: &[&str], trace: &mut Trace<B>) -> Vec<Tensor<B, 4>> {
+    pub fn forward(&self, images: Tensor<B, 4>, names: &[&str]) -> Vec<Tensor<B, 4>> {
         let mut h = self.conv_in.forward(images);
         for (i, level) in self.conv_blocks.iter().enumerate() {
             for (j, res) in level.res.iter().enumerate() {
@@ -91,18 +91,18 @@ impl<B: Backend> Encoder<B> {
             if let Some(down) = &level.downsample {
                 h = down.forward(h);
             }
-            trace.record(|| format!("act_enc_level{i}"), &h);
+            trace::record(|| format!("act_enc_level{i}"), &h);
         }
         let h = self.mid.2.forward(self.mid.1.forward(self.mid.0.forward(h)));
-        trace.record(|| "act_enc_mid".into(), &h);
+        trace::record(|| "act_enc_mid".into(), &h);
         self.heads
             .iter()
             .zip(names)
             .map(|(head, name)| {
                 let adapted = head.adapter.forward(h.clone());
-                trace.record(|| format!("act_enc_adapter_{name}"), &adapted);
+                trace::record(|| format!("act_enc_adapter_{name}"), &adapted);
                 let out = head.conv_out.forward(head.norm_out.forward_swish(adapted));
-                trace.record(|| format!("act_enc_out_{name}"), &out);
+                trace::record(|| format!("act_enc_out_{name}"), &out);
                 out
             })
             .collect()

@@ -8,8 +8,6 @@ pub mod encoder;
 pub mod feat_pred;
 pub mod model;
 pub mod quantizer;
-pub mod trace;
 
 pub use checkpoint::LoadPurpose;
 pub use model::{Tokenizer, TokenizerOutput};
-pub use trace::Trace;

@@ -9,11 +9,11 @@ use super::decoder::Decoder;
 use super::encoder::Encoder;
 use super::feat_pred::FeatPredHead;
 use super::quantizer::{Quantized, VectorQuantizer, VqLosses};
-use super::trace::Trace;
 use crate::config::TokenizerConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layers::{materialize, Conv2d};
 use crate::loss::disentangle::disentangle_loss;
+use crate::trace;
 
 #[derive(Module, Debug)]
 pub struct Tokenizer<B: Backend> {
@@ -91,25 +91,25 @@ impl<B: Backend> Tokenizer<B> {
         self.config.codebooks.iter().map(|c| c.name.as_str()).collect()
     }
 
-    fn check_images(&self, images: &Tensor<B, 4>) -> Result<()> {
+    /// The shape every forward takes; callers check their images once, at the boundary
+    /// ([`crate::runtime`], the data loader), so a mismatch here is a bug in the caller.
+    fn assert_images(&self, images: &Tensor<B, 4>) {
         let [_, c, h, w] = images.dims();
         let size = self.config.image_size;
-        if c != self.config.in_channels || h != size || w != size {
-            return Err(Error::Input(format!(
-                "images are {c}x{h}x{w} (CxHxW); this tokenizer takes {}x{size}x{size} \
-                 (its adapters' position tables are fixed to a {g}x{g} latent grid)",
-                self.config.in_channels,
-                g = self.config.grid_size()
-            )));
-        }
-        Ok(())
+        assert!(
+            c == self.config.in_channels && h == size && w == size,
+            "images are {c}x{h}x{w} (CxHxW); this tokenizer takes {}x{size}x{size} \
+             (its adapters' position tables are fixed to a {g}x{g} latent grid)",
+            self.config.in_channels,
+            g = self.config.grid_size()
+        );
     }
 
     /// The full forward pass. `training` computes the VQ losses and updates the usage windows.
-    pub fn forward(&self, images: Tensor<B, 4>, training: bool, trace: &mut Trace<B>) -> Result<TokenizerOutput<B>> {
-        self.check_images(&images)?;
+    pub fn forward(&self, images: Tensor<B, 4>, training: bool) -> TokenizerOutput<B> {
+        self.assert_images(&images);
         let names = self.codebook_names();
-        let branches = self.encoder.forward(images, &names, trace);
+        let branches = self.encoder.forward(images, &names);
         let features: Vec<_> = branches.into_iter().zip(&self.quant_conv).map(|(h, conv)| conv.forward(h)).collect();
         let quantized: Vec<_> =
             features.iter().zip(&self.quantize).map(|(h, q)| q.forward(h.clone(), training)).collect();
@@ -125,76 +125,65 @@ impl<B: Backend> Tokenizer<B> {
             })
             .collect();
         let disentangle_loss = disentangle_loss(&quants, self.config.disentangle_ratio);
-        let reconstruction = self.decode_quant(quants, trace);
-        Ok(TokenizerOutput { features, quantized, feat_pred, disentangle_loss, reconstruction })
+        let reconstruction = self.decode_quant(quants);
+        TokenizerOutput { features, quantized, feat_pred, disentangle_loss, reconstruction }
     }
 
     /// images [B, 3, S, S] in [-1, 1] -> code indices [B, k, S/ds, S/ds].
-    pub fn encode(&self, images: Tensor<B, 4>) -> Result<Tensor<B, 4, Int>> {
-        self.check_images(&images)?;
+    pub fn encode(&self, images: Tensor<B, 4>) -> Tensor<B, 4, Int> {
+        self.assert_images(&images);
         let [b, _, _, _] = images.dims();
         let g = self.config.grid_size();
-        let branches = self.encoder.forward(images, &self.codebook_names(), &mut Trace::off());
+        let branches = self.encoder.forward(images, &self.codebook_names());
         let indices = branches
             .into_iter()
             .zip(&self.quant_conv)
             .zip(&self.quantize)
             .map(|((h, conv), quantizer)| quantizer.forward(conv.forward(h), false).indices.reshape([b, 1, g, g]))
             .collect();
-        Ok(Tensor::cat(indices, 1))
+        Tensor::cat(indices, 1)
     }
 
     /// indices [B, k, h, w] -> images [B, 3, h*ds, w*ds] (unclamped).
-    pub fn decode(&self, indices: Tensor<B, 4, Int>) -> Result<Tensor<B, 4>> {
+    pub fn decode(&self, indices: Tensor<B, 4, Int>) -> Tensor<B, 4> {
         let all: Vec<usize> = (0..self.config.k()).collect();
         self.decode_subset(indices, &all)
     }
 
     /// Decodes with only the sub-codebooks in `which` (indices into the codebook list); the
     /// others' quantized maps are zeroed, as in the paper's Fig. 3 analysis.
-    pub fn decode_subset(&self, indices: Tensor<B, 4, Int>, which: &[usize]) -> Result<Tensor<B, 4>> {
-        if let Some(bad) = which.iter().find(|&&i| i >= self.config.k()) {
-            return Err(Error::Input(format!("sub-codebook {bad} does not exist (k = {})", self.config.k())));
-        }
-        let quants = self.lookup(indices)?;
+    pub fn decode_subset(&self, indices: Tensor<B, 4, Int>, which: &[usize]) -> Tensor<B, 4> {
+        let k = self.config.k();
+        assert!(which.iter().all(|&i| i < k), "sub-codebooks {which:?}: this tokenizer has k = {k}");
+        let quants = self.lookup(indices);
         let quants =
             quants.into_iter().enumerate().map(|(i, q)| if which.contains(&i) { q } else { q.zeros_like() }).collect();
-        Ok(self.decode_quant(quants, &mut Trace::off()))
+        self.decode_quant(quants)
     }
 
-    /// Codebook rows for each index: [B, k, h, w] -> k maps [B, dim, h, w]. Checks k and ranges.
-    pub fn lookup(&self, indices: Tensor<B, 4, Int>) -> Result<Vec<Tensor<B, 4>>> {
+    /// Codebook rows for each index: [B, k, h, w] -> k maps [B, dim, h, w]. Ids must lie in
+    /// their codebooks ([`crate::runtime`] and the `.fqt` reader check them on the host; an id
+    /// out of range panics in the backend's gather).
+    pub fn lookup(&self, indices: Tensor<B, 4, Int>) -> Vec<Tensor<B, 4>> {
         let [b, k, h, w] = indices.dims();
-        if k != self.config.k() {
-            return Err(Error::Input(format!(
-                "token grid has {k} sub-codebooks; this tokenizer has {}",
-                self.config.k()
-            )));
-        }
-        let mut quants = Vec::with_capacity(k);
-        for (i, quantizer) in self.quantize.iter().enumerate() {
-            let ids = indices.clone().narrow(1, i, 1).reshape([b * h * w]);
-            let (min, max) = (ids.clone().min().into_scalar(), ids.clone().max().into_scalar());
-            let (min, max) = (num_i64(min), num_i64(max));
-            let size = quantizer.codebook_size() as i64;
-            if min < 0 || max >= size {
-                return Err(Error::Input(format!(
-                    "sub-codebook '{}' token ids span {min}..={max}; valid ids are 0..{size}",
-                    self.config.codebooks[i].name
-                )));
-            }
-            let rows = quantizer.codebook().select(0, ids);
-            let dim = rows.dims()[1];
-            quants.push(rows.reshape([b, h, w, dim]).permute([0, 3, 1, 2]));
-        }
-        Ok(quants)
+        assert_eq!(k, self.config.k(), "token grids of {k} sub-codebooks; this tokenizer has {}", self.config.k());
+        self.quantize
+            .iter()
+            .enumerate()
+            .map(|(i, quantizer)| {
+                let ids = indices.clone().narrow(1, i, 1).reshape([b * h * w]);
+                let rows = quantizer.codebook().select(0, ids);
+                let dim = rows.dims()[1];
+                rows.reshape([b, h, w, dim]).permute([0, 3, 1, 2])
+            })
+            .collect()
     }
 
     /// Concatenates the k quantized maps (codebook order) and runs post_quant_conv + decoder.
-    pub fn decode_quant(&self, quants: Vec<Tensor<B, 4>>, trace: &mut Trace<B>) -> Tensor<B, 4> {
+    pub fn decode_quant(&self, quants: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
         let z = self.post_quant_conv.forward(Tensor::cat(quants, 1));
-        trace.record(|| "act_post_quant".into(), &z);
-        self.decoder.forward(z, trace)
+        trace::record(|| "act_post_quant".into(), &z);
+        self.decoder.forward(z)
     }
 
     /// Drops the training-only feature-prediction heads (for inference files and memory).
@@ -205,8 +194,4 @@ impl<B: Backend> Tokenizer<B> {
         }
         self
     }
-}
-
-fn num_i64<E: burn::tensor::ElementConversion>(value: E) -> i64 {
-    value.elem::<i64>()
 }

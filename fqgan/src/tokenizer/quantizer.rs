@@ -4,7 +4,7 @@
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Int, Tensor};
+use burn::tensor::{Distribution, IndexingUpdateOp, Int, Tensor};
 
 use crate::config::{CodebookConfig, TokenizerConfig};
 use crate::flex_kernels;
@@ -41,8 +41,8 @@ pub struct VqLosses<B: Backend> {
     pub commit: Tensor<B, 1>,
     /// ratio * (sample entropy - entropy of the mean distribution)
     pub entropy: Tensor<B, 1>,
-    /// Unique ids in the usage window / codebook size (the zero filler counts, as upstream).
-    pub usage: f64,
+    /// Unique ids in the usage window / codebook size (the zero filler counts, as upstream), `[1]`.
+    pub usage: Tensor<B, 1>,
 }
 
 pub struct Quantized<B: Backend> {
@@ -148,24 +148,29 @@ impl<B: Backend> VectorQuantizer<B> {
         sample_entropy - avg_entropy
     }
 
-    /// Shifts the window left by N and appends the new ids; returns the usage fraction.
-    fn update_usage(&self, indices: &Tensor<B, 1, Int>) -> f64 {
+    /// Shifts the window left by N and appends the new ids; returns the usage fraction `[1]`.
+    /// All on the device: the window never visits the host.
+    fn update_usage(&self, indices: &Tensor<B, 1, Int>) -> Tensor<B, 1> {
         let window = self.codebook_used.value();
+        let (len, n) = (window.dims()[0], indices.dims()[0]);
+        let new = indices.clone().float();
+        let window = if n >= len {
+            new.narrow(0, n - len, len)
+        } else {
+            Tensor::cat(vec![window.narrow(0, n, len - n), new], 0)
+        };
+        // Ids are below 2^24, exact in f32 (the official buffer is float as well).
+        let ids = window.clone().int();
+        let size = self.codebook_size();
         let device = window.device();
-        let mut used: Vec<f32> = window.into_data().to_vec().expect("f32 usage window");
-        let new: Vec<i64> = indices.to_data().convert::<i64>().to_vec().expect("int indices");
-        let len = used.len();
-        let keep = len.saturating_sub(new.len());
-        used.copy_within(len - keep.., 0);
-        for (slot, id) in used[keep..].iter_mut().zip(&new[new.len() - (len - keep)..]) {
-            *slot = *id as f32;
-        }
-        let mut distinct: Vec<u32> = used.iter().map(|v| *v as u32).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let usage = distinct.len() as f64 / self.codebook_size() as f64;
-        self.codebook_used.update(Tensor::from_floats(used.as_slice(), &device));
-        usage
+        let hits = Tensor::<B, 1>::zeros([size], &device).select_assign(
+            0,
+            ids,
+            Tensor::ones([len], &device),
+            IndexingUpdateOp::Add,
+        );
+        self.codebook_used.update(window);
+        hits.greater_elem(0.0).float().sum() / size as f64
     }
 }
 

@@ -22,7 +22,6 @@ use crate::data::step_indices;
 use crate::error::{Error, Result};
 use crate::far::checkpoint::far_key_map;
 use crate::far::{Far, FarConfig};
-use crate::tokenizer::Trace;
 use crate::weights::{load_module, module_tensors, write_safetensors, LoadRules, TensorFile};
 
 pub const FAR_TRAINING_FORMAT: &str = "fqgan.far-training.v1";
@@ -91,7 +90,7 @@ impl<B: AutodiffBackend> FarTraining<B> {
         );
         // The dropout masks draw from the backend's generator: reseed it for this step.
         B::seed(&device, step_seed(self.seed, self.step, 3));
-        let logits = self.model.forward(tokens.clone(), labels, &mut Trace::off())?;
+        let logits = self.model.forward(tokens.clone(), labels);
         let loss = self.model.loss(&logits, tokens);
         let value = loss.clone().into_scalar().elem::<f64>();
         if !value.is_finite() {
@@ -182,7 +181,7 @@ pub fn eval_loss<B: Backend>(model: &Far<B>, codes: &Codes, batch_size: usize, c
         if let Some(null) = null {
             labels = labels.zeros_like().add_scalar(null as i32);
         }
-        let logits = model.forward(tokens.clone(), labels, &mut Trace::off())?;
+        let logits = model.forward(tokens.clone(), labels);
         total += model.loss(&logits, tokens).into_scalar().elem::<f64>() * chunk.len() as f64;
     }
     Ok(total / rows.len() as f64)

@@ -168,23 +168,27 @@ fn parameter_sizes<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M) -> Hash
     sizes.sizes
 }
 
-/// sqrt(sum over parameters of |grad|^2), as `torch.nn.utils.clip_grad_norm_` computes it.
+/// sqrt(sum over parameters of |grad|^2), as `torch.nn.utils.clip_grad_norm_` computes it:
+/// summed on the device and read back once.
 fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &GradientsParams) -> f64 {
-    struct SumSquares<'a> {
+    struct SumSquares<'a, B: AutodiffBackend> {
         grads: &'a GradientsParams,
-        total: f64,
+        sums: Vec<Tensor<B::InnerBackend, 1>>,
     }
-    impl<B: AutodiffBackend> ModuleVisitor<B> for SumSquares<'_> {
+    impl<B: AutodiffBackend> ModuleVisitor<B> for SumSquares<'_, B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) {
-                self.total += grad.powi_scalar(2).sum().into_scalar().elem::<f64>();
+                self.sums.push(grad.powi_scalar(2).sum());
             }
         }
     }
     use burn::tensor::ElementConversion;
-    let mut visitor = SumSquares { grads, total: 0.0 };
+    let mut visitor = SumSquares::<B> { grads, sums: Vec::new() };
     module.visit(&mut visitor);
-    visitor.total.sqrt()
+    if visitor.sums.is_empty() {
+        return 0.0;
+    }
+    Tensor::cat(visitor.sums, 0).sum().into_scalar().elem::<f64>().sqrt()
 }
 
 struct Update<'a, B: AutodiffBackend> {

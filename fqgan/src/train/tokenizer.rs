@@ -21,7 +21,7 @@ use crate::loss::gan::{DiscLoss, GenLoss};
 use crate::loss::lpips::Lpips;
 use crate::loss::semantic::info_nce;
 use crate::tokenizer::checkpoint::tokenizer_key_map;
-use crate::tokenizer::{Tokenizer, Trace};
+use crate::tokenizer::Tokenizer;
 use crate::weights::{load_module, module_tensors, write_safetensors, LoadRules, TensorFile, FORMAT_KEY};
 
 /// `format` of a tokenizer training checkpoint (model, discriminator, EMA and optimizer states).
@@ -244,47 +244,71 @@ impl<B: AutodiffBackend> TokenizerTraining<B> {
     ) -> Result<(Tensor<B, 1>, StepMetrics, Tensor<B, 4>)> {
         let o = &self.objective;
         let images = batch.images.clone();
-        let out = self.model.forward(images.clone(), true, &mut Trace::off())?;
+        let out = self.model.forward(images.clone(), true);
         let recon = out.reconstruction.clone();
-        let mut m = StepMetrics::default();
+        // Every term is read back at once, after the loss is built: one host sync per batch.
+        let mut terms: Vec<Tensor<B, 1>> = Vec::new();
+        let mut term = |t: &Tensor<B, 1>| terms.push(t.clone().detach());
 
         let diff = recon.clone() - images.clone();
         let rec = match o.reconstruction {
             Reconstruction::L2 => diff.powi_scalar(2).mean(),
             Reconstruction::L1 => diff.abs().mean(),
         };
-        m.reconstruction = scalar(&rec);
+        term(&rec);
         let mut loss = rec * o.reconstruction_weight;
-        if let (Some(lpips), true) = (&self.lpips, o.perceptual_weight > 0.0) {
+        let perceptual = self.lpips.as_ref().filter(|_| o.perceptual_weight > 0.0);
+        if let Some(lpips) = perceptual {
             let perceptual = lpips.forward(recon.clone(), images.clone()).mean();
-            m.perceptual = scalar(&perceptual);
+            term(&perceptual);
             loss = loss + perceptual * o.perceptual_weight;
         }
+        let mut codebooks = 0;
         for losses in out.losses().flatten() {
-            m.vq.push(scalar(&losses.vq));
-            m.commit.push(scalar(&losses.commit));
-            m.entropy.push(scalar(&losses.entropy));
-            m.usage.push(losses.usage);
+            [&losses.vq, &losses.commit, &losses.entropy, &losses.usage].into_iter().for_each(&mut term);
             let codebook = losses.vq.clone() + losses.commit.clone() + losses.entropy.clone();
             loss = loss + codebook * o.codebook_weight;
+            codebooks += 1;
         }
+        let mut semantic_terms = 0;
         if o.semantic_weight > 0.0 {
             for (predicted, teacher) in out.feat_pred.iter().flatten().zip(&self.teachers) {
                 let [b, _, width] = predicted.dims();
                 let class_token = predicted.clone().slice([0..b, 0..1, 0..width]).reshape([b, width]);
                 let semantic = info_nce(class_token, teacher.features(&images, &batch.ids)?)?;
-                m.semantic.push(scalar(&semantic));
+                term(&semantic);
                 loss = loss + semantic * o.semantic_weight;
+                semantic_terms += 1;
             }
         }
-        m.disentangle = scalar(&out.disentangle_loss);
+        term(&out.disentangle_loss);
         loss = loss + out.disentangle_loss.clone();
         if adversarial {
             let gen_adv = o.gen_loss.apply(self.discriminator.forward(recon.clone(), true));
-            m.gen_adv = scalar(&gen_adv);
+            term(&gen_adv);
             loss = loss + gen_adv * o.disc_weight;
         }
-        m.loss = scalar(&loss);
+        term(&loss);
+
+        let values: Vec<f64> = Tensor::cat(terms, 0).into_data().convert::<f64>().to_vec().expect("f64 terms");
+        let mut values = values.into_iter();
+        let mut next = || values.next().expect("one value per term");
+        let mut m = StepMetrics { reconstruction: next(), ..Default::default() };
+        if perceptual.is_some() {
+            m.perceptual = next();
+        }
+        for _ in 0..codebooks {
+            m.vq.push(next());
+            m.commit.push(next());
+            m.entropy.push(next());
+            m.usage.push(next());
+        }
+        m.semantic = (0..semantic_terms).map(|_| next()).collect();
+        m.disentangle = next();
+        if adversarial {
+            m.gen_adv = next();
+        }
+        m.loss = next();
         if !m.loss.is_finite() {
             return Err(Error::Input(format!("loss became {} at step {}", m.loss, self.step)));
         }

@@ -9,7 +9,7 @@ use super::Checker;
 use crate::error::{Error, Result};
 use crate::far::generate::{generate_observed, guide, with_null_class, LogitsRecord};
 use crate::far::{Far, FarConfig, GenerateOptions, SubTokenSampling};
-use crate::tokenizer::Trace;
+use crate::trace;
 use crate::weights::TensorFile;
 
 pub(super) fn verify_far<B: Backend>(
@@ -29,10 +29,9 @@ pub(super) fn verify_far<B: Backend>(
         (1..=k).map(|j| Ok(Tensor::from_data(ints(&format!("idx_{j}"))?, device))).collect::<Result<_>>()?;
     let tokens: Tensor<B, 3, Int> = Tensor::stack(idx, 1);
     let labels = Tensor::<B, 1, Int>::from_data(ints("cond_idx")?, device);
-    let mut trace = Trace::on();
-    let logits = model.forward(tokens.clone(), labels, &mut trace)?;
-    for (name, activation) in trace.into_records() {
-        checker.float(&name, activation);
+    let (logits, activations) = trace::capture(|| model.forward(tokens.clone(), labels));
+    for (name, activation) in activations {
+        checker.recorded(&name, activation);
     }
     checker.float("freqs_cis", model.freqs_cis());
     for (j, logits) in logits.iter().enumerate() {
@@ -93,7 +92,7 @@ pub(super) fn verify_far<B: Backend>(
     let row_labels = if guided { with_null_class(&model, gen_labels)? } else { gen_labels };
     let rows = row_labels.dims()[0];
     let mut caches = model.new_caches(rows);
-    let mut slot = model.prefill(row_labels, None, &mut caches)?;
+    let mut slot = model.prefill(row_labels, None, &mut caches);
     let mut head_caches = model.head.new_caches(&config, rows, device);
     for j in 0..k {
         let raw = model.head_logits(slot, j, Some(&mut head_caches));
@@ -137,7 +136,7 @@ fn replay_sampled<B: Backend>(
     let row_labels = if guided { with_null_class(model, labels)? } else { labels };
     let rows = row_labels.dims()[0];
     let mut caches = model.new_caches(rows);
-    let mut h = model.prefill(row_labels, None, &mut caches)?;
+    let mut h = model.prefill(row_labels, None, &mut caches);
     let (mut cfg_logits, mut probs): (Vec<Vec<Tensor<B, 2>>>, Vec<Vec<Tensor<B, 2>>>) =
         (vec![Vec::new(); k], vec![Vec::new(); k]);
     for step in 0..steps {

@@ -135,6 +135,13 @@ impl Checker<'_> {
         self.compare(name, ours.into_data(), expected, false);
     }
 
+    /// As [`Checker::float`], for an activation recorded by [`crate::trace::capture`].
+    fn recorded(&mut self, name: &str, ours: TensorData) {
+        if let Some(expected) = self.io.tensors.get(name) {
+            self.compare(name, ours, expected, false);
+        }
+    }
+
     /// Compares integer tensors for exact equality.
     fn int<B: Backend, const D: usize>(&mut self, name: &str, ours: Tensor<B, D, Int>) {
         let Some(expected) = self.io.tensors.get(name) else {
