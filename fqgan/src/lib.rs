@@ -29,8 +29,9 @@ pub mod threads;
 pub mod tiling;
 pub mod tokenizer;
 pub mod tokens;
-pub mod trace;
+mod trace;
 pub mod train;
+#[cfg(feature = "golden")]
 pub mod verify;
 pub mod weights;
 

@@ -14,7 +14,7 @@ thread_local! {
 }
 
 /// Keeps `tensor` under `name` when a [`capture`] runs on this thread.
-pub fn record<B: Backend, const D: usize>(name: impl FnOnce() -> String, tensor: &Tensor<B, D>) {
+pub(crate) fn record<B: Backend, const D: usize>(name: impl FnOnce() -> String, tensor: &Tensor<B, D>) {
     RECORDS.with(|records| {
         if let Some(records) = records.borrow_mut().as_mut() {
             records.push((name(), tensor.to_data()));
@@ -23,7 +23,8 @@ pub fn record<B: Backend, const D: usize>(name: impl FnOnce() -> String, tensor:
 }
 
 /// Runs `forward` with recording on, returning its result and the records in order.
-pub fn capture<R>(forward: impl FnOnce() -> R) -> (R, Vec<(String, TensorData)>) {
+#[cfg_attr(not(feature = "golden"), allow(dead_code))]
+pub(crate) fn capture<R>(forward: impl FnOnce() -> R) -> (R, Vec<(String, TensorData)>) {
     let outer = RECORDS.with(|records| records.replace(Some(Vec::new())));
     let result = forward();
     let records = RECORDS.with(|records| records.replace(outer)).unwrap_or_default();
