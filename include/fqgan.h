@@ -80,7 +80,9 @@
 // `fqgan_generator_get_class_name`. 3: `fqgan_fqt_encode_image`, `fqgan_fqt_decode_image`,
 // `fqgan_fqt_image_params_default`, `fqgan_set_log_callback`, `fqgan_device_count`,
 // `fqgan_device_name`, `fqgan_generate_completion`, and the `"auto"` device.
-#define FQGAN_ABI_MINOR_VERSION 3
+// 4: `fqgan_tokenizer_load_file_with_progress`, `fqgan_tokenizer_load_memory_with_progress`,
+// `fqgan_generator_load_file_with_progress`, `fqgan_generator_load_memory_with_progress`.
+#define FQGAN_ABI_MINOR_VERSION 4
 
 // The most sub-codebooks a `.fqt` file holds: the length of `fqgan_fqt_info.codebook_sizes`.
 #define FQGAN_FQT_MAX_CODEBOOKS 16
@@ -223,6 +225,15 @@ typedef struct fqgan_tokenizer_params {
   const char *device;
 } fqgan_tokenizer_params;
 
+// Called as long work advances, with `done` (1 .. total) and `total`: by generation after each
+// token position (`total` = the positions of one image; all `count` images advance together),
+// by whole-image `.fqt` encoding and decoding after each batch of tiles (`total` = the tiles),
+// by the `_with_progress` loads after each tensor read (`total` = the tensors in the file).
+// Return 0 to go on, non-zero to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and
+// writes no output. It runs on the calling thread, inside the fqgan call: it must not free the
+// handles in use.
+typedef int (*fqgan_progress_fn)(void *user_data, uint32_t done, uint32_t total);
+
 // What a tokenizer takes and produces. Set `struct_size = sizeof(fqgan_tokenizer_info)`
 // before calling `fqgan_tokenizer_get_info`.
 typedef struct fqgan_tokenizer_info {
@@ -326,14 +337,6 @@ typedef struct fqgan_generator_info {
   // The device the model runs on. Owned by the generator: valid until `fqgan_generator_free`.
   const char *device;
 } fqgan_generator_info;
-
-// Called as long work advances, with `done` (1 .. total) and `total`: by generation after each
-// token position (`total` = the positions of one image; all `count` images advance together),
-// by whole-image `.fqt` encoding and decoding after each batch of tiles (`total` = the tiles).
-// Return 0 to go on, non-zero to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and
-// writes no output. It runs on the calling thread, inside the fqgan call: it must not free the
-// handles in use.
-typedef int (*fqgan_progress_fn)(void *user_data, uint32_t done, uint32_t total);
 
 // What `fqgan_fqt_write` stores besides the tokens. Get one from
 // `fqgan_fqt_write_params_default()`. `struct_size` follows `fqgan_generate_params`' rule.
@@ -499,6 +502,31 @@ fqgan_status fqgan_tokenizer_load_memory(const void *data,
 fqgan_status fqgan_tokenizer_load_builtin(const struct fqgan_tokenizer_params *params,
                                           struct fqgan_tokenizer **out_tokenizer);
 
+// As `fqgan_tokenizer_load_file`, reporting the tensors read to `progress` (`done` of
+// `total`, on the calling thread); a non-zero return stops the load with
+// `FQGAN_STATUS_CANCELLED` (`out_tokenizer` stays NULL). `progress` may be NULL. Added in
+// ABI minor 4.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use.
+fqgan_status fqgan_tokenizer_load_file_with_progress(const char *path,
+                                                     const struct fqgan_tokenizer_params *params,
+                                                     fqgan_progress_fn progress,
+                                                     void *user_data,
+                                                     struct fqgan_tokenizer **out_tokenizer);
+
+// As `fqgan_tokenizer_load_memory`, with progress and cancel as
+// `fqgan_tokenizer_load_file_with_progress`. Added in ABI minor 4.
+//
+// # Safety
+// As `fqgan_tokenizer_load_memory`.
+fqgan_status fqgan_tokenizer_load_memory_with_progress(const void *data,
+                                                       size_t size,
+                                                       const struct fqgan_tokenizer_params *params,
+                                                       fqgan_progress_fn progress,
+                                                       void *user_data,
+                                                       struct fqgan_tokenizer **out_tokenizer);
+
 // Releases a tokenizer and everything it lent out (names, device string). NULL is a no-op.
 // No other call on this handle may be running or start afterwards.
 //
@@ -608,6 +636,31 @@ fqgan_status fqgan_generator_load_memory(const void *data,
                                          size_t size,
                                          const struct fqgan_generator_params *params,
                                          struct fqgan_generator **out_generator);
+
+// As `fqgan_generator_load_file`, reporting the tensors read to `progress` (`done` of
+// `total`, on the calling thread); a non-zero return stops the load with
+// `FQGAN_STATUS_CANCELLED` (`out_generator` stays NULL). `progress` may be NULL. Added in
+// ABI minor 4.
+//
+// # Safety
+// Pointers must be NULL or valid for the documented use.
+fqgan_status fqgan_generator_load_file_with_progress(const char *path,
+                                                     const struct fqgan_generator_params *params,
+                                                     fqgan_progress_fn progress,
+                                                     void *user_data,
+                                                     struct fqgan_generator **out_generator);
+
+// As `fqgan_generator_load_memory`, with progress and cancel as
+// `fqgan_generator_load_file_with_progress`. Added in ABI minor 4.
+//
+// # Safety
+// As `fqgan_generator_load_memory`.
+fqgan_status fqgan_generator_load_memory_with_progress(const void *data,
+                                                       size_t size,
+                                                       const struct fqgan_generator_params *params,
+                                                       fqgan_progress_fn progress,
+                                                       void *user_data,
+                                                       struct fqgan_generator **out_generator);
 
 // Loads the generator compiled into the library: a class-conditional FAR trained on the
 // tokens of the built-in tokenizer (`fqgan_tokenizer_load_builtin`, which decodes its output)

@@ -192,3 +192,37 @@ fn generator_arguments_are_refused_by_name_before_any_work() {
 
     assert!(session.generate(&request(vec![Some(2)], official), &mut stop).unwrap().is_none());
 }
+
+#[test]
+fn loads_report_every_tensor_and_stop_when_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.safetensors");
+    fqgan::builtin::tokenizer::<Cpu>(LoadPurpose::Inference, &Default::default()).unwrap().save(&path).unwrap();
+    let mut seen = Vec::new();
+    let mut record = |done, total| {
+        seen.push((done, total));
+        ControlFlow::Continue(())
+    };
+    let source = ModelSource::File(&path);
+    let session = TokenizerSession::load_with_progress(source, None, DeviceChoice::Cpu, &mut record).unwrap();
+    assert_eq!(session.unwrap().fingerprint(), tokenizer().fingerprint());
+    let total = seen[0].1;
+    assert!(total > 10, "{total} tensors");
+    assert_eq!(seen, (1..=total).map(|done| (done, total)).collect::<Vec<_>>());
+
+    let mut calls = 0;
+    let mut stop_at_third = |done, _| {
+        calls += 1;
+        if done == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    assert!(TokenizerSession::load_with_progress(source, None, DeviceChoice::Cpu, &mut stop_at_third)
+        .unwrap()
+        .is_none());
+    assert_eq!(calls, 3);
+    let far = GeneratorSession::load_with_progress(ModelSource::Builtin, None, DeviceChoice::Cpu, &mut stop);
+    assert!(far.unwrap().is_none());
+}

@@ -165,24 +165,68 @@ inline void set_log(LogSink sink, fqgan_log_level max_level = FQGAN_LOG_LEVEL_IN
     detail::check(fqgan_set_log_callback(forward, max_level, kept));
 }
 
+/// Called as long work advances (generation: token positions; whole images: tiles; loads:
+/// tensors read); return false to cancel.
+using Progress = std::function<bool(std::uint32_t done, std::uint32_t total)>;
+
+namespace detail {
+/// Runs a C call that takes a progress callback: a std::function travels through user_data,
+/// and an exception it throws is carried past the C frames and rethrown here.
+template <class Call>
+void with_progress(const Progress &progress, Call call) {
+    struct State {
+        const Progress *progress;
+        std::exception_ptr error;
+    } state{&progress, nullptr};
+    fqgan_progress_fn trampoline = [](void *user_data, std::uint32_t done, std::uint32_t total) -> int {
+        State *state = static_cast<State *>(user_data);
+        try {
+            return (*state->progress)(done, total) ? 0 : 1;
+        } catch (...) {
+            state->error = std::current_exception();
+            return 1;
+        }
+    };
+    fqgan_status status = progress ? call(trampoline, static_cast<void *>(&state)) : call(nullptr, nullptr);
+    if (state.error) std::rethrow_exception(state.error);
+    check(status);
+}
+}  // namespace detail
+
 /// A loaded FQGAN tokenizer: images <-> k token grids.
 class Tokenizer {
 public:
-    /// Loads a tokenizer file; `device` is "cpu", "ndarray", "cuda" or "cuda:N".
-    static Tokenizer load_file(const std::string &path, const std::string &device = "cpu") {
+    /// Loads a tokenizer file; `device` is "cpu", "ndarray", "cuda" or "cuda:N". A `progress`
+    /// that returns false cancels the load (ABI minor 4 when given).
+    static Tokenizer load_file(const std::string &path, const std::string &device = "cpu",
+                               const Progress &progress = {}) {
         fqgan_tokenizer_params params = fqgan_tokenizer_params_default();
         params.device = device.c_str();
         fqgan_tokenizer *handle = nullptr;
-        detail::check(fqgan_tokenizer_load_file(path.c_str(), &params, &handle));
+        if (!progress) {
+            detail::check(fqgan_tokenizer_load_file(path.c_str(), &params, &handle));
+            return Tokenizer(handle);
+        }
+        detail::with_progress(progress, [&](fqgan_progress_fn fn, void *user_data) {
+            return fqgan_tokenizer_load_file_with_progress(path.c_str(), &params, fn, user_data, &handle);
+        });
         return Tokenizer(handle);
     }
 
     /// Loads a tokenizer from the bytes of a tokenizer file (copied; the buffer may go after).
-    static Tokenizer load_memory(Span<const std::uint8_t> bytes, const std::string &device = "cpu") {
+    static Tokenizer load_memory(Span<const std::uint8_t> bytes, const std::string &device = "cpu",
+                                 const Progress &progress = {}) {
         fqgan_tokenizer_params params = fqgan_tokenizer_params_default();
         params.device = device.c_str();
         fqgan_tokenizer *handle = nullptr;
-        detail::check(fqgan_tokenizer_load_memory(bytes.data(), bytes.size(), &params, &handle));
+        if (!progress) {
+            detail::check(fqgan_tokenizer_load_memory(bytes.data(), bytes.size(), &params, &handle));
+            return Tokenizer(handle);
+        }
+        detail::with_progress(progress, [&](fqgan_progress_fn fn, void *user_data) {
+            return fqgan_tokenizer_load_memory_with_progress(bytes.data(), bytes.size(), &params, fn, user_data,
+                                                             &handle);
+        });
         return Tokenizer(handle);
     }
 
@@ -272,43 +316,24 @@ private:
     fqgan_generate_params c_ = fqgan_generate_params_default();
 };
 
-/// Called as long work advances (generation: token positions; whole images: tiles); return
-/// false to cancel.
-using Progress = std::function<bool(std::uint32_t done, std::uint32_t total)>;
-
-namespace detail {
-/// Runs a C call that takes a progress callback: a std::function travels through user_data,
-/// and an exception it throws is carried past the C frames and rethrown here.
-template <class Call>
-void with_progress(const Progress &progress, Call call) {
-    struct State {
-        const Progress *progress;
-        std::exception_ptr error;
-    } state{&progress, nullptr};
-    fqgan_progress_fn trampoline = [](void *user_data, std::uint32_t done, std::uint32_t total) -> int {
-        State *state = static_cast<State *>(user_data);
-        try {
-            return (*state->progress)(done, total) ? 0 : 1;
-        } catch (...) {
-            state->error = std::current_exception();
-            return 1;
-        }
-    };
-    fqgan_status status = progress ? call(trampoline, static_cast<void *>(&state)) : call(nullptr, nullptr);
-    if (state.error) std::rethrow_exception(state.error);
-    check(status);
-}
-}  // namespace detail
 
 /// A loaded FAR generator: class id -> k token grids (and images, with a matching Tokenizer).
 class Generator {
 public:
-    /// Loads a generator file; `device` is "cpu", "ndarray", "cuda" or "cuda:N".
-    static Generator load_file(const std::string &path, const std::string &device = "cpu") {
+    /// Loads a generator file; `device` is "cpu", "ndarray", "cuda" or "cuda:N". A `progress`
+    /// that returns false cancels the load (ABI minor 4 when given).
+    static Generator load_file(const std::string &path, const std::string &device = "cpu",
+                               const Progress &progress = {}) {
         fqgan_generator_params params = fqgan_generator_params_default();
         params.device = device.c_str();
         fqgan_generator *handle = nullptr;
-        detail::check(fqgan_generator_load_file(path.c_str(), &params, &handle));
+        if (!progress) {
+            detail::check(fqgan_generator_load_file(path.c_str(), &params, &handle));
+            return Generator(handle);
+        }
+        detail::with_progress(progress, [&](fqgan_progress_fn fn, void *user_data) {
+            return fqgan_generator_load_file_with_progress(path.c_str(), &params, fn, user_data, &handle);
+        });
         return Generator(handle);
     }
 

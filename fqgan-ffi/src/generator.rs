@@ -86,7 +86,8 @@ pub struct GenerateParams {
 
 /// Called as long work advances, with `done` (1 .. total) and `total`: by generation after each
 /// token position (`total` = the positions of one image; all `count` images advance together),
-/// by whole-image `.fqt` encoding and decoding after each batch of tiles (`total` = the tiles).
+/// by whole-image `.fqt` encoding and decoding after each batch of tiles (`total` = the tiles),
+/// by the `_with_progress` loads after each tensor read (`total` = the tensors in the file).
 /// Return 0 to go on, non-zero to cancel: the call then returns `FQGAN_STATUS_CANCELLED` and
 /// writes no output. It runs on the calling thread, inside the fqgan call: it must not free the
 /// handles in use.
@@ -156,7 +157,7 @@ pub unsafe extern "C" fn fqgan_generator_load_file(
     guard(|| {
         let out = handle_out(out_generator, "out_generator")?;
         let path = Path::new(string(path, "path")?);
-        *out = Generator::load(ModelSource::File(path), params)?;
+        *out = Generator::load(ModelSource::File(path), params, None, std::ptr::null_mut())?;
         Ok(())
     })
 }
@@ -179,7 +180,55 @@ pub unsafe extern "C" fn fqgan_generator_load_memory(
             return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
         }
         let bytes = slice(data.cast::<u8>(), size, "data")?;
-        *out = Generator::load(ModelSource::Memory(bytes), params)?;
+        *out = Generator::load(ModelSource::Memory(bytes), params, None, std::ptr::null_mut())?;
+        Ok(())
+    })
+}
+
+/// As `fqgan_generator_load_file`, reporting the tensors read to `progress` (`done` of
+/// `total`, on the calling thread); a non-zero return stops the load with
+/// `FQGAN_STATUS_CANCELLED` (`out_generator` stays NULL). `progress` may be NULL. Added in
+/// ABI minor 4.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generator_load_file_with_progress(
+    path: *const c_char,
+    params: *const GeneratorParams,
+    progress: ProgressFn,
+    user_data: *mut c_void,
+    out_generator: *mut *mut Generator,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_generator, "out_generator")?;
+        let path = Path::new(string(path, "path")?);
+        *out = Generator::load(ModelSource::File(path), params, progress, user_data)?;
+        Ok(())
+    })
+}
+
+/// As `fqgan_generator_load_memory`, with progress and cancel as
+/// `fqgan_generator_load_file_with_progress`. Added in ABI minor 4.
+///
+/// # Safety
+/// As `fqgan_generator_load_memory`.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_generator_load_memory_with_progress(
+    data: *const c_void,
+    size: usize,
+    params: *const GeneratorParams,
+    progress: ProgressFn,
+    user_data: *mut c_void,
+    out_generator: *mut *mut Generator,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_generator, "out_generator")?;
+        if size == 0 {
+            return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
+        }
+        let bytes = slice(data.cast::<u8>(), size, "data")?;
+        *out = Generator::load(ModelSource::Memory(bytes), params, progress, user_data)?;
         Ok(())
     })
 }
@@ -198,7 +247,7 @@ pub unsafe extern "C" fn fqgan_generator_load_builtin(
 ) -> Status {
     guard(|| {
         let out = handle_out(out_generator, "out_generator")?;
-        *out = Generator::load(ModelSource::Builtin, params)?;
+        *out = Generator::load(ModelSource::Builtin, params, None, std::ptr::null_mut())?;
         Ok(())
     })
 }
@@ -416,14 +465,21 @@ fn output_len(request: &GenerateRequest, per_image: usize, unit: &str) -> Outcom
 }
 
 impl Generator {
-    unsafe fn load(source: ModelSource<'_>, params: *const GeneratorParams) -> Outcome<*mut Generator> {
+    unsafe fn load(
+        source: ModelSource<'_>,
+        params: *const GeneratorParams,
+        progress: ProgressFn,
+        user_data: *mut c_void,
+    ) -> Outcome<*mut Generator> {
         let device = if params.is_null() {
             DeviceChoice::Cpu
         } else {
             let params = versioned(params, "params", "initialise it with fqgan_generator_params_default()")?;
             device(params.device, "params->device")?
         };
-        let session = GeneratorSession::load(source, None, device)?;
+        let mut progress = reporter(progress, user_data);
+        let session =
+            GeneratorSession::load_with_progress(source, None, device, &mut progress)?.ok_or_else(cancelled)?;
         let config = session.config();
         let class_names = (0..config.num_classes).map(|label| c_string(&config.class_name(label))).collect();
         Ok(Box::into_raw(Box::new(Generator { session, device: c_string(&device.to_string()), class_names })))

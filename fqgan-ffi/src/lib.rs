@@ -50,7 +50,9 @@ pub const FQGAN_ABI_VERSION: u32 = 1;
 /// `fqgan_generator_get_class_name`. 3: `fqgan_fqt_encode_image`, `fqgan_fqt_decode_image`,
 /// `fqgan_fqt_image_params_default`, `fqgan_set_log_callback`, `fqgan_device_count`,
 /// `fqgan_device_name`, `fqgan_generate_completion`, and the `"auto"` device.
-pub const FQGAN_ABI_MINOR_VERSION: u32 = 3;
+/// 4: `fqgan_tokenizer_load_file_with_progress`, `fqgan_tokenizer_load_memory_with_progress`,
+/// `fqgan_generator_load_file_with_progress`, `fqgan_generator_load_memory_with_progress`.
+pub const FQGAN_ABI_MINOR_VERSION: u32 = 4;
 
 /// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
 #[no_mangle]

@@ -8,6 +8,7 @@ use fqgan_core::runtime::{ModelSource, TokenGrid, TokenizerSession};
 use fqgan_core::DeviceChoice;
 
 use crate::args::{arg, device, handle_out, output, slice, string, versioned, write_versioned};
+use crate::generator::{cancelled, reporter, ProgressFn};
 use crate::status::{c_u32, guard, Failure, Outcome, Status};
 
 /// A loaded tokenizer. Create it with `fqgan_tokenizer_load_file`,
@@ -143,7 +144,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_file(
     guard(|| {
         let out = handle_out(out_tokenizer, "out_tokenizer")?;
         let path = Path::new(string(path, "path")?);
-        *out = Tokenizer::load(ModelSource::File(path), params)?;
+        *out = Tokenizer::load(ModelSource::File(path), params, None, std::ptr::null_mut())?;
         Ok(())
     })
 }
@@ -167,7 +168,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_memory(
             return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
         }
         let bytes = slice(data.cast::<u8>(), size, "data")?;
-        *out = Tokenizer::load(ModelSource::Memory(bytes), params)?;
+        *out = Tokenizer::load(ModelSource::Memory(bytes), params, None, std::ptr::null_mut())?;
         Ok(())
     })
 }
@@ -189,7 +190,55 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_builtin(
 ) -> Status {
     guard(|| {
         let out = handle_out(out_tokenizer, "out_tokenizer")?;
-        *out = Tokenizer::load(ModelSource::Builtin, params)?;
+        *out = Tokenizer::load(ModelSource::Builtin, params, None, std::ptr::null_mut())?;
+        Ok(())
+    })
+}
+
+/// As `fqgan_tokenizer_load_file`, reporting the tensors read to `progress` (`done` of
+/// `total`, on the calling thread); a non-zero return stops the load with
+/// `FQGAN_STATUS_CANCELLED` (`out_tokenizer` stays NULL). `progress` may be NULL. Added in
+/// ABI minor 4.
+///
+/// # Safety
+/// Pointers must be NULL or valid for the documented use.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_load_file_with_progress(
+    path: *const c_char,
+    params: *const TokenizerParams,
+    progress: ProgressFn,
+    user_data: *mut c_void,
+    out_tokenizer: *mut *mut Tokenizer,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_tokenizer, "out_tokenizer")?;
+        let path = Path::new(string(path, "path")?);
+        *out = Tokenizer::load(ModelSource::File(path), params, progress, user_data)?;
+        Ok(())
+    })
+}
+
+/// As `fqgan_tokenizer_load_memory`, with progress and cancel as
+/// `fqgan_tokenizer_load_file_with_progress`. Added in ABI minor 4.
+///
+/// # Safety
+/// As `fqgan_tokenizer_load_memory`.
+#[no_mangle]
+pub unsafe extern "C" fn fqgan_tokenizer_load_memory_with_progress(
+    data: *const c_void,
+    size: usize,
+    params: *const TokenizerParams,
+    progress: ProgressFn,
+    user_data: *mut c_void,
+    out_tokenizer: *mut *mut Tokenizer,
+) -> Status {
+    guard(|| {
+        let out = handle_out(out_tokenizer, "out_tokenizer")?;
+        if size == 0 {
+            return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
+        }
+        let bytes = slice(data.cast::<u8>(), size, "data")?;
+        *out = Tokenizer::load(ModelSource::Memory(bytes), params, progress, user_data)?;
         Ok(())
     })
 }
@@ -354,14 +403,21 @@ pub unsafe extern "C" fn fqgan_tokenizer_decode_subset(
 }
 
 impl Tokenizer {
-    unsafe fn load(source: ModelSource<'_>, params: *const TokenizerParams) -> Outcome<*mut Tokenizer> {
+    unsafe fn load(
+        source: ModelSource<'_>,
+        params: *const TokenizerParams,
+        progress: ProgressFn,
+        user_data: *mut c_void,
+    ) -> Outcome<*mut Tokenizer> {
         let device = if params.is_null() {
             DeviceChoice::Cpu
         } else {
             let params = versioned(params, "params", "initialise it with fqgan_tokenizer_params_default()")?;
             device(params.device, "params->device")?
         };
-        let session = TokenizerSession::load(source, None, device)?;
+        let mut progress = reporter(progress, user_data);
+        let session =
+            TokenizerSession::load_with_progress(source, None, device, &mut progress)?.ok_or_else(cancelled)?;
         let codebook_names = session.config().codebooks.iter().map(|c| c_string(&c.name)).collect();
         let device = c_string(&device.to_string());
         Ok(Box::into_raw(Box::new(Tokenizer { session, device, codebook_names })))

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -11,6 +12,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::tensor::TensorView;
 
+use crate::codec::Progress;
 use crate::error::{Error, Result};
 
 /// Prefix renames between module paths and file keys, longest prefix first.
@@ -61,28 +63,51 @@ impl TensorFile {
     /// Reads a safetensors file through a memory map: the tensors are copied once, from the
     /// page cache into their own buffers, and the file is never read into one large buffer.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let file = Self::read_with_progress(path, &mut |_, _| ControlFlow::Continue(()))?;
+        Ok(file.expect("reading without a progress callback always completes"))
+    }
+
+    /// As [`TensorFile::read`], telling `progress` (tensors read, tensors in all) after each
+    /// tensor; `None` when it stopped the read.
+    pub fn read_with_progress(path: impl AsRef<Path>, progress: &mut Progress<'_>) -> Result<Option<Self>> {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the map is read-only and dropped before this returns; a file truncated by
         // another process meanwhile is the one hazard, the same as for any mapped reader.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&map, path)
+        Self::from_bytes_with_progress(&map, path, progress)
     }
 
     /// Parses a safetensors buffer; `source` names it in errors.
     pub fn from_bytes(bytes: &[u8], source: impl Into<PathBuf>) -> Result<Self> {
+        let file = Self::from_bytes_with_progress(bytes, source, &mut |_, _| ControlFlow::Continue(()))?;
+        Ok(file.expect("parsing without a progress callback always completes"))
+    }
+
+    /// As [`TensorFile::from_bytes`], reporting each tensor to `progress` as
+    /// [`TensorFile::read_with_progress`] does.
+    pub fn from_bytes_with_progress(
+        bytes: &[u8],
+        source: impl Into<PathBuf>,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<Self>> {
         let source = source.into();
         let parsed = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| Error::weights(&source, format!("not a valid safetensors file: {e}")))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| Error::weights(&source, format!("not a valid safetensors file: {e}")))?;
         let mut tensors = HashMap::new();
-        for (name, view) in parsed.tensors() {
+        let views = parsed.tensors();
+        let total = views.len();
+        for (name, view) in views {
             let data = tensor_data(&view).map_err(|m| Error::weights(&source, format!("tensor '{name}': {m}")))?;
             tensors.insert(name, data);
+            if progress(tensors.len(), total).is_break() {
+                return Ok(None);
+            }
         }
         let metadata = header.metadata().clone().unwrap_or_default();
-        Ok(Self { source, tensors, metadata })
+        Ok(Some(Self { source, tensors, metadata }))
     }
 
     /// Errors when the file's `format` metadata names another kind of fqgan file than

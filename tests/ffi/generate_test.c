@@ -73,6 +73,15 @@ int main(int argc, char **argv) {
     unsigned char *far_bytes = read_file(far_path, &far_size);
     fqgan_tokenizer *tok = NULL, *other = NULL;
     load.device = "cpu";
+    /* Loads report every tensor read and stop when asked (ABI minor 4). */
+    struct progress loading = {0, 0, 0, 0, 1}, stopping = {0, 0, 0, 2, 1};
+    EXPECT(fqgan_generator_load_memory_with_progress(far_bytes, far_size, &load, on_progress, &loading, &gen),
+           FQGAN_STATUS_OK, "");
+    CHECK(gen != NULL && loading.in_order && loading.calls == loading.total && loading.total > 10);
+    fqgan_generator_free(gen);
+    EXPECT(fqgan_generator_load_file_with_progress(far_path, &load, on_progress, &stopping, &gen),
+           FQGAN_STATUS_CANCELLED, "cancelled");
+    CHECK(gen == NULL && stopping.calls == 2);
     EXPECT(fqgan_generator_load_memory(far_bytes, far_size, &load, &gen), FQGAN_STATUS_OK, "");
     free(far_bytes);
     EXPECT(fqgan_tokenizer_load_file(tok_path, NULL, &tok), FQGAN_STATUS_OK, "");

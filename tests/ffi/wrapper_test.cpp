@@ -30,6 +30,16 @@ int main(int argc, char **argv) {
     EXPECT_ERROR(FQGAN_STATUS_INVALID_MODEL, "not a valid safetensors", fqgan::Tokenizer::load_memory(garbage));
 
     const std::vector<std::uint8_t> model = read_file(argv[1]);
+    // Loads report the tensors read; a progress that returns false cancels (ABI minor 4).
+    std::uint32_t reported = 0, tensors = 0;
+    fqgan::Tokenizer::load_memory(model, "cpu", [&](std::uint32_t done, std::uint32_t total) {
+        reported = done;
+        tensors = total;
+        return true;
+    });
+    CHECK(tensors > 10 && reported == tensors);
+    EXPECT_ERROR(FQGAN_STATUS_CANCELLED, "cancelled",
+                 fqgan::Tokenizer::load_file(argv[1], "cpu", [](std::uint32_t, std::uint32_t) { return false; }));
     fqgan::Tokenizer loaded = fqgan::Tokenizer::load_memory(model);
     fqgan::Tokenizer tok = std::move(loaded);  // move-only: `loaded` is now empty
     CHECK(loaded.get() == nullptr && tok.get() != nullptr);

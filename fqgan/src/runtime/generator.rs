@@ -6,12 +6,13 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::token_grid::{check_ids, TokenGrid};
-use super::{Arg, ModelSource, TokenizerSession};
+use super::{go_on, Arg, ModelSource, TokenizerSession};
 use crate::codec::Progress;
 use crate::device::{BackendTask, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::far::{generate_with_progress, Far, FarConfig, GenerateOptions, SubTokenSampling};
 use crate::threads::on_pool_reporting;
+use crate::weights::TensorFile;
 
 /// What to generate: `per_label` images of each entry of `labels`.
 #[derive(Clone, Debug)]
@@ -102,7 +103,7 @@ pub struct GeneratorSession {
 }
 
 struct Load<'a> {
-    source: ModelSource<'a>,
+    file: &'a TensorFile,
     config: Option<&'a FarConfig>,
 }
 
@@ -110,21 +111,37 @@ impl BackendTask for Load<'_> {
     type Output = Result<Box<dyn Engine>>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let model = match self.source {
-            ModelSource::File(path) => Far::<B>::load(path, self.config, &device)?,
-            ModelSource::Memory(bytes) => Far::<B>::load_from_bytes(bytes, self.config, &device)?,
-            ModelSource::Builtin => crate::builtin::generator::<B>(&device)?,
-        };
-        Ok(Box::new(model))
+        Ok(Box::new(Far::<B>::from_tensor_file(self.file, self.config, &device)?))
     }
 }
 
 impl GeneratorSession {
     /// Loads a generator onto `device`, as [`TokenizerSession::load`] does a tokenizer.
     pub fn load(source: ModelSource<'_>, config: Option<&FarConfig>, device: DeviceChoice) -> Result<Self> {
+        let session = Self::load_with_progress(source, config, device, &mut go_on)?;
+        Ok(session.expect("loading without a progress callback always completes"))
+    }
+
+    /// As [`GeneratorSession::load`], with progress and cancel as
+    /// [`TokenizerSession::load_with_progress`].
+    pub fn load_with_progress(
+        source: ModelSource<'_>,
+        config: Option<&FarConfig>,
+        device: DeviceChoice,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<Self>> {
         crate::threads::configure(None)?;
         let start = Instant::now();
-        let engine = device.run(Load { source, config })??;
+        let loaded = on_pool_reporting(progress, |progress| -> Result<_> {
+            let Some(file) = source.tensors(&crate::builtin::GENERATOR, progress)? else {
+                return Ok(None);
+            };
+            let config = config.filter(|_| !matches!(source, ModelSource::Builtin));
+            Ok(Some(device.run(Load { file: &file, config })??))
+        })?;
+        let Some(engine) = loaded else {
+            return Ok(None);
+        };
         let config = engine.config();
         log::info!(
             "loaded a generator from {source} on {device} in {:.0} ms: k = {}, {} classes, {} layers of width {}",
@@ -134,7 +151,7 @@ impl GeneratorSession {
             config.n_layer,
             config.dim,
         );
-        Ok(Self { engine, device })
+        Ok(Some(Self { engine, device }))
     }
 
     pub fn config(&self) -> &FarConfig {

@@ -18,7 +18,13 @@ mod token_grid;
 mod tokenizer;
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::path::Path;
+
+use crate::builtin::BuiltinModel;
+use crate::codec::Progress;
+use crate::error::Result;
+use crate::weights::TensorFile;
 
 pub use generator::{GenerateRequest, GeneratorSession, Prefix};
 pub use token_grid::TokenGrid;
@@ -33,6 +39,22 @@ pub enum ModelSource<'a> {
     Builtin,
 }
 
+impl ModelSource<'_> {
+    /// The model's tensors (`builtin` for [`ModelSource::Builtin`]), reporting each tensor
+    /// read to `progress`; `None` when it stopped the read.
+    fn tensors(&self, builtin: &BuiltinModel, progress: &mut Progress<'_>) -> Result<Option<TensorFile>> {
+        match self {
+            ModelSource::File(path) => TensorFile::read_with_progress(path, progress),
+            ModelSource::Memory(bytes) => TensorFile::from_bytes_with_progress(bytes, "<memory>", progress),
+            // Compiled in and a few MB: read whole, reported as done.
+            ModelSource::Builtin => {
+                let file = builtin.tensor_file()?;
+                Ok(progress(1, 1).is_continue().then_some(file))
+            }
+        }
+    }
+}
+
 impl fmt::Display for ModelSource<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -41,6 +63,10 @@ impl fmt::Display for ModelSource<'_> {
             ModelSource::Builtin => write!(f, "the built-in model"),
         }
     }
+}
+
+fn go_on(_: usize, _: usize) -> ControlFlow<()> {
+    ControlFlow::Continue(())
 }
 
 /// The arguments a session call can refuse. Front ends map them to their own names (the C

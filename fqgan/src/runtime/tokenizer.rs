@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::token_grid::{check_ids, TokenGrid};
-use super::{Arg, ModelSource};
+use super::{go_on, Arg, ModelSource};
 use crate::codec::{default_overlap, AssetCodec, Progress, DEFAULT_MAX_WORK_PIXELS};
 use crate::device::{BackendTask, DeviceChoice};
 use crate::error::{Error, Result};
@@ -18,6 +18,7 @@ use crate::threads::{on_pool, on_pool_reporting};
 use crate::tiling::TileLayout;
 use crate::tokenizer::{LoadPurpose, Tokenizer};
 use crate::tokens::{Coding, Header, TokenFile};
+use crate::weights::TensorFile;
 use crate::TokenizerConfig;
 
 /// Images per model call in [`TokenizerSession::encode`] and [`TokenizerSession::decode`]:
@@ -121,7 +122,7 @@ pub struct TokenizerSession {
 }
 
 struct Load<'a> {
-    source: ModelSource<'a>,
+    file: &'a TensorFile,
     config: Option<&'a TokenizerConfig>,
 }
 
@@ -129,12 +130,7 @@ impl BackendTask for Load<'_> {
     type Output = Result<(Box<dyn Engine>, Fingerprint)>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let purpose = LoadPurpose::Inference;
-        let model = match self.source {
-            ModelSource::File(path) => Tokenizer::<B>::load(path, self.config, purpose, &device)?,
-            ModelSource::Memory(bytes) => Tokenizer::<B>::load_from_bytes(bytes, self.config, purpose, &device)?,
-            ModelSource::Builtin => crate::builtin::tokenizer::<B>(purpose, &device)?,
-        };
+        let model = Tokenizer::<B>::from_tensor_file(self.file, self.config, LoadPurpose::Inference, &device)?;
         let fingerprint = Fingerprint::of(&model);
         Ok((Box::new(model), fingerprint))
     }
@@ -145,9 +141,30 @@ impl TokenizerSession {
     /// (converted official checkpoints); files written by fqgan carry theirs. A CUDA device
     /// without a driver is an error, not a panic.
     pub fn load(source: ModelSource<'_>, config: Option<&TokenizerConfig>, device: DeviceChoice) -> Result<Self> {
+        let session = Self::load_with_progress(source, config, device, &mut go_on)?;
+        Ok(session.expect("loading without a progress callback always completes"))
+    }
+
+    /// As [`TokenizerSession::load`], telling `progress` (tensors read, tensors in all) on the
+    /// calling thread as the file is read; `None` when it stopped the load.
+    pub fn load_with_progress(
+        source: ModelSource<'_>,
+        config: Option<&TokenizerConfig>,
+        device: DeviceChoice,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<Self>> {
         crate::threads::configure(None)?;
         let start = Instant::now();
-        let (engine, fingerprint) = device.run(Load { source, config })??;
+        let loaded = on_pool_reporting(progress, |progress| -> Result<_> {
+            let Some(file) = source.tensors(&crate::builtin::TOKENIZER, progress)? else {
+                return Ok(None);
+            };
+            let config = config.filter(|_| !matches!(source, ModelSource::Builtin));
+            Ok(Some(device.run(Load { file: &file, config })??))
+        })?;
+        let Some((engine, fingerprint)) = loaded else {
+            return Ok(None);
+        };
         let config = engine.config();
         log::info!(
             "loaded a tokenizer from {source} on {device} in {:.0} ms: k = {}, {s}x{s} px images, downsample {}",
@@ -156,7 +173,7 @@ impl TokenizerSession {
             config.downsample(),
             s = config.image_size,
         );
-        Ok(Self { engine, fingerprint, device })
+        Ok(Some(Self { engine, fingerprint, device }))
     }
 
     pub fn config(&self) -> &TokenizerConfig {
