@@ -368,6 +368,29 @@ namespace Fqgan
             });
         }
 
+        /// <summary>Loads a tokenizer file, telling progress the tensors read; returning false
+        /// from it cancels the load (FqganException with Status.Cancelled). ABI minor 4.</summary>
+        public static Tokenizer LoadFile(string path, string device, Progress progress)
+        {
+            if (progress == null) return LoadFile(path, device);
+            if (path == null) throw new ArgumentNullException(nameof(path));
+            byte[] pathUtf8 = Native.ToUtf8(path);
+            return Load(device, (ref Native.TokenizerParams p, out TokenizerHandle h) =>
+            {
+                fixed (byte* pathPtr = pathUtf8)
+                fixed (Native.TokenizerParams* paramsPtr = &p)
+                {
+                    IntPtr pathAddress = (IntPtr)pathPtr, paramsAddress = (IntPtr)paramsPtr;
+                    TokenizerHandle loaded = null;
+                    Status status = Native.RunWithProgress(progress, (callback, userData) =>
+                        Native.fqgan_tokenizer_load_file_with_progress(
+                            (byte*)pathAddress, (Native.TokenizerParams*)paramsAddress, callback, userData, out loaded));
+                    h = loaded;
+                    return status;
+                }
+            });
+        }
+
         /// <summary>Loads a tokenizer from the bytes of a tokenizer file (copied by the library).</summary>
         public static Tokenizer LoadMemory(byte[] data, string device = "cpu")
         {
@@ -1004,6 +1027,7 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern TokenizerParams fqgan_tokenizer_params_default();
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_file(byte* path, TokenizerParams* p, out TokenizerHandle tokenizer);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_memory(void* data, UIntPtr size, TokenizerParams* p, out TokenizerHandle tokenizer);
+        [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_file_with_progress(byte* path, TokenizerParams* p, ProgressCallback progress, IntPtr userData, out TokenizerHandle tokenizer);
         [DllImport(Lib)] internal static extern void fqgan_tokenizer_free(IntPtr tokenizer);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_get_info(TokenizerHandle tokenizer, TokenizerInfo* info);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_get_codebook(TokenizerHandle tokenizer, uint index, CodebookInfo* info);
@@ -1082,18 +1106,21 @@ namespace Fqgan
         /// else throws for a failed status.</summary>
         internal static void WithProgress(Progress progress, ProgressCall call)
         {
-            if (progress == null)
-            {
-                Check(call(null, IntPtr.Zero));
-                return;
-            }
+            Check(RunWithProgress(progress, call));
+        }
+
+        /// <summary>As WithProgress, returning the status instead of throwing for it (for calls
+        /// whose caller releases a half-made handle first).</summary>
+        internal static Status RunWithProgress(Progress progress, ProgressCall call)
+        {
+            if (progress == null) return call(null, IntPtr.Zero);
             var state = new ProgressState { Progress = progress };
             GCHandle handle = GCHandle.Alloc(state);
             try
             {
                 Status status = call(OnProgressCallback, GCHandle.ToIntPtr(handle));
                 if (state.Error != null) ExceptionDispatchInfo.Capture(state.Error).Throw();
-                Check(status);
+                return status;
             }
             finally
             {

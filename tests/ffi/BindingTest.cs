@@ -44,6 +44,10 @@ static class BindingTest
         ExpectError(Status.InvalidArgument, "`params->device`", () => Tokenizer.LoadFile(args[0], "tpu"), "bad device");
         ExpectError(Status.InvalidModel, "not a valid safetensors", () => Tokenizer.LoadMemory(new byte[64]), "garbage model");
         ExpectError(Status.InvalidArgument, "`size` is 0", () => Tokenizer.LoadMemory(new byte[0]), "empty model");
+        int reported = 0, tensors = 0;
+        using (Tokenizer.LoadFile(args[0], "cpu", (done, total) => { reported = done; tensors = total; return true; })) { }
+        Check(tensors > 10 && reported == tensors, "a load reports every tensor read");
+        ExpectError(Status.Cancelled, "cancelled", () => Tokenizer.LoadFile(args[0], "cpu", (done, total) => done < 2), "cancelled load");
 
         byte[] rgba = File.ReadAllBytes(args[1]);
         using (var tok = Tokenizer.LoadMemory(File.ReadAllBytes(args[0])))
