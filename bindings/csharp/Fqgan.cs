@@ -391,6 +391,11 @@ namespace Fqgan
             });
         }
 
+        /// <summary>LoadFile on a worker thread; cancelling the token stops the load between
+        /// tensors and the task ends as cancelled. ABI minor 4.</summary>
+        public static Task<Tokenizer> LoadFileAsync(string path, string device = "cpu", CancellationToken cancel = default) =>
+            Task.Run(() => Native.Cancellable(cancel, progress => LoadFile(path, device, progress)), cancel);
+
         /// <summary>Loads a tokenizer from the bytes of a tokenizer file (copied by the library).</summary>
         public static Tokenizer LoadMemory(byte[] data, string device = "cpu")
         {

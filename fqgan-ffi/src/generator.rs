@@ -154,12 +154,7 @@ pub unsafe extern "C" fn fqgan_generator_load_file(
     params: *const GeneratorParams,
     out_generator: *mut *mut Generator,
 ) -> Status {
-    guard(|| {
-        let out = handle_out(out_generator, "out_generator")?;
-        let path = Path::new(string(path, "path")?);
-        *out = Generator::load(ModelSource::File(path), params, None, std::ptr::null_mut())?;
-        Ok(())
-    })
+    fqgan_generator_load_file_with_progress(path, params, None, std::ptr::null_mut(), out_generator)
 }
 
 /// As `fqgan_generator_load_file`, from the bytes of such a file (copied: the buffer may be
@@ -174,15 +169,7 @@ pub unsafe extern "C" fn fqgan_generator_load_memory(
     params: *const GeneratorParams,
     out_generator: *mut *mut Generator,
 ) -> Status {
-    guard(|| {
-        let out = handle_out(out_generator, "out_generator")?;
-        if size == 0 {
-            return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
-        }
-        let bytes = slice(data.cast::<u8>(), size, "data")?;
-        *out = Generator::load(ModelSource::Memory(bytes), params, None, std::ptr::null_mut())?;
-        Ok(())
-    })
+    fqgan_generator_load_memory_with_progress(data, size, params, None, std::ptr::null_mut(), out_generator)
 }
 
 /// As `fqgan_generator_load_file`, reporting the tensors read to `progress` (`done` of

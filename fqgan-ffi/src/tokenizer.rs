@@ -141,12 +141,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_file(
     params: *const TokenizerParams,
     out_tokenizer: *mut *mut Tokenizer,
 ) -> Status {
-    guard(|| {
-        let out = handle_out(out_tokenizer, "out_tokenizer")?;
-        let path = Path::new(string(path, "path")?);
-        *out = Tokenizer::load(ModelSource::File(path), params, None, std::ptr::null_mut())?;
-        Ok(())
-    })
+    fqgan_tokenizer_load_file_with_progress(path, params, None, std::ptr::null_mut(), out_tokenizer)
 }
 
 /// As `fqgan_tokenizer_load_file`, from the bytes of such a file (for engines that pack their
@@ -161,16 +156,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_memory(
     params: *const TokenizerParams,
     out_tokenizer: *mut *mut Tokenizer,
 ) -> Status {
-    guard(|| {
-        let out = handle_out(out_tokenizer, "out_tokenizer")?;
-        // Size first: bindings pass NULL for an empty buffer, and "empty" is the real problem.
-        if size == 0 {
-            return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
-        }
-        let bytes = slice(data.cast::<u8>(), size, "data")?;
-        *out = Tokenizer::load(ModelSource::Memory(bytes), params, None, std::ptr::null_mut())?;
-        Ok(())
-    })
+    fqgan_tokenizer_load_memory_with_progress(data, size, params, None, std::ptr::null_mut(), out_tokenizer)
 }
 
 /// Loads the tokenizer compiled into the library: a texture tokenizer trained on the ufoai game
@@ -234,6 +220,7 @@ pub unsafe extern "C" fn fqgan_tokenizer_load_memory_with_progress(
 ) -> Status {
     guard(|| {
         let out = handle_out(out_tokenizer, "out_tokenizer")?;
+        // Size first: bindings pass NULL for an empty buffer, and "empty" is the real problem.
         if size == 0 {
             return Err(Failure::invalid("`size` is 0: the model buffer is empty"));
         }

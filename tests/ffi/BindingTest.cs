@@ -48,6 +48,17 @@ static class BindingTest
         using (Tokenizer.LoadFile(args[0], "cpu", (done, total) => { reported = done; tensors = total; return true; })) { }
         Check(tensors > 10 && reported == tensors, "a load reports every tensor read");
         ExpectError(Status.Cancelled, "cancelled", () => Tokenizer.LoadFile(args[0], "cpu", (done, total) => done < 2), "cancelled load");
+        using (var loaded = Tokenizer.LoadFileAsync(args[0]).Result)
+            Check(loaded.Info.CodebookCount == 2, "async load");
+        try
+        {
+            Tokenizer.LoadFileAsync(args[0], "cpu", new System.Threading.CancellationToken(true)).Wait();
+            Check(false, "a cancelled async load throws");
+        }
+        catch (AggregateException e)
+        {
+            Check(e.InnerException is OperationCanceledException, "a cancelled async load ends as cancelled");
+        }
 
         byte[] rgba = File.ReadAllBytes(args[1]);
         using (var tok = Tokenizer.LoadMemory(File.ReadAllBytes(args[0])))

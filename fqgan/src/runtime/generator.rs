@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::token_grid::{check_ids, TokenGrid};
-use super::{go_on, Arg, ModelSource, TokenizerSession};
+use super::{go_on, load_model, Arg, ModelSource, TokenizerSession};
 use crate::codec::Progress;
 use crate::device::{BackendTask, DeviceChoice};
 use crate::error::{Error, Result};
@@ -130,16 +130,9 @@ impl GeneratorSession {
         device: DeviceChoice,
         progress: &mut Progress<'_>,
     ) -> Result<Option<Self>> {
-        crate::threads::configure(None)?;
-        let start = Instant::now();
-        let loaded = on_pool_reporting(progress, |progress| -> Result<_> {
-            let Some(file) = source.tensors(&crate::builtin::GENERATOR, progress)? else {
-                return Ok(None);
-            };
-            let config = config.filter(|_| !matches!(source, ModelSource::Builtin));
-            Ok(Some(device.run(Load { file: &file, config })??))
-        })?;
-        let Some(engine) = loaded else {
+        let (start, config) = (Instant::now(), config.filter(|_| !matches!(source, ModelSource::Builtin)));
+        let build = |file: &TensorFile| device.run(Load { file, config })?;
+        let Some(engine) = load_model(source, &crate::builtin::GENERATOR, progress, build)? else {
             return Ok(None);
         };
         let config = engine.config();

@@ -24,6 +24,7 @@ use std::path::Path;
 use crate::builtin::BuiltinModel;
 use crate::codec::Progress;
 use crate::error::Result;
+use crate::threads::on_pool_reporting;
 use crate::weights::TensorFile;
 
 pub use generator::{GenerateRequest, GeneratorSession, Prefix};
@@ -63,6 +64,22 @@ impl fmt::Display for ModelSource<'_> {
             ModelSource::Builtin => write!(f, "the built-in model"),
         }
     }
+}
+
+/// Reads `source` (`builtin` for [`ModelSource::Builtin`]) on the CPU pool, with `progress`
+/// told each tensor on the calling thread, and builds its model from the file with `build`;
+/// `None` when `progress` stopped the read.
+fn load_model<T: Send>(
+    source: ModelSource<'_>,
+    builtin: &BuiltinModel,
+    progress: &mut Progress<'_>,
+    build: impl FnOnce(&TensorFile) -> Result<T> + Send,
+) -> Result<Option<T>> {
+    crate::threads::configure(None)?;
+    on_pool_reporting(progress, |progress| match source.tensors(builtin, progress)? {
+        Some(file) => build(&file).map(Some),
+        None => Ok(None),
+    })
 }
 
 fn go_on(_: usize, _: usize) -> ControlFlow<()> {

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::token_grid::{check_ids, TokenGrid};
-use super::{go_on, Arg, ModelSource};
+use super::{go_on, load_model, Arg, ModelSource};
 use crate::codec::{default_overlap, AssetCodec, Progress, DEFAULT_MAX_WORK_PIXELS};
 use crate::device::{BackendTask, DeviceChoice};
 use crate::error::{Error, Result};
@@ -153,16 +153,9 @@ impl TokenizerSession {
         device: DeviceChoice,
         progress: &mut Progress<'_>,
     ) -> Result<Option<Self>> {
-        crate::threads::configure(None)?;
-        let start = Instant::now();
-        let loaded = on_pool_reporting(progress, |progress| -> Result<_> {
-            let Some(file) = source.tensors(&crate::builtin::TOKENIZER, progress)? else {
-                return Ok(None);
-            };
-            let config = config.filter(|_| !matches!(source, ModelSource::Builtin));
-            Ok(Some(device.run(Load { file: &file, config })??))
-        })?;
-        let Some((engine, fingerprint)) = loaded else {
+        let (start, config) = (Instant::now(), config.filter(|_| !matches!(source, ModelSource::Builtin)));
+        let build = |file: &TensorFile| device.run(Load { file, config })?;
+        let Some((engine, fingerprint)) = load_model(source, &crate::builtin::TOKENIZER, progress, build)? else {
             return Ok(None);
         };
         let config = engine.config();
