@@ -576,6 +576,29 @@ namespace Fqgan
             }
         }
 
+        /// <summary>Loads a generator file, telling progress the tensors read; returning false
+        /// from it cancels the load (FqganException with Status.Cancelled). ABI minor 4.</summary>
+        public static Generator LoadFile(string path, string device, Progress progress)
+        {
+            if (progress == null) return LoadFile(path, device);
+            if (path == null) throw new ArgumentNullException(nameof(path));
+            byte[] pathUtf8 = Native.ToUtf8(path);
+            fixed (byte* pathPtr = pathUtf8)
+            {
+                IntPtr address = (IntPtr)pathPtr;
+                return Load(device, (Native.GeneratorParams* p, out GeneratorHandle h) =>
+                {
+                    IntPtr paramsAddress = (IntPtr)p;
+                    GeneratorHandle loaded = null;
+                    Status status = Native.RunWithProgress(progress, (callback, userData) =>
+                        Native.fqgan_generator_load_file_with_progress(
+                            (byte*)address, (Native.GeneratorParams*)paramsAddress, callback, userData, out loaded));
+                    h = loaded;
+                    return status;
+                });
+            }
+        }
+
         /// <summary>Loads a generator from the bytes of a generator file (copied by the library).</summary>
         public static Generator LoadMemory(byte[] data, string device = "cpu")
         {
@@ -1043,6 +1066,7 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern GenerateParams fqgan_generate_params_default();
         [DllImport(Lib)] internal static extern Status fqgan_generator_load_file(byte* path, GeneratorParams* p, out GeneratorHandle generator);
         [DllImport(Lib)] internal static extern Status fqgan_generator_load_memory(void* data, UIntPtr size, GeneratorParams* p, out GeneratorHandle generator);
+        [DllImport(Lib)] internal static extern Status fqgan_generator_load_file_with_progress(byte* path, GeneratorParams* p, ProgressCallback progress, IntPtr userData, out GeneratorHandle generator);
         [DllImport(Lib)] internal static extern void fqgan_generator_free(IntPtr generator);
         [DllImport(Lib)] internal static extern Status fqgan_generator_get_info(GeneratorHandle generator, GeneratorInfo* info);
         [DllImport(Lib)] internal static extern Status fqgan_generator_get_vocab_size(GeneratorHandle generator, uint index, uint* size);

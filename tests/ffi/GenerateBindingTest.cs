@@ -43,6 +43,10 @@ static class GenerateBindingTest
     {
         ExpectError(Status.Io, "missing.safetensors", () => Generator.LoadFile("missing.safetensors"), "missing file");
         ExpectError(Status.InvalidModel, "<memory>", () => Generator.LoadMemory(new byte[64]), "garbage model");
+        int tensors = 0;
+        using (Generator.LoadFile(args[0], "cpu", (done, total) => { tensors = done; return true; })) { }
+        Check(tensors > 10, "a generator load reports the tensors read");
+        ExpectError(Status.Cancelled, "cancelled", () => Generator.LoadFile(args[0], "cpu", (done, total) => false), "cancelled generator load");
 
         using (var gen = Generator.LoadMemory(File.ReadAllBytes(args[0])))
         using (var tok = Tokenizer.LoadFile(args[1]))
