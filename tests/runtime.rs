@@ -4,6 +4,7 @@
 use std::ops::ControlFlow;
 
 use fqgan::burn::tensor::{Int, Tensor, TensorData};
+use fqgan::codec::no_progress;
 use fqgan::device::Cpu;
 use fqgan::far::{generate, GenerateOptions, SubTokenSampling};
 use fqgan::image::{images_to_tensor, tensor_to_images, DynamicImage, RgbImage, RgbaImage};
@@ -19,10 +20,6 @@ fn tokenizer() -> TokenizerSession {
 
 fn generator() -> GeneratorSession {
     GeneratorSession::load(ModelSource::Builtin, None, DeviceChoice::Cpu).unwrap()
-}
-
-fn go_on(_: usize, _: usize) -> ControlFlow<()> {
-    ControlFlow::Continue(())
 }
 
 fn stop(_: usize, _: usize) -> ControlFlow<()> {
@@ -90,7 +87,7 @@ fn tokenizer_arguments_are_refused_by_name_before_any_work() {
 
     let image = DynamicImage::ImageRgb8(test_images(1, 80).remove(0));
     let wide = TileOptions { overlap: Some(32), ..TileOptions::default() };
-    assert_eq!(refused(session.compress(&image, &wide, &mut go_on)).0, Arg::Overlap);
+    assert_eq!(refused(session.compress(&image, &wide, &mut no_progress)).0, Arg::Overlap);
     assert_eq!(refused(session.fqt_bound(80, 80, false, &wide)).0, Arg::Overlap);
 }
 
@@ -102,10 +99,10 @@ fn whole_images_keep_their_size_and_alpha_and_stop_when_cancelled() {
         RgbaImage::from_fn(width, height, |x, y| image::Rgba([x as u8 * 2, y as u8 * 3, 90, (x * y % 256) as u8]));
     let image = DynamicImage::ImageRgba8(rgba.clone());
     let options = TileOptions::default();
-    let file = session.compress(&image, &options, &mut go_on).unwrap().unwrap();
+    let file = session.compress(&image, &options, &mut no_progress).unwrap().unwrap();
     assert!(session.fqt_bound(width, height, true, &options).unwrap() >= file.to_bytes().unwrap().len() as u64);
     let source = std::path::Path::new("memory");
-    let decoded = session.decompress(&file, source, None, &options, &mut go_on).unwrap().unwrap().into_rgba8();
+    let decoded = session.decompress(&file, source, None, &options, &mut no_progress).unwrap().unwrap().into_rgba8();
     assert_eq!(decoded.dimensions(), (width, height));
     assert!(decoded.pixels().zip(rgba.pixels()).all(|(a, b)| a[3] == b[3]), "alpha is kept exactly");
 
@@ -117,7 +114,7 @@ fn whole_images_keep_their_size_and_alpha_and_stop_when_cancelled() {
     assert!(session.compress(&image, &options, &mut cancel_at_first).unwrap().is_none());
     assert_eq!(calls, 1);
     assert!(session.decompress(&file, source, None, &options, &mut stop).unwrap().is_none());
-    assert_eq!(refused(session.decompress(&file, source, Some(&[5]), &options, &mut go_on)).0, Arg::Codebook);
+    assert_eq!(refused(session.decompress(&file, source, Some(&[5]), &options, &mut no_progress)).0, Arg::Codebook);
 }
 
 #[test]
@@ -126,7 +123,7 @@ fn generator_session_gives_what_generate_gives_and_keeps_prefixes() {
     let k = session.config().k();
     let mut request = GenerateRequest::new(vec![Some(0), Some(3)], k, SubTokenSampling::default(), 7);
     request.per_label = 2;
-    let grids = session.generate(&request, &mut go_on).unwrap().unwrap();
+    let grids = session.generate(&request, &mut no_progress).unwrap().unwrap();
     assert_eq!(grids.len(), 4);
 
     let device = Default::default();
@@ -144,7 +141,7 @@ fn generator_session_gives_what_generate_gives_and_keeps_prefixes() {
         GenerateRequest::new(vec![None, None], k, SubTokenSampling { cfg_scale: 1.0, ..Default::default() }, 9);
     completion.per_label = 2;
     completion.prefix = Some(Prefix { rows, grids: vec![grids[0].clone(), grids[2].clone()] });
-    let completed = session.generate(&completion, &mut go_on).unwrap().unwrap();
+    let completed = session.generate(&completion, &mut no_progress).unwrap().unwrap();
     for (n, grid) in completed.iter().enumerate() {
         let source: &TokenGrid = &grids[if n < 2 { 0 } else { 2 }];
         for j in 0..k {
@@ -160,7 +157,7 @@ fn generator_arguments_are_refused_by_name_before_any_work() {
     let k = session.config().k();
     let request = |labels: Vec<Option<usize>>, sampling: SubTokenSampling| GenerateRequest::new(labels, k, sampling, 0);
     let official = SubTokenSampling::default();
-    let (arg, _, message) = refused(session.generate(&request(vec![Some(10)], official.clone()), &mut go_on));
+    let (arg, _, message) = refused(session.generate(&request(vec![Some(10)], official.clone()), &mut no_progress));
     assert_eq!((arg, message.as_str()), (Arg::ClassId, "is 10; this generator has classes 0..10"));
     assert_eq!(refused(session.check(&request(vec![], official.clone()))).0, Arg::Count);
     let bad = |sampling: SubTokenSampling| refused(session.check(&request(vec![Some(0)], sampling))).0;
@@ -171,7 +168,8 @@ fn generator_arguments_are_refused_by_name_before_any_work() {
     mixed.sampling[1].top_p = 2.0;
     assert_eq!(refused(session.check(&mixed)).2, "is 2 for sub-token 2; it must be in (0, 1]");
 
-    let grid = session.generate(&request(vec![Some(1)], official.clone()), &mut go_on).unwrap().unwrap().remove(0);
+    let grid =
+        session.generate(&request(vec![Some(1)], official.clone()), &mut no_progress).unwrap().unwrap().remove(0);
     let side = session.config().grid_size();
     let complete = |rows: usize, grid: TokenGrid| {
         let mut r = request(vec![Some(1)], official.clone());

@@ -35,11 +35,13 @@ pub fn default_overlap(tile: u32) -> u32 {
     tile / 8
 }
 
-/// Told `(tiles done, tiles in all)` after each batch of tiles; `ControlFlow::Break(())` stops
-/// the work, and the call returns `Ok(None)`.
+/// Told `(steps done, steps in all)` as long work advances (tiles here; tensors when loading,
+/// token positions when generating); `ControlFlow::Break(())` stops the work, and the call
+/// returns `Ok(None)`.
 pub type Progress<'p> = dyn FnMut(usize, usize) -> ControlFlow<()> + 'p;
 
-fn no_progress(_: usize, _: usize) -> ControlFlow<()> {
+/// The progress of a caller that does not watch: never stops the work.
+pub fn no_progress(_: usize, _: usize) -> ControlFlow<()> {
     ControlFlow::Continue(())
 }
 

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -12,7 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::tensor::TensorView;
 
-use crate::codec::Progress;
+use crate::codec::{no_progress, Progress};
 use crate::error::{Error, Result};
 
 /// Prefix renames between module paths and file keys, longest prefix first.
@@ -63,7 +62,7 @@ impl TensorFile {
     /// Reads a safetensors file through a memory map: the tensors are copied once, from the
     /// page cache into their own buffers, and the file is never read into one large buffer.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
-        let file = Self::read_with_progress(path, &mut |_, _| ControlFlow::Continue(()))?;
+        let file = Self::read_with_progress(path, &mut no_progress)?;
         Ok(file.expect("reading without a progress callback always completes"))
     }
 
@@ -80,7 +79,7 @@ impl TensorFile {
 
     /// Parses a safetensors buffer; `source` names it in errors.
     pub fn from_bytes(bytes: &[u8], source: impl Into<PathBuf>) -> Result<Self> {
-        let file = Self::from_bytes_with_progress(bytes, source, &mut |_, _| ControlFlow::Continue(()))?;
+        let file = Self::from_bytes_with_progress(bytes, source, &mut no_progress)?;
         Ok(file.expect("parsing without a progress callback always completes"))
     }
 

@@ -37,20 +37,6 @@ struct log_lines {
     char text[8192];
 };
 
-struct load_progress {
-    uint32_t calls, last, total, stop_at;
-    int in_order;
-};
-
-static int count_load(void *user_data, uint32_t done, uint32_t total) {
-    struct load_progress *p = user_data;
-    p->calls++;
-    p->in_order &= done == p->last + 1 && done <= total;
-    p->last = done;
-    p->total = total;
-    return p->stop_at != 0 && done == p->stop_at;
-}
-
 static void collect_log(void *user_data, int32_t level, const char *message) {
     struct log_lines *lines = user_data;
     lines->count++;
@@ -120,13 +106,13 @@ int main(int argc, char **argv) {
     fqgan_tokenizer_free(tok);
 
     /* Loads report every tensor read and stop when asked (ABI minor 4). */
-    struct load_progress loading = {0, 0, 0, 0, 1}, stopping = {0, 0, 0, 3, 1};
-    EXPECT(fqgan_tokenizer_load_memory_with_progress(model, model_size, &params, count_load, &loading, &tok),
+    struct progress loading = {0, 0, 0, 0, 1}, stopping = {0, 0, 0, 3, 1};
+    EXPECT(fqgan_tokenizer_load_memory_with_progress(model, model_size, &params, on_progress, &loading, &tok),
            FQGAN_STATUS_OK, "");
     CHECK(tok != NULL && loading.in_order && loading.calls == loading.total && loading.total > 10);
     fqgan_tokenizer_free(tok);
     tok = (fqgan_tokenizer *)&failures;
-    EXPECT(fqgan_tokenizer_load_file_with_progress(model_path, NULL, count_load, &stopping, &tok),
+    EXPECT(fqgan_tokenizer_load_file_with_progress(model_path, NULL, on_progress, &stopping, &tok),
            FQGAN_STATUS_CANCELLED, "cancelled");
     CHECK(tok == NULL && stopping.calls == 3);
     EXPECT(fqgan_tokenizer_load_file_with_progress(model_path, NULL, NULL, NULL, &tok), FQGAN_STATUS_OK, "");

@@ -48,6 +48,22 @@ static inline unsigned char *read_file(const char *path, size_t *size) {
     return data;
 }
 
+/* A progress callback's record: every call, in order (done = 1, 2, ... <= total), and a stop
+ * (non-zero return) at `cancel_at` when that is set. Initialise with {0, 0, 0, cancel_at, 1}. */
+struct progress {
+    uint32_t calls, last_done, total, cancel_at;
+    int in_order;
+};
+
+static inline int on_progress(void *user_data, uint32_t done, uint32_t total) {
+    struct progress *p = user_data;
+    p->calls++;
+    p->in_order &= done == p->last_done + 1 && done <= total;
+    p->last_done = done;
+    p->total = total;
+    return p->cancel_at != 0 && done == p->cancel_at;
+}
+
 static inline void write_file(const char *dir, const char *name, const void *data, size_t size) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);

@@ -17,20 +17,6 @@
 #include "check.h"
 
 /* Progress state passed through user_data: counts calls, cancels after `cancel_at` if non-zero. */
-struct progress {
-    uint32_t calls, last_done, total, cancel_at;
-    int in_order;
-};
-
-static int on_progress(void *user_data, uint32_t done, uint32_t total) {
-    struct progress *p = user_data;
-    p->calls++;
-    p->in_order &= done == p->last_done + 1;
-    p->last_done = done;
-    p->total = total;
-    return p->cancel_at != 0 && done == p->cancel_at;
-}
-
 struct job {
     const fqgan_generator *gen;
     const fqgan_generate_params *params;

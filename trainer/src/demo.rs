@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use fqgan::codec::no_progress;
 use fqgan::image::{image_grid, read_image, save_rgb, RgbImage};
 use fqgan::metrics::{psnr, ssim};
 use fqgan::runtime::{GeneratorSession, Prefix, TileOptions, TokenGrid, TokenizerSession};
@@ -77,9 +78,7 @@ impl Demo {
             panels.push(original.clone());
             panels.push(decoded.context("compress_one decodes when metrics are on")?.to_rgb8());
             for i in 0..names.len() {
-                let alone = tokenizer.decompress(&file, &job.output, Some(&[i]), &settings.tiles, &mut |_, _| {
-                    std::ops::ControlFlow::Continue(())
-                })?;
+                let alone = tokenizer.decompress(&file, &job.output, Some(&[i]), &settings.tiles, &mut no_progress)?;
                 panels.push(alone.expect("never cancelled").to_rgb8());
             }
             originals.push(original);

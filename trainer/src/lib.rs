@@ -98,24 +98,32 @@ impl TokenizerArg {
         purpose: LoadPurpose,
         device: &B::Device,
     ) -> Result<Tokenizer<B>> {
-        let Some(path) = &self.model else {
-            announce_builtin(&fqgan::builtin::TOKENIZER, "--model");
-            return Ok(fqgan::builtin::tokenizer(purpose, device)?);
-        };
-        let config = self.config_override()?;
-        Tokenizer::load(path, config.as_ref(), purpose, device)
-            .with_context(|| format!("loading tokenizer {}", path.display()))
+        self.load_with(
+            || fqgan::builtin::tokenizer(purpose, device),
+            |path, config| Tokenizer::load(path, config, purpose, device),
+        )
     }
 
     /// As [`TokenizerArg::load`], as an inference session on `device`.
     pub fn session(&self, device: DeviceChoice) -> Result<TokenizerSession> {
+        self.load_with(
+            || TokenizerSession::load(ModelSource::Builtin, None, device),
+            |path, config| TokenizerSession::load(ModelSource::File(path), config, device),
+        )
+    }
+
+    /// `from_file(--model, the --preset/--config override)`, or `builtin()` when no file is given.
+    fn load_with<T>(
+        &self,
+        builtin: impl FnOnce() -> fqgan::Result<T>,
+        from_file: impl FnOnce(&Path, Option<&TokenizerConfig>) -> fqgan::Result<T>,
+    ) -> Result<T> {
         let Some(path) = &self.model else {
             announce_builtin(&fqgan::builtin::TOKENIZER, "--model");
-            return Ok(TokenizerSession::load(ModelSource::Builtin, None, device)?);
+            return Ok(builtin()?);
         };
         let config = self.config_override()?;
-        TokenizerSession::load(ModelSource::File(path), config.as_ref(), device)
-            .with_context(|| format!("loading tokenizer {}", path.display()))
+        from_file(path, config.as_ref()).with_context(|| format!("loading tokenizer {}", path.display()))
     }
 }
 
@@ -158,23 +166,30 @@ impl FarArg {
 
     /// Loads `--far`, or the built-in generator (saying so on stderr) when none is given.
     pub fn load<B: fqgan::burn::tensor::backend::Backend>(&self, device: &B::Device) -> Result<Far<B>> {
-        let Some(path) = &self.far else {
-            announce_builtin(&fqgan::builtin::GENERATOR, "--far");
-            return Ok(fqgan::builtin::generator(device)?);
-        };
-        let config = read_far_config(self.far_preset.as_deref(), self.far_config.as_deref())?;
-        Far::load(path, config.as_ref(), device).with_context(|| format!("loading FAR generator {}", path.display()))
+        self.load_with(|| fqgan::builtin::generator(device), |path, config| Far::load(path, config, device))
     }
 
     /// As [`FarArg::load`], as an inference session on `device`.
     pub fn session(&self, device: DeviceChoice) -> Result<GeneratorSession> {
+        self.load_with(
+            || GeneratorSession::load(ModelSource::Builtin, None, device),
+            |path, config| GeneratorSession::load(ModelSource::File(path), config, device),
+        )
+    }
+
+    /// `from_file(--far, the --far-preset/--far-config override)`, or `builtin()` when no
+    /// file is given.
+    fn load_with<T>(
+        &self,
+        builtin: impl FnOnce() -> fqgan::Result<T>,
+        from_file: impl FnOnce(&Path, Option<&FarConfig>) -> fqgan::Result<T>,
+    ) -> Result<T> {
         let Some(path) = &self.far else {
             announce_builtin(&fqgan::builtin::GENERATOR, "--far");
-            return Ok(GeneratorSession::load(ModelSource::Builtin, None, device)?);
+            return Ok(builtin()?);
         };
         let config = read_far_config(self.far_preset.as_deref(), self.far_config.as_deref())?;
-        GeneratorSession::load(ModelSource::File(path), config.as_ref(), device)
-            .with_context(|| format!("loading FAR generator {}", path.display()))
+        from_file(path, config.as_ref()).with_context(|| format!("loading FAR generator {}", path.display()))
     }
 }
 

@@ -13,6 +13,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::model::Far;
 use super::sample::{Sampler, SubTokenSampling};
+use crate::codec::no_progress;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -69,7 +70,7 @@ pub fn generate_observed<B: Backend>(
     options: &GenerateOptions,
     observe: &mut dyn FnMut(LogitsRecord<B>),
 ) -> Result<Tensor<B, 3, Int>> {
-    let tokens = run(model, labels, prefix, options, observe, &mut |_, _| ControlFlow::Continue(()))?;
+    let tokens = run(model, labels, prefix, options, observe, &mut no_progress)?;
     Ok(tokens.expect("generation without a progress callback always completes"))
 }
 

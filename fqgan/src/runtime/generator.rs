@@ -6,8 +6,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::token_grid::{check_ids, TokenGrid};
-use super::{go_on, load_model, Arg, ModelSource, TokenizerSession};
-use crate::codec::Progress;
+use super::{load_model, Arg, ModelSource, TokenizerSession};
+use crate::codec::{no_progress, Progress};
 use crate::device::{BackendTask, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::far::{generate_with_progress, Far, FarConfig, GenerateOptions, SubTokenSampling};
@@ -118,7 +118,7 @@ impl BackendTask for Load<'_> {
 impl GeneratorSession {
     /// Loads a generator onto `device`, as [`TokenizerSession::load`] does a tokenizer.
     pub fn load(source: ModelSource<'_>, config: Option<&FarConfig>, device: DeviceChoice) -> Result<Self> {
-        let session = Self::load_with_progress(source, config, device, &mut go_on)?;
+        let session = Self::load_with_progress(source, config, device, &mut no_progress)?;
         Ok(session.expect("loading without a progress callback always completes"))
     }
 

@@ -18,7 +18,6 @@ mod token_grid;
 mod tokenizer;
 
 use std::fmt;
-use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::builtin::BuiltinModel;
@@ -80,10 +79,6 @@ fn load_model<T: Send>(
         Some(file) => build(&file).map(Some),
         None => Ok(None),
     })
-}
-
-fn go_on(_: usize, _: usize) -> ControlFlow<()> {
-    ControlFlow::Continue(())
 }
 
 /// The arguments a session call can refuse. Front ends map them to their own names (the C

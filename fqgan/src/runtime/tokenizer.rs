@@ -8,8 +8,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::token_grid::{check_ids, TokenGrid};
-use super::{go_on, load_model, Arg, ModelSource};
-use crate::codec::{default_overlap, AssetCodec, Progress, DEFAULT_MAX_WORK_PIXELS};
+use super::{load_model, Arg, ModelSource};
+use crate::codec::{default_overlap, no_progress, AssetCodec, Progress, DEFAULT_MAX_WORK_PIXELS};
 use crate::device::{BackendTask, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
@@ -141,7 +141,7 @@ impl TokenizerSession {
     /// (converted official checkpoints); files written by fqgan carry theirs. A CUDA device
     /// without a driver is an error, not a panic.
     pub fn load(source: ModelSource<'_>, config: Option<&TokenizerConfig>, device: DeviceChoice) -> Result<Self> {
-        let session = Self::load_with_progress(source, config, device, &mut go_on)?;
+        let session = Self::load_with_progress(source, config, device, &mut no_progress)?;
         Ok(session.expect("loading without a progress callback always completes"))
     }
 
