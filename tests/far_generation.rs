@@ -75,7 +75,6 @@ fn recompute(
     options: &GenerateOptions,
 ) -> (Tensor<Cpu, 3, Int>, Vec<LogitsRecord<Cpu>>) {
     let (config, labels) = (model.config(), labels(&[0, 3, 4]));
-    let batch = labels.dims()[0];
     let guided = options.sampling.iter().any(|s| s.cfg_scale != 1.0);
     let rows = if guided { with_null_class(model, labels).unwrap() } else { labels };
     let start = prefix.as_ref().map_or(0, |p| p.dims()[2]);
@@ -92,9 +91,7 @@ fn recompute(
         for (j, params) in options.sampling.iter().enumerate() {
             let raw = model.head_logits(Tensor::cat(slots.clone(), 1), j, None);
             let guided_logits = if guided { guide(raw.clone(), params.cfg_scale) } else { raw.clone() };
-            let values: Vec<f32> = guided_logits.to_data().to_vec().unwrap();
-            let ids = sampler.sample(&values, config.vocab_sizes[j], params);
-            let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [batch, 1]), &Default::default());
+            let ids = sampler.sample(guided_logits.clone(), params);
             records.push(LogitsRecord { position, sub_token: j, raw, guided: guided_logits });
             if j + 1 < config.k() {
                 slots.push(model.slot_embedding(j + 1, double(ids.clone(), guided)));

@@ -419,6 +419,42 @@ namespace Fqgan
             }
         }
 
+        /// <summary>LoadMemory telling progress the tensors read; returning false from it cancels
+        /// the load (FqganException with Status.Cancelled). ABI minor 4.</summary>
+        public static Tokenizer LoadMemory(byte[] data, string device, Progress progress)
+        {
+            if (data == null) throw new ArgumentNullException(nameof(data));
+            return LoadMemory(new ReadOnlySpan<byte>(data), device, progress);
+        }
+
+        /// <inheritdoc cref="LoadMemory(byte[], string, Progress)"/>
+        public static Tokenizer LoadMemory(ReadOnlySpan<byte> data, string device, Progress progress)
+        {
+            if (progress == null) return LoadMemory(data, device);
+            fixed (byte* dataPtr = data)
+            {
+                IntPtr address = (IntPtr)dataPtr;
+                UIntPtr size = (UIntPtr)data.Length;
+                return Load(device, (ref Native.TokenizerParams p, out TokenizerHandle h) =>
+                {
+                    fixed (Native.TokenizerParams* paramsPtr = &p)
+                    {
+                        IntPtr paramsAddress = (IntPtr)paramsPtr;
+                        TokenizerHandle loaded = null;
+                        Status status = Native.RunWithProgress(progress, (callback, userData) =>
+                            Native.fqgan_tokenizer_load_memory_with_progress(
+                                (void*)address, size, (Native.TokenizerParams*)paramsAddress, callback, userData, out loaded));
+                        h = loaded;
+                        return status;
+                    }
+                });
+            }
+        }
+
+        /// <summary>LoadMemory on a worker thread, cancelled as LoadFileAsync. ABI minor 4.</summary>
+        public static Task<Tokenizer> LoadMemoryAsync(byte[] data, string device = "cpu", CancellationToken cancel = default) =>
+            Task.Run(() => Native.Cancellable(cancel, progress => LoadMemory(data, device, progress)), cancel);
+
         /// <summary>Loads the tokenizer built into the library (ufoai textures; ABI minor 2).</summary>
         public static Tokenizer LoadBuiltin(string device = "cpu")
         {
@@ -617,6 +653,44 @@ namespace Fqgan
                     Native.fqgan_generator_load_memory((void*)address, size, p, out h));
             }
         }
+
+        /// <summary>LoadFile on a worker thread; cancelling the token stops the load between
+        /// tensors and the task ends as cancelled. ABI minor 4.</summary>
+        public static Task<Generator> LoadFileAsync(string path, string device = "cpu", CancellationToken cancel = default) =>
+            Task.Run(() => Native.Cancellable(cancel, progress => LoadFile(path, device, progress)), cancel);
+
+        /// <summary>LoadMemory telling progress the tensors read; returning false from it cancels
+        /// the load (FqganException with Status.Cancelled). ABI minor 4.</summary>
+        public static Generator LoadMemory(byte[] data, string device, Progress progress)
+        {
+            if (data == null) throw new ArgumentNullException(nameof(data));
+            return LoadMemory(new ReadOnlySpan<byte>(data), device, progress);
+        }
+
+        /// <inheritdoc cref="LoadMemory(byte[], string, Progress)"/>
+        public static Generator LoadMemory(ReadOnlySpan<byte> data, string device, Progress progress)
+        {
+            if (progress == null) return LoadMemory(data, device);
+            fixed (byte* dataPtr = data)
+            {
+                IntPtr address = (IntPtr)dataPtr;
+                UIntPtr size = (UIntPtr)data.Length;
+                return Load(device, (Native.GeneratorParams* p, out GeneratorHandle h) =>
+                {
+                    IntPtr paramsAddress = (IntPtr)p;
+                    GeneratorHandle loaded = null;
+                    Status status = Native.RunWithProgress(progress, (callback, userData) =>
+                        Native.fqgan_generator_load_memory_with_progress(
+                            (void*)address, size, (Native.GeneratorParams*)paramsAddress, callback, userData, out loaded));
+                    h = loaded;
+                    return status;
+                });
+            }
+        }
+
+        /// <summary>LoadMemory on a worker thread, cancelled as LoadFileAsync. ABI minor 4.</summary>
+        public static Task<Generator> LoadMemoryAsync(byte[] data, string device = "cpu", CancellationToken cancel = default) =>
+            Task.Run(() => Native.Cancellable(cancel, progress => LoadMemory(data, device, progress)), cancel);
 
         /// <summary>Loads the generator built into the library (10 ufoai texture classes, named in
         /// Info.ClassNames; it goes with Tokenizer.LoadBuiltin; ABI minor 2).</summary>
@@ -1056,6 +1130,7 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_file(byte* path, TokenizerParams* p, out TokenizerHandle tokenizer);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_memory(void* data, UIntPtr size, TokenizerParams* p, out TokenizerHandle tokenizer);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_file_with_progress(byte* path, TokenizerParams* p, ProgressCallback progress, IntPtr userData, out TokenizerHandle tokenizer);
+        [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_memory_with_progress(void* data, UIntPtr size, TokenizerParams* p, ProgressCallback progress, IntPtr userData, out TokenizerHandle tokenizer);
         [DllImport(Lib)] internal static extern void fqgan_tokenizer_free(IntPtr tokenizer);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_get_info(TokenizerHandle tokenizer, TokenizerInfo* info);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_get_codebook(TokenizerHandle tokenizer, uint index, CodebookInfo* info);
@@ -1067,6 +1142,7 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern Status fqgan_generator_load_file(byte* path, GeneratorParams* p, out GeneratorHandle generator);
         [DllImport(Lib)] internal static extern Status fqgan_generator_load_memory(void* data, UIntPtr size, GeneratorParams* p, out GeneratorHandle generator);
         [DllImport(Lib)] internal static extern Status fqgan_generator_load_file_with_progress(byte* path, GeneratorParams* p, ProgressCallback progress, IntPtr userData, out GeneratorHandle generator);
+        [DllImport(Lib)] internal static extern Status fqgan_generator_load_memory_with_progress(void* data, UIntPtr size, GeneratorParams* p, ProgressCallback progress, IntPtr userData, out GeneratorHandle generator);
         [DllImport(Lib)] internal static extern void fqgan_generator_free(IntPtr generator);
         [DllImport(Lib)] internal static extern Status fqgan_generator_get_info(GeneratorHandle generator, GeneratorInfo* info);
         [DllImport(Lib)] internal static extern Status fqgan_generator_get_vocab_size(GeneratorHandle generator, uint index, uint* size);

@@ -9,6 +9,7 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::device::read_back;
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::image::{rgb_from_planes, rgb_planes, DynamicImage, RgbaImage};
@@ -95,7 +96,7 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
             let tiles: Vec<usize> = (first..layout.count().min(first + self.batch)).collect();
             let values: Vec<f32> = tiles.iter().flat_map(|&i| layout.extract(&planes, 3, i)).collect();
             let input = Tensor::<B, 4>::from_data(TensorData::new(values, [tiles.len(), 3, t, t]), &device);
-            let ids = self.model.encode(input).into_data().convert::<i64>();
+            let ids = read_back(self.model.encode(input)).convert::<i64>();
             tokens.extend(ids.iter::<i64>().map(|id| id as u32));
             if progress(first + tiles.len(), layout.count()).is_break() {
                 return Ok(None);
@@ -176,7 +177,7 @@ impl<'a, B: Backend> AssetCodec<'a, B> {
                 file.tokens[tiles.start * per_tile..tiles.end * per_tile].iter().map(|&id| i64::from(id)).collect();
             let ids = Tensor::<B, 4, Int>::from_data(TensorData::new(ids, [tiles.len(), k, g, g]), &device);
             let decoded: Vec<f32> =
-                self.model.decode_subset(ids, codebooks).into_data().convert::<f32>().to_vec().expect("f32 data");
+                read_back(self.model.decode_subset(ids, codebooks)).convert::<f32>().to_vec().expect("f32 data");
             let done = tiles.end;
             for (n, index) in tiles.enumerate() {
                 blender.add(index, &decoded[n * 3 * t * t..(n + 1) * 3 * t * t]);

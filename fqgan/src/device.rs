@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::backend::Backend;
+use burn::tensor::{BasicOps, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
@@ -24,6 +25,21 @@ pub fn seeded<B: Backend, T>(device: &B::Device, seed: u64, draw: impl FnOnce() 
     let _held = RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     B::seed(device, seed);
     draw()
+}
+
+/// Device-to-host reads made through [`read_back`] in this process.
+static HOST_READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Copies `tensor` to the host. The inference paths read through here only, so a test can
+/// count their syncs ([`host_reads`]): one per generated token, one per decoded batch.
+pub fn read_back<B: Backend, const D: usize, K: BasicOps<B>>(tensor: Tensor<B, D, K>) -> TensorData {
+    HOST_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tensor.into_data()
+}
+
+/// How many times [`read_back`] has run in this process.
+pub fn host_reads() -> usize {
+    HOST_READS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether this build of the library has the CUDA backend (`--features cuda`).

@@ -6,6 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 pub use image::{DynamicImage, RgbImage, RgbaImage};
 
+use crate::device::read_back;
 use crate::error::{Error, Result};
 
 /// Reads any format the `image` crate knows (PNG, JPEG, BMP, TGA, WebP, ...) as RGB8.
@@ -95,7 +96,7 @@ pub fn images_to_tensor<B: Backend>(images: &[RgbImage], device: &B::Device) -> 
 pub fn tensor_to_images<B: Backend>(tensor: Tensor<B, 4>) -> Vec<RgbImage> {
     let [b, c, h, w] = tensor.dims();
     assert_eq!(c, 3, "tensor_to_images takes RGB tensors");
-    let values: Vec<f32> = tensor.into_data().convert::<f32>().to_vec().expect("f32 data");
+    let values: Vec<f32> = read_back(tensor).convert::<f32>().to_vec().expect("f32 data");
     let plane = h * w;
     (0..b).map(|i| rgb_from_planes(&values[i * 3 * plane..(i + 1) * 3 * plane], w as u32, h as u32)).collect()
 }

@@ -59,6 +59,13 @@ static class BindingTest
         {
             Check(e.InnerException is OperationCanceledException, "a cancelled async load ends as cancelled");
         }
+        byte[] model = File.ReadAllBytes(args[0]);
+        int fromMemory = 0;
+        using (Tokenizer.LoadMemory(model, "cpu", (done, total) => { fromMemory = done; return true; })) { }
+        Check(fromMemory == tensors, "a load from memory reports every tensor read");
+        ExpectError(Status.Cancelled, "cancelled", () => Tokenizer.LoadMemory(model, "cpu", (done, total) => false), "cancelled memory load");
+        using (var loaded = Tokenizer.LoadMemoryAsync(model).Result)
+            Check(loaded.Info.CodebookCount == 2, "async load from memory");
 
         byte[] rgba = File.ReadAllBytes(args[1]);
         using (var tok = Tokenizer.LoadMemory(File.ReadAllBytes(args[0])))

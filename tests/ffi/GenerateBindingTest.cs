@@ -47,6 +47,24 @@ static class GenerateBindingTest
         using (Generator.LoadFile(args[0], "cpu", (done, total) => { tensors = done; return true; })) { }
         Check(tensors > 10, "a generator load reports the tensors read");
         ExpectError(Status.Cancelled, "cancelled", () => Generator.LoadFile(args[0], "cpu", (done, total) => false), "cancelled generator load");
+        byte[] model = File.ReadAllBytes(args[0]);
+        int fromMemory = 0;
+        using (Generator.LoadMemory(model, "cpu", (done, total) => { fromMemory = done; return true; })) { }
+        Check(fromMemory == tensors, "a generator load from memory reports the tensors read");
+        ExpectError(Status.Cancelled, "cancelled", () => Generator.LoadMemory(model, "cpu", (done, total) => done < 2), "cancelled memory load");
+        using (var loaded = Generator.LoadFileAsync(args[0]).Result)
+            Check(loaded.Info.TokenCount > 0, "async generator load");
+        using (var loaded = Generator.LoadMemoryAsync(model).Result)
+            Check(loaded.Info.TokenCount > 0, "async generator load from memory");
+        try
+        {
+            Generator.LoadFileAsync(args[0], "cpu", new System.Threading.CancellationToken(true)).Wait();
+            Check(false, "a cancelled async generator load throws");
+        }
+        catch (AggregateException e)
+        {
+            Check(e.InnerException is OperationCanceledException, "a cancelled async generator load ends as cancelled");
+        }
 
         using (var gen = Generator.LoadMemory(File.ReadAllBytes(args[0])))
         using (var tok = Tokenizer.LoadFile(args[1]))

@@ -14,6 +14,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::model::Far;
 use super::sample::{Sampler, SubTokenSampling};
 use crate::codec::no_progress;
+use crate::device::read_back;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -70,8 +71,8 @@ pub fn generate_observed<B: Backend>(
     options: &GenerateOptions,
     observe: &mut dyn FnMut(LogitsRecord<B>),
 ) -> Result<Tensor<B, 3, Int>> {
-    let tokens = run(model, labels, prefix, options, observe, &mut no_progress)?;
-    Ok(tokens.expect("generation without a progress callback always completes"))
+    let generated = run(model, labels, prefix.clone(), options, observe, &mut no_progress)?;
+    Ok(after_prefix(model, prefix, generated.expect("generation without a progress callback always completes")))
 }
 
 /// As [`generate`], calling `progress(done, total)` after each generated token position
@@ -84,7 +85,29 @@ pub fn generate_with_progress<B: Backend>(
     options: &GenerateOptions,
     progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
 ) -> Result<Option<Tensor<B, 3, Int>>> {
+    let generated = generate_ids_with_progress(model, labels, prefix.clone(), options, progress)?;
+    Ok(generated.map(|generated| after_prefix(model, prefix, generated)))
+}
+
+/// As [`generate_with_progress`], returning only the generated ids, on the host: `[B, k, P]`
+/// for the P positions after the prefix.
+pub(crate) fn generate_ids_with_progress<B: Backend>(
+    model: &Far<B>,
+    labels: Tensor<B, 1, Int>,
+    prefix: Option<Tensor<B, 3, Int>>,
+    options: &GenerateOptions,
+    progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+) -> Result<Option<TensorData>> {
     run(model, labels, prefix, options, &mut |_| {}, progress)
+}
+
+/// `[prefix, generated]` along the positions.
+fn after_prefix<B: Backend>(model: &Far<B>, prefix: Option<Tensor<B, 3, Int>>, generated: TensorData) -> Tensor<B, 3, Int> {
+    let generated = Tensor::from_data(generated, &model.device());
+    match prefix {
+        Some(prefix) => Tensor::cat(vec![prefix, generated], 2),
+        None => generated,
+    }
 }
 
 fn run<B: Backend>(
@@ -94,7 +117,7 @@ fn run<B: Backend>(
     options: &GenerateOptions,
     observe: &mut dyn FnMut(LogitsRecord<B>),
     progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
-) -> Result<Option<Tensor<B, 3, Int>>> {
+) -> Result<Option<TensorData>> {
     let config = model.config();
     if options.sampling.len() != config.k() {
         return Err(Error::Input(format!(
@@ -132,23 +155,27 @@ fn run<B: Backend>(
     let row_labels = if guided { with_null_class(model, labels)? } else { labels };
     let rows = Rows { batch, guided };
     let start = prefix.as_ref().map_or(0, |p| p.dims()[2]);
-    let mut tokens: Vec<Tensor<B, 3, Int>> = prefix.iter().cloned().collect();
+    let (k, total) = (config.k(), config.block_size - start);
+    let mut generated = vec![0i64; batch * k * total];
     let mut caches = model.new_caches(rows.count());
     let mut h = model.prefill(row_labels, prefix.map(|p| rows.double(p)), &mut caches);
     let mut sampler = Sampler::new(options.seed);
-    let total = config.block_size - start;
-    for position in start..config.block_size {
-        let token = sample_token(model, h, position, rows, options, &mut sampler, observe);
-        tokens.push(token.clone());
-        if progress(position + 1 - start, total).is_break() {
+    for step in 0..total {
+        let token = sample_token(model, h, start + step, rows, options, &mut sampler, observe);
+        // The one read per token: it keeps progress and cancel in step with the device.
+        let ids = read_back(token.clone()).convert::<i64>().to_vec::<i64>().expect("int ids");
+        for (row, &id) in ids.iter().enumerate() {
+            generated[row * total + step] = id;
+        }
+        if progress(step + 1, total).is_break() {
             return Ok(None);
         }
-        if position + 1 == config.block_size {
+        if step + 1 == total {
             break;
         }
         h = model.decode_one_token(rows.double(token), &mut caches);
     }
-    Ok(Some(Tensor::cat(tokens, 2)))
+    Ok(Some(TensorData::new(generated, [batch, k, total])))
 }
 
 /// The batch layout: B rows, or `[cond; uncond]` 2B rows with guidance.
@@ -193,11 +220,8 @@ fn sample_token<B: Backend>(
     for (j, params) in options.sampling.iter().enumerate() {
         let raw = model.head_logits(slot.clone(), j, Some(&mut head_caches));
         let guided = if rows.guided { guide(raw.clone(), params.cfg_scale) } else { raw.clone() };
-        let vocab = config.vocab_sizes[j];
-        let values: Vec<f32> = guided.clone().into_data().convert::<f32>().to_vec().expect("float logits");
+        let ids = sampler.sample(guided.clone(), params);
         observe(LogitsRecord { position, sub_token: j, raw, guided });
-        let ids = sampler.sample(&values, vocab, params);
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [rows.batch, 1]), &device);
         if j + 1 < config.k() {
             slot = model.slot_embedding(j + 1, rows.double(ids.clone()));
         }

@@ -1,7 +1,11 @@
 //! Sampling one sub-token from logits, as the official `sample_from_logits`: divide by the
-//! temperature, keep the top-k and then the top-p nucleus, softmax, draw. The draw happens on
-//! the host from a seeded ChaCha RNG, so a seed gives the same tokens on the same device.
+//! temperature, keep the top-k and then the top-p nucleus, softmax, draw. All of it runs on the
+//! device; only the uniform number of each draw comes from the host, from a seeded ChaCha RNG,
+//! so a seed gives the same tokens on the same device.
 
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -60,115 +64,122 @@ impl Sampler {
         Self { rng: ChaCha8Rng::seed_from_u64(seed) }
     }
 
-    /// One id per row of `logits` (row-major `[rows, vocab]`).
-    pub fn sample(&mut self, logits: &[f32], vocab: usize, params: &SubTokenSampling) -> Vec<i64> {
-        logits
-            .chunks_exact(vocab)
-            .map(|row| {
-                let probs = filtered_probs(row, params);
-                draw(&probs, self.rng.random::<f64>()) as i64
-            })
-            .collect()
+    /// One id per row of `logits` `[rows, vocab]`, as `[rows, 1]`, drawn on the device: only
+    /// the uniform numbers come from the host, so sampling needs no read-back.
+    pub fn sample<B: Backend>(&mut self, logits: Tensor<B, 2>, params: &SubTokenSampling) -> Tensor<B, 2, Int> {
+        let rows = logits.dims()[0];
+        let uniform: Vec<f32> = (0..rows).map(|_| self.rng.random::<f64>() as f32).collect();
+        let uniform = Tensor::from_data(TensorData::new(uniform, [rows, 1]), &logits.device());
+        draw(filtered_probs(logits, params), uniform)
     }
 }
 
-/// The sampling distribution of one row of logits.
-pub fn filtered_probs(row: &[f32], params: &SubTokenSampling) -> Vec<f64> {
-    let temperature = params.temperature as f32;
-    let mut logits: Vec<f32> = row.iter().map(|&x| x / temperature).collect();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    if params.top_k > 0 {
+/// The sampling distribution of each row of `logits` `[rows, vocab]`.
+pub fn filtered_probs<B: Backend>(logits: Tensor<B, 2>, params: &SubTokenSampling) -> Tensor<B, 2> {
+    let [rows, vocab] = logits.dims();
+    let mut logits = logits / params.temperature;
+    if params.top_k > 0 && params.top_k < vocab {
         // Ties with the k-th value are kept, as `logits < topk(...)[..., -1]` does.
-        let kth = logits[order[params.top_k.min(logits.len()) - 1]];
-        logits.iter_mut().filter(|x| **x < kth).for_each(|x| *x = f32::NEG_INFINITY);
+        let kth = logits.clone().topk(params.top_k, 1).narrow(1, params.top_k - 1, 1);
+        let below = logits.clone().lower(kth.expand([rows, vocab]));
+        logits = logits.mask_fill(below, f32::NEG_INFINITY);
     }
     if params.top_p < 1.0 {
-        let sorted: Vec<f32> = order.iter().map(|&i| logits[i]).collect();
-        let probs = softmax(&sorted);
-        let mut cumulative = 0.0;
-        // The first id past the threshold stays, so the kept mass reaches top_p.
-        let mut previous_above = false;
-        for (&i, p) in order.iter().zip(probs) {
-            if previous_above {
-                logits[i] = f32::NEG_INFINITY;
-            }
-            cumulative += p;
-            previous_above = cumulative > params.top_p;
-        }
+        let device = logits.device();
+        let (sorted, order) = logits.clone().sort_descending_with_indices(1);
+        let cumulative = softmax(sorted, 1).cumsum(1);
+        // An id goes when the ids before it already pass the threshold: the first id past it
+        // stays, so the kept mass reaches top_p.
+        let passed = cumulative.narrow(1, 0, vocab - 1).greater_elem(params.top_p).float();
+        let dropped_sorted = Tensor::cat(vec![Tensor::zeros([rows, 1], &device), passed], 1);
+        let dropped = Tensor::zeros([rows, vocab], &device).scatter(1, order, dropped_sorted, IndexingUpdateOp::Add);
+        logits = logits.mask_fill(dropped.greater_elem(0.5), f32::NEG_INFINITY);
     }
-    softmax(&logits)
+    softmax(logits, 1)
 }
 
-fn softmax(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exp: Vec<f64> = logits.iter().map(|&x| (x as f64 - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
-}
-
-/// Inverse-CDF draw with `u` in [0, 1); never returns an id of probability 0.
-fn draw(probs: &[f64], u: f64) -> usize {
-    let target = u * probs.iter().sum::<f64>();
-    let mut cumulative = 0.0;
-    let mut last_possible = 0;
-    for (i, &p) in probs.iter().enumerate() {
-        if p > 0.0 {
-            cumulative += p;
-            last_possible = i;
-            if cumulative > target {
-                return i;
-            }
-        }
-    }
-    last_possible
+/// Inverse-CDF draw, one id per row of `probs` with its `uniform` number in [0, 1); never an id
+/// of probability 0.
+fn draw<B: Backend>(probs: Tensor<B, 2>, uniform: Tensor<B, 2>) -> Tensor<B, 2, Int> {
+    let [rows, vocab] = probs.dims();
+    let device = probs.device();
+    let cdf = probs.clone().cumsum(1);
+    let target = cdf.clone().narrow(1, vocab - 1, 1) * uniform;
+    // The first id whose cumulative probability passes the target: it has a probability above 0.
+    let first_past = cdf.lower_equal(target.expand([rows, vocab])).int().sum_dim(1);
+    // Rounding can put the target at the total; the last possible id then takes it.
+    let ids = Tensor::<B, 1, Int>::arange(0..vocab as i64, &device).unsqueeze::<2>().expand([rows, vocab]);
+    let last_possible = (probs.greater_elem(0.0).int() * ids).max_dim(1);
+    first_past.min_pair(last_possible)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::Cpu;
 
     fn params(top_k: usize, top_p: f64, temperature: f64) -> SubTokenSampling {
         SubTokenSampling { cfg_scale: 1.0, temperature, top_k, top_p }
     }
 
+    fn rows(values: &[f32], vocab: usize) -> Tensor<Cpu, 2> {
+        Tensor::from_data(TensorData::new(values.to_vec(), [values.len() / vocab, vocab]), &Default::default())
+    }
+
+    fn probs(logits: &[f32], params: &SubTokenSampling) -> Vec<f32> {
+        filtered_probs(rows(logits, logits.len()), params).into_data().to_vec().unwrap()
+    }
+
+    fn sample(sampler: &mut Sampler, logits: &[f32], vocab: usize, params: &SubTokenSampling) -> Vec<i64> {
+        sampler.sample(rows(logits, vocab), params).into_data().convert::<i64>().to_vec().unwrap()
+    }
+
     #[test]
-    fn top_k_keeps_the_k_largest() {
-        let probs = filtered_probs(&[1.0, 3.0, 2.0, 0.0], &params(2, 1.0, 1.0));
-        assert_eq!(probs[0], 0.0);
-        assert_eq!(probs[3], 0.0);
-        assert!((probs[1] / probs[2] - 1f64.exp()).abs() < 1e-9);
+    fn top_k_keeps_the_k_largest_and_their_ties() {
+        let kept = probs(&[1.0, 3.0, 2.0, 0.0], &params(2, 1.0, 1.0));
+        assert_eq!((kept[0], kept[3]), (0.0, 0.0));
+        assert!((kept[1] / kept[2] - 1f32.exp()).abs() < 1e-5);
+        let tied = probs(&[2.0, 1.0, 2.0, 0.0], &params(1, 1.0, 1.0));
+        assert_eq!(tied, [0.5, 0.0, 0.5, 0.0]);
     }
 
     #[test]
     fn top_p_keeps_the_first_id_past_the_threshold() {
-        // Probabilities 0.5, 0.3, 0.2: top_p 0.6 keeps the first two, 0.5 keeps only one.
-        let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let kept = |top_p| filtered_probs(&logits, &params(0, top_p, 1.0)).iter().filter(|&&p| p > 0.0).count();
-        assert_eq!(kept(0.6), 2);
-        assert_eq!(kept(0.5), 1);
-        assert_eq!(kept(1.0), 3);
+        // Probabilities 0.2, 0.5, 0.3: top_p 0.6 keeps the two largest, 0.5 keeps only one.
+        let logits = [0.2f32.ln(), 0.5f32.ln(), 0.3f32.ln()];
+        let kept = |top_p| probs(&logits, &params(0, top_p, 1.0)).iter().map(|&p| p > 0.0).collect::<Vec<_>>();
+        assert_eq!(kept(0.6), [false, true, true]);
+        assert_eq!(kept(0.5), [false, true, false]);
+        assert_eq!(kept(1.0), [true, true, true]);
     }
 
     #[test]
     fn temperature_sharpens_and_greedy_is_argmax() {
         let logits = [1.0f32, 2.0];
-        let hot = filtered_probs(&logits, &params(0, 1.0, 2.0));
-        let cold = filtered_probs(&logits, &params(0, 1.0, 0.5));
+        let hot = probs(&logits, &params(0, 1.0, 2.0));
+        let cold = probs(&logits, &params(0, 1.0, 0.5));
         assert!(cold[1] > hot[1]);
         let mut sampler = Sampler::new(7);
         let greedy = SubTokenSampling::greedy(1.0);
-        assert!(sampler.sample(&[0.1, 0.9, 0.5, 2.0, 1.0, 1.5], 3, &greedy) == vec![1, 0]);
+        assert_eq!(sample(&mut sampler, &[0.1, 0.9, 0.5, 2.0, 1.0, 1.5], 3, &greedy), [1, 0]);
     }
 
     #[test]
     fn same_seed_same_draws_and_frequencies_follow_the_probabilities() {
-        let logits: Vec<f32> = [0.1f32, 0.2, 0.7].iter().map(|p| p.ln()).collect::<Vec<_>>().repeat(4000);
-        let draws = Sampler::new(3).sample(&logits, 3, &params(0, 1.0, 1.0));
-        assert_eq!(draws, Sampler::new(3).sample(&logits, 3, &params(0, 1.0, 1.0)));
-        assert_ne!(draws, Sampler::new(4).sample(&logits, 3, &params(0, 1.0, 1.0)));
+        let logits: Vec<f32> = [0.1f32, 0.0, 0.2, 0.7].iter().map(|p| p.ln()).collect::<Vec<_>>().repeat(4000);
+        let draws = sample(&mut Sampler::new(3), &logits, 4, &params(0, 1.0, 1.0));
+        assert_eq!(draws, sample(&mut Sampler::new(3), &logits, 4, &params(0, 1.0, 1.0)));
+        assert_ne!(draws, sample(&mut Sampler::new(4), &logits, 4, &params(0, 1.0, 1.0)));
         let share = |id| draws.iter().filter(|&&d| d == id).count() as f64 / draws.len() as f64;
-        assert!((share(0) - 0.1).abs() < 0.03 && (share(2) - 0.7).abs() < 0.03, "{} {}", share(0), share(2));
+        assert_eq!(share(1), 0.0, "an id of probability 0 was drawn");
+        assert!((share(0) - 0.1).abs() < 0.03 && (share(3) - 0.7).abs() < 0.03, "{} {}", share(0), share(3));
+    }
+
+    #[test]
+    fn a_draw_at_the_top_of_the_range_takes_the_last_possible_id() {
+        let probs = rows(&[0.5, 0.5, 0.0, 0.0, 1.0, 0.0], 3);
+        let ids = draw(probs, rows(&[1.0, 1.0], 1)).into_data().convert::<i64>().to_vec::<i64>().unwrap();
+        assert_eq!(ids, [1, 1]);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use super::{load_model, Arg, ModelSource, TokenizerSession};
 use crate::codec::{no_progress, Progress};
 use crate::device::{BackendTask, DeviceChoice};
 use crate::error::{Error, Result};
-use crate::far::{generate_with_progress, Far, FarConfig, GenerateOptions, SubTokenSampling};
+use crate::far::generate::generate_ids_with_progress;
+use crate::far::{Far, FarConfig, GenerateOptions, SubTokenSampling};
 use crate::threads::on_pool_reporting;
 use crate::weights::TensorFile;
 
@@ -83,16 +84,23 @@ impl<B: Backend> Engine for Far<B> {
         progress: &mut Progress<'_>,
     ) -> Result<Option<Vec<u32>>> {
         let (batch, k, device) = (labels.len(), Far::config(self).k(), self.device());
-        let prefix = prefix.map(|ids| {
-            let positions = ids.len() / (batch * k);
+        let positions = prefix.map_or(0, |ids| ids.len() / (batch * k));
+        let prefix_tensor = prefix.map(|ids| {
             Tensor::<B, 3, Int>::from_data(TensorData::new(ids.to_vec(), [batch, k, positions]), &device)
         });
         let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(labels.to_vec(), [batch]), &device);
-        let Some(tokens) = generate_with_progress(self, labels, prefix, options, progress)? else {
+        let Some(generated) = generate_ids_with_progress(self, labels, prefix_tensor, options, progress)? else {
             return Ok(None);
         };
+        let generated = generated.convert::<i64>().to_vec::<i64>().expect("int ids");
+        let total = generated.len() / (batch * k);
+        // Each sub-token's plane of each image: its prefix, then what was generated after it.
         // Sampled ids are below their vocabulary size, at most 2^24: they fit in u32.
-        Ok(Some(tokens.into_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect()))
+        let planes = (0..batch * k).flat_map(|plane| {
+            let kept = prefix.map_or(&[][..], |ids| &ids[plane * positions..(plane + 1) * positions]);
+            kept.iter().chain(&generated[plane * total..(plane + 1) * total]).map(|&id| id as u32)
+        });
+        Ok(Some(planes.collect()))
     }
 }
 

@@ -10,7 +10,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::token_grid::{check_ids, TokenGrid};
 use super::{load_model, Arg, ModelSource};
 use crate::codec::{default_overlap, no_progress, AssetCodec, Progress, DEFAULT_MAX_WORK_PIXELS};
-use crate::device::{BackendTask, DeviceChoice};
+use crate::device::{read_back, BackendTask, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::image::{images_to_tensor, tensor_to_images, DynamicImage, RgbImage};
@@ -77,7 +77,7 @@ impl<B: Backend> Engine for Tokenizer<B> {
     fn encode(&self, images: &[RgbImage]) -> Result<Vec<u32>> {
         let ids = Tokenizer::encode(self, images_to_tensor::<B>(images, &self.device())?);
         // Ids come from an argmin over at most 2^24 codebook rows, so they fit in u32.
-        Ok(ids.into_data().convert::<i64>().iter::<i64>().map(|id| id as u32).collect())
+        Ok(read_back(ids).convert::<i64>().iter::<i64>().map(|id| id as u32).collect())
     }
 
     fn decode(&self, ids: &[u32], images: usize, which: &[usize]) -> Result<Vec<RgbImage>> {

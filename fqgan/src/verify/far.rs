@@ -9,6 +9,7 @@ use super::Checker;
 use crate::error::{Error, Result};
 use crate::far::generate::{generate_observed, guide, with_null_class, LogitsRecord};
 use crate::far::{Far, FarConfig, GenerateOptions, SubTokenSampling};
+use crate::far::sample::filtered_probs;
 use crate::trace;
 use crate::weights::TensorFile;
 
@@ -123,7 +124,6 @@ fn replay_sampled<B: Backend>(
 ) -> Result<()> {
     let config = model.config();
     let k = config.k();
-    let batch = labels.dims()[0];
     let drawn: Vec<Tensor<B, 2, Int>> = (1..=k)
         .map(|j| {
             let ids = checker.io.get(&format!("gen_sample_tokens_{j}"))?.clone().convert::<i64>();
@@ -146,14 +146,7 @@ fn replay_sampled<B: Backend>(
         for j in 0..k {
             let raw = model.head_logits(slot.clone(), j, Some(&mut head_caches));
             let logits = if guided { guide(raw, sampling[j].cfg_scale) } else { raw };
-            let vocab = config.vocab_sizes[j];
-            let values: Vec<f32> = logits.clone().into_data().convert::<f32>().to_vec().expect("float logits");
-            let filtered: Vec<f32> = values
-                .chunks_exact(vocab)
-                .flat_map(|row| crate::far::sample::filtered_probs(row, &sampling[j]))
-                .map(|p| p as f32)
-                .collect();
-            probs[j].push(Tensor::from_data(TensorData::new(filtered, [batch, vocab]), device));
+            probs[j].push(filtered_probs(logits.clone(), &sampling[j]));
             cfg_logits[j].push(logits);
             let ids = drawn[j].clone().narrow(1, step, 1);
             if j + 1 < k {
