@@ -291,7 +291,6 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 }
 
-/// `x * sigmoid(x)`, the CNN's nonlinearity.
 /// Scaled dot-product attention, the one every model here uses (tokenizer attention block,
 /// adapters, FAR, the CLIP and DINOv2 teachers): `softmax(q k^T / sqrt(d), masked) v` per head,
 /// for q `[B, H, Nq, d]` and k, v `[B, H, Nk, d]`. `mask` (`true` hides a key) broadcasts over
@@ -322,6 +321,7 @@ pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
     x.swap_dims(1, 2).reshape([b, n, heads * d])
 }
 
+/// `x * sigmoid(x)`, the CNN's nonlinearity.
 pub fn swish<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     burn::tensor::activation::silu(x)
 }
