@@ -172,6 +172,8 @@ fn random_images(batch: usize, size: usize) -> Tensor<Cpu, 4> {
 }
 
 fn main() {
+    // As the command-line tools start (`fqgan_trainer::set_up_process`).
+    fqgan::malloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let threads = value("--threads").map(|t| fqgan::threads::parse(&t).expect("--threads"));

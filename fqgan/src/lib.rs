@@ -22,6 +22,7 @@ mod flex_kernels;
 pub mod image;
 pub mod layers;
 pub mod loss;
+pub mod malloc;
 pub mod metrics;
 pub mod runtime;
 pub mod teachers;

@@ -214,9 +214,12 @@ fn read_either<C>(
     })
 }
 
-/// Lets a closed stdout end the process quietly, as it does for other command-line tools
-/// (`fqgan info model | head`): Rust ignores SIGPIPE, so `println!` would panic instead.
-pub fn end_quietly_on_broken_pipe() {
+/// The process settings both command-line tools start with: malloc keeps freed memory
+/// ([`fqgan::malloc::keep_freed_memory`]), and a closed stdout ends the process quietly, as it
+/// does for other command-line tools (`fqgan info model | head`): Rust ignores SIGPIPE, so
+/// `println!` would panic instead.
+pub fn set_up_process() {
+    fqgan::malloc::keep_freed_memory();
     #[cfg(unix)]
     // SAFETY: restores the default disposition of one signal before any thread starts.
     unsafe {

@@ -129,7 +129,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    fqgan_trainer::end_quietly_on_broken_pipe();
+    fqgan_trainer::set_up_process();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(err) => {

@@ -202,7 +202,7 @@ impl CompressArgs {
 }
 
 fn main() -> ExitCode {
-    fqgan_trainer::end_quietly_on_broken_pipe();
+    fqgan_trainer::set_up_process();
     let result = match Cli::parse().command {
         Command::Demo { images, output, per_class, sampling, tokenizer, far, device } => {
             Demo { images, out: output, per_class, sampling, tokenizer, far }.run(&device)
