@@ -14,6 +14,7 @@ use burn_flex::{Flex, FlexTensor};
 use super::conv::{self, ConvShape};
 use super::entropy;
 use super::norm::{self, GroupNormShape};
+use super::{add as add_kernel, upsample};
 use super::{f32_flex, AutodiffFlex};
 
 type Tensor = FloatTensor<AutodiffFlex>;
@@ -160,4 +161,58 @@ pub(super) fn softmax_entropy(affinity: Tensor, codes: usize) -> Tensor {
         OpsKind::Tracked(prep) => prep.finish((values, codes), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     }
+}
+
+#[derive(Debug)]
+struct UpsampleBackward;
+
+impl Backward<Flex, 1> for UpsampleBackward {
+    /// The input's shape `[b, c, h, w]`.
+    type State = [usize; 4];
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = output_grad(grads, &ops);
+        let [node] = parent_ids(&ops);
+        let shape = ops.state;
+        if let Some(node) = node {
+            let grad_x = upsample::backward(grad.storage(), shape[2], shape[3]);
+            grads.register::<Flex>(node, f32_flex(grad_x, &shape));
+        }
+    }
+}
+
+pub(super) fn upsample_nearest2x(x: Tensor) -> Tensor {
+    let values = values(&x);
+    let [b, c, h, w]: [usize; 4] = values.layout().shape().dims();
+    let out = f32_flex(upsample::forward(values.storage(), h, w), &[b, c, 2 * h, 2 * w]);
+    match UpsampleBackward.prepare::<NoCheckpointing>([x.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish([b, c, h, w], out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+#[derive(Debug)]
+struct AddBackward;
+
+impl Backward<Flex, 2> for AddBackward {
+    type State = ();
+
+    /// Both parents get the output's gradient itself (one buffer, shared).
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = output_grad(grads, &ops);
+        let [node_a, node_b] = parent_ids(&ops);
+        if let Some(node) = node_a {
+            grads.register::<Flex>(node, grad.clone());
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node, grad);
+        }
+    }
+}
+
+pub(super) fn add(a: Tensor, b: Tensor) -> Tensor {
+    // `a`'s values by value, so that the sum can take over its buffer (see `add`).
+    let (a_values, a_node) = (a.primitive, a.node);
+    let out = add_kernel::forward(a_values, &b.primitive);
+    AddBackward.prepare::<NoCheckpointing>([a_node, b.node]).compute_bound().stateless(out)
 }

@@ -14,13 +14,16 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor, Layout};
-use rayon::prelude::*;
 
+mod adamw;
+mod add;
 mod autodiff;
 mod conv;
 mod entropy;
 mod norm;
+mod upsample;
 
+pub(crate) use adamw::AdamWStep;
 pub(crate) use conv::ConvGeometry;
 use conv::ConvShape;
 use norm::GroupNormShape;
@@ -157,24 +160,68 @@ pub(crate) fn softmax_entropy<B: Backend>(affinity: Tensor<B, 2>) -> Result<Tens
     Ok(f32_tensor(entropy::forward(affinity.storage(), codes), &[codes + 1]))
 }
 
-/// Nearest-neighbour 2x upsampling of NCHW `x` (each pixel into a 2x2 block), one parallel
-/// pass; burn's reshape-expand-reshape walks the expanded view element by element.
+/// Nearest-neighbour 2x upsampling of NCHW `x` (each pixel into a 2x2 block); `Err` returns
+/// `x` when `B` is neither Flex nor `Autodiff<Flex>`.
 pub(crate) fn upsample_nearest2x<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let x = match primitives::<B, AutodiffFlex, 1, 4>([x]) {
+        Ok([x]) => return Ok(tensor::<B, AutodiffFlex, 4>(autodiff::upsample_nearest2x(x))),
+        Err([x]) => x,
+    };
     let x = to_flex(x)?;
-    let dims = x.layout().shape();
-    let (b, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
-    let input: &[f32] = x.storage();
-    let mut out = vec![0f32; b * c * 4 * h * w];
-    out.par_chunks_mut(4 * h * w).zip(input.par_chunks(h * w)).for_each(|(out, plane)| {
-        for (rows, src) in out.chunks_mut(4 * w).zip(plane.chunks(w)) {
-            let (top, bottom) = rows.split_at_mut(2 * w);
-            for (pair, &v) in top.chunks_mut(2).zip(src) {
-                pair.fill(v);
-            }
-            bottom.copy_from_slice(top);
-        }
-    });
-    Ok(f32_tensor(out, &[b, c, 2 * h, 2 * w]))
+    let [b, c, h, w]: [usize; 4] = x.layout().shape().dims();
+    Ok(f32_tensor(upsample::forward(x.storage(), h, w), &[b, c, 2 * h, 2 * w]))
+}
+
+/// `a + b` for tensors of one shape, in one parallel pass (see `add`); `Err` gives both
+/// back when the shapes differ or `B` is neither Flex nor `Autodiff<Flex>`.
+pub(crate) fn add<B: Backend, const D: usize>(
+    a: Tensor<B, D>,
+    b: Tensor<B, D>,
+) -> Result<Tensor<B, D>, [Tensor<B, D>; 2]> {
+    if a.dims() != b.dims() {
+        return Err([a, b]);
+    }
+    let [a, b] = match primitives::<B, AutodiffFlex, 2, D>([a, b]) {
+        Ok([a, b]) => return Ok(tensor::<B, AutodiffFlex, D>(autodiff::add(a, b))),
+        Err(tensors) => tensors,
+    };
+    let [a, b] = primitives::<B, Flex, 2, D>([a, b])?;
+    Ok(from_flex(add::forward(a, &b)))
+}
+
+/// `t` as a contiguous tensor whose buffer nothing else holds (a copy when shared), so
+/// that a kernel may write into it.
+fn owned(t: FlexTensor) -> FlexTensor {
+    // `to_contiguous` shares a contiguous tensor's buffer: dropping `t` leaves the result
+    // its only holder, unless another tensor holds it too.
+    let mut t = { t }.to_contiguous();
+    if t.try_storage_mut::<f32>().is_none() {
+        t = f32_flex(t.storage::<f32>().to_vec(), t.layout().shape());
+    }
+    t
+}
+
+/// One AdamW update of a flat parameter with its gradient and moments (see `adamw`):
+/// `[parameter, m, v]` after the step; `Err` gives the four back when `B` is not Flex.
+pub(crate) fn adamw<B: Backend>(
+    param: Tensor<B, 1>,
+    grad: Tensor<B, 1>,
+    moments: [Tensor<B, 1>; 2],
+    step: &AdamWStep,
+) -> Result<[Tensor<B, 1>; 3], [Tensor<B, 1>; 4]> {
+    let [m, v] = moments;
+    let [param, grad, m, v] = primitives::<B, Flex, 4, 1>([param, grad, m, v])?;
+    let [param, grad] = [param, grad].map(|t| t.to_contiguous());
+    let [mut m, mut v] = [m, v].map(owned);
+    let shape = param.layout().shape().clone();
+    let updated = adamw::step(
+        param.storage(),
+        grad.storage(),
+        m.try_storage_mut().expect("owned"),
+        v.try_storage_mut().expect("owned"),
+        step,
+    );
+    Ok([f32_flex(updated, &shape), m, v].map(from_flex))
 }
 
 /// Writes `new` `[b, h, s, d]` into positions `start..start + s` of `buffer` `[b, h, capacity,
@@ -274,6 +321,55 @@ mod tests {
         let fast = super::upsample_nearest2x(x.clone()).ok().expect("Flex takes the kernel");
         let generic = x.reshape([2, 3, 4, 1, 5, 1]).expand([2, 3, 4, 2, 5, 2]).reshape([2, 3, 8, 10]);
         assert_eq!(fast.into_data(), generic.into_data());
+    }
+
+    /// The upsampling and the residual add on Autodiff<Flex> against the generic ops under
+    /// autodiff on NdArray: outputs and input gradients, with an input used twice (as in a
+    /// residual block) so that its two gradients are summed.
+    #[test]
+    fn upsample_and_add_backward_match_autodiff_of_the_generic_ops() {
+        use burn::backend::Autodiff;
+
+        type Fast = Autodiff<Cpu>;
+        type Reference = Autodiff<NdArray>;
+        let (device, nd) = (Default::default(), Default::default());
+        let x = Tensor::<Cpu, 4>::random([2, 3, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+        let y = Tensor::<Cpu, 4>::random([2, 3, 8, 10], Distribution::Normal(0.0, 1.0), &device);
+        let upstream = Tensor::<Cpu, 4>::random([2, 3, 8, 10], Distribution::Normal(0.0, 1.0), &device);
+
+        let (fx, fy) = (
+            Tensor::<Fast, 4>::from_data(x.to_data(), &device).require_grad(),
+            Tensor::<Fast, 4>::from_data(y.to_data(), &device).require_grad(),
+        );
+        let doubled = super::upsample_nearest2x(fx.clone() * 2.0).ok().expect("Autodiff<Flex> takes the kernel");
+        let summed = super::add(doubled, fy.clone()).ok().expect("Autodiff<Flex> takes the kernel");
+        let fast = super::add(summed, fy.clone() * fy.clone()).ok().expect("Autodiff<Flex> takes the kernel");
+        let fg = (fast.clone() * Tensor::from_data(upstream.to_data(), &device)).sum().backward();
+
+        let (rx, ry) = (
+            Tensor::<Reference, 4>::from_data(x.to_data(), &nd).require_grad(),
+            Tensor::<Reference, 4>::from_data(y.to_data(), &nd).require_grad(),
+        );
+        let doubled = (rx.clone() * 2.0).reshape([2, 3, 4, 1, 5, 1]).expand([2, 3, 4, 2, 5, 2]).reshape([2, 3, 8, 10]);
+        let reference = doubled + ry.clone() + ry.clone() * ry.clone();
+        let rg = (reference.clone() * Tensor::from_data(upstream.to_data(), &nd)).sum().backward();
+
+        assert!(relative_difference(fast, reference) < 1e-6, "output");
+        assert!(relative_difference(fx.grad(&fg).unwrap(), rx.grad(&rg).unwrap()) < 1e-6, "upsampled input");
+        assert!(relative_difference(fy.grad(&fg).unwrap(), ry.grad(&rg).unwrap()) < 1e-6, "added input");
+    }
+
+    /// The in-place add never writes into a buffer another tensor still reads.
+    #[test]
+    fn add_leaves_shared_inputs_alone() {
+        let device = Default::default();
+        let a = Tensor::<Cpu, 2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &device);
+        let b = Tensor::<Cpu, 2>::from_floats([[10.0, 20.0], [30.0, 40.0]], &device);
+        let sum = super::add(a.clone(), b.clone()).ok().expect("Flex takes the kernel");
+        assert_eq!(sum.into_data().to_vec::<f32>().unwrap(), vec![11.0, 22.0, 33.0, 44.0]);
+        assert_eq!(a.into_data().to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        let shapes = super::add(Tensor::<Cpu, 2>::zeros([2, 3], &device), Tensor::zeros([3, 2], &device));
+        assert!(shapes.is_err(), "different shapes take the generic path");
     }
 
     /// Every geometry the tokenizer uses (3x3 same, 3x3 stride 2 with the Downsample padding,
