@@ -351,8 +351,11 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
     let tiles = s.tiles_per_image();
     let jobs = s.batch * tiles;
     let (per_job, parallelism) = s.parallelism(jobs);
-    let mut out = vec![0f32; s.batch * s.co * plane_out];
-    let out_ptr = SharedMut(out.as_mut_ptr());
+    // Not zeroed: the tiles' products overwrite every value (gemm does not read dst when
+    // told not to accumulate).
+    let len = s.batch * s.co * plane_out;
+    let mut out = Vec::<f32>::with_capacity(len);
+    let out_ptr = SharedMut(out.spare_capacity_mut().as_mut_ptr().cast());
     let run = |scratch: &mut Vec<f32>, job: usize| {
         let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
         let image = &input[b * s.ci * plane_in..(b + 1) * s.ci * plane_in];
@@ -377,6 +380,8 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
     } else {
         (0..jobs).for_each(|job| with_scratch(|scratch| run(scratch, job)));
     }
+    // SAFETY: the jobs' tiles cover every output row of every channel and image.
+    unsafe { out.set_len(len) };
     if let Some(bias) = bias {
         out.par_chunks_mut(plane_out).enumerate().for_each(|(i, plane)| {
             let value = bias[i % s.co];
@@ -531,14 +536,6 @@ pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec
             }
         })
     };
-    // Zeros written, not calloc's untouched pages: the scatter reads before it writes, and
-    // a read then a write of an untouched page fault twice (the second with a TLB flush).
-    let mut grad_input = Vec::with_capacity(s.batch * s.ci * plane_in);
-    grad_input.resize(s.batch * s.ci * plane_in, 0.0);
-    if per_image {
-        grad_input.par_chunks_mut(s.ci * plane_in).enumerate().for_each(run);
-    } else {
-        grad_input.chunks_mut(s.ci * plane_in).enumerate().for_each(run);
-    }
-    grad_input
+    let image_len = s.ci * plane_in;
+    super::zeroed_chunks(s.batch * image_len, image_len, per_image, |b, image| run((b, image))).0
 }

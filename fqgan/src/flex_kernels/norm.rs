@@ -2,8 +2,6 @@
 //! one parallel pass per (image, group). burn's generic ops run it as six passes over
 //! strided views on one thread, and their backward as as many again.
 
-use rayon::prelude::*;
-
 use super::lane_sum;
 
 /// Independent running sums per channel in the backward pass.
@@ -73,34 +71,33 @@ pub(super) fn exp(x: f32) -> f32 {
 }
 
 pub(super) fn forward(input: &[f32], weight: &[f32], bias: &[f32], s: &GroupNormShape) -> Vec<f32> {
-    let mut out = vec![0f32; input.len()];
-    out.par_chunks_mut(s.group_len()).zip(input.par_chunks(s.group_len())).enumerate().for_each(
-        |(index, (out, input))| {
-            super::vectorized(
-                #[inline(always)]
-                || {
-                    let first_channel = s.first_channel(index);
-                    let (mean, rstd) = s.statistics(input);
-                    for (ci, (out, input)) in out.chunks_mut(s.plane).zip(input.chunks(s.plane)).enumerate() {
-                        // y = (x - mean) * rstd * weight + bias = x * scale + shift
-                        let w = f64::from(weight[first_channel + ci]);
-                        let scale = (rstd * w) as f32;
-                        let shift = (f64::from(bias[first_channel + ci]) - mean * rstd * w) as f32;
-                        if s.swish {
-                            for (o, &v) in out.iter_mut().zip(input) {
-                                let y = v * scale + shift;
-                                *o = y * sigmoid(y);
-                            }
-                        } else {
-                            for (o, &v) in out.iter_mut().zip(input) {
-                                *o = v * scale + shift;
-                            }
+    let group_len = s.group_len();
+    let (out, _) = super::zeroed_chunks(input.len(), group_len, true, |index, out| {
+        let input = &input[index * group_len..][..group_len];
+        super::vectorized(
+            #[inline(always)]
+            || {
+                let first_channel = s.first_channel(index);
+                let (mean, rstd) = s.statistics(input);
+                for (ci, (out, input)) in out.chunks_mut(s.plane).zip(input.chunks(s.plane)).enumerate() {
+                    // y = (x - mean) * rstd * weight + bias = x * scale + shift
+                    let w = f64::from(weight[first_channel + ci]);
+                    let scale = (rstd * w) as f32;
+                    let shift = (f64::from(bias[first_channel + ci]) - mean * rstd * w) as f32;
+                    if s.swish {
+                        for (o, &v) in out.iter_mut().zip(input) {
+                            let y = v * scale + shift;
+                            *o = y * sigmoid(y);
+                        }
+                    } else {
+                        for (o, &v) in out.iter_mut().zip(input) {
+                            *o = v * scale + shift;
                         }
                     }
-                },
-            )
-        },
-    );
+                }
+            },
+        )
+    });
     out
 }
 
@@ -114,76 +111,72 @@ pub(super) fn backward(
     s: &GroupNormShape,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let per_group = s.channels / s.groups;
-    let mut grad_input = vec![0f32; input.len()];
+    let group_len = s.group_len();
     // Per chunk: the (weight, bias) gradient of each of its channels.
-    let partials: Vec<Vec<(f64, f64)>> = grad_input
-        .par_chunks_mut(s.group_len())
-        .zip(input.par_chunks(s.group_len()).zip(grad.par_chunks(s.group_len())))
-        .enumerate()
-        .map(|(index, (grad_input, (input, grad)))| {
-            super::vectorized(
-                #[inline(always)]
-                || {
-                    let first_channel = s.first_channel(index);
-                    let (mean, rstd) = s.statistics(input);
-                    // xhat = (x - mean) * rstd = x * scale + shift
-                    let (scale, shift) = (rstd as f32, (-mean * rstd) as f32);
-                    // First pass: d loss / d xhat (kept in grad_input) and the sums the second needs.
-                    let (mut sum_dxhat, mut sum_dxhat_xhat) = (0f64, 0f64);
-                    let mut partial = Vec::with_capacity(per_group);
-                    for (ci, ((dst, input), grad)) in
-                        grad_input.chunks_mut(s.plane).zip(input.chunks(s.plane)).zip(grad.chunks(s.plane)).enumerate()
-                    {
-                        let (w, b) = (weight[first_channel + ci], bias[first_channel + ci]);
-                        // The gradient reaching the affine output, and its products for the sums.
-                        let step = |d: &mut f32, v: f32, g: f32| {
-                            let xhat = v * scale + shift;
-                            let dy = if s.swish {
-                                let y = xhat * w + b;
-                                let sig = sigmoid(y);
-                                g * sig * (1.0 + y * (1.0 - sig))
-                            } else {
-                                g
-                            };
-                            *d = dy * w;
-                            (dy * xhat, dy)
+    let (grad_input, partials) = super::zeroed_chunks(input.len(), group_len, true, |index, grad_input| {
+        let (input, grad) = (&input[index * group_len..][..group_len], &grad[index * group_len..][..group_len]);
+        super::vectorized(
+            #[inline(always)]
+            || {
+                let first_channel = s.first_channel(index);
+                let (mean, rstd) = s.statistics(input);
+                // xhat = (x - mean) * rstd = x * scale + shift
+                let (scale, shift) = (rstd as f32, (-mean * rstd) as f32);
+                // First pass: d loss / d xhat (kept in grad_input) and the sums the second needs.
+                let (mut sum_dxhat, mut sum_dxhat_xhat) = (0f64, 0f64);
+                let mut partial = Vec::with_capacity(per_group);
+                for (ci, ((dst, input), grad)) in
+                    grad_input.chunks_mut(s.plane).zip(input.chunks(s.plane)).zip(grad.chunks(s.plane)).enumerate()
+                {
+                    let (w, b) = (weight[first_channel + ci], bias[first_channel + ci]);
+                    // The gradient reaching the affine output, and its products for the sums.
+                    let step = |d: &mut f32, v: f32, g: f32| {
+                        let xhat = v * scale + shift;
+                        let dy = if s.swish {
+                            let y = xhat * w + b;
+                            let sig = sigmoid(y);
+                            g * sig * (1.0 + y * (1.0 - sig))
+                        } else {
+                            g
                         };
-                        // LANES independent f32 sums per channel keep the loop vectorised; each adds
-                        // plane / LANES values, and the channels' sums are added in f64.
-                        let (mut dweight, mut dbias) = ([0f32; LANES], [0f32; LANES]);
-                        let mut chunks =
-                            dst.chunks_exact_mut(LANES).zip(input.chunks_exact(LANES)).zip(grad.chunks_exact(LANES));
-                        for ((d, v), g) in chunks.by_ref() {
-                            for lane in 0..LANES {
-                                let (dw, db) = step(&mut d[lane], v[lane], g[lane]);
-                                dweight[lane] += dw;
-                                dbias[lane] += db;
-                            }
+                        *d = dy * w;
+                        (dy * xhat, dy)
+                    };
+                    // LANES independent f32 sums per channel keep the loop vectorised; each adds
+                    // plane / LANES values, and the channels' sums are added in f64.
+                    let (mut dweight, mut dbias) = ([0f32; LANES], [0f32; LANES]);
+                    let mut chunks =
+                        dst.chunks_exact_mut(LANES).zip(input.chunks_exact(LANES)).zip(grad.chunks_exact(LANES));
+                    for ((d, v), g) in chunks.by_ref() {
+                        for lane in 0..LANES {
+                            let (dw, db) = step(&mut d[lane], v[lane], g[lane]);
+                            dweight[lane] += dw;
+                            dbias[lane] += db;
                         }
-                        let tail = input.len() / LANES * LANES;
-                        for ((d, &v), &g) in dst[tail..].iter_mut().zip(&input[tail..]).zip(&grad[tail..]) {
-                            let (dw, db) = step(d, v, g);
-                            dweight[0] += dw;
-                            dbias[0] += db;
-                        }
-                        let to_f64 = |lanes: [f32; LANES]| lanes.iter().map(|&v| f64::from(v)).sum::<f64>();
-                        let (dweight, dbias) = (to_f64(dweight), to_f64(dbias));
-                        // dxhat = dy * w, so its sums follow from the parameter gradients: no extra pass.
-                        sum_dxhat += f64::from(w) * dbias;
-                        sum_dxhat_xhat += f64::from(w) * dweight;
-                        partial.push((dweight, dbias));
                     }
-                    // Second pass: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
-                    let n = input.len() as f64;
-                    let (mean_dxhat, mean_dxhat_xhat) = ((sum_dxhat / n) as f32, (sum_dxhat_xhat / n) as f32);
-                    for (d, &v) in grad_input.iter_mut().zip(input) {
-                        *d = scale * (*d - mean_dxhat - (v * scale + shift) * mean_dxhat_xhat);
+                    let tail = input.len() / LANES * LANES;
+                    for ((d, &v), &g) in dst[tail..].iter_mut().zip(&input[tail..]).zip(&grad[tail..]) {
+                        let (dw, db) = step(d, v, g);
+                        dweight[0] += dw;
+                        dbias[0] += db;
                     }
-                    partial
-                },
-            )
-        })
-        .collect();
+                    let to_f64 = |lanes: [f32; LANES]| lanes.iter().map(|&v| f64::from(v)).sum::<f64>();
+                    let (dweight, dbias) = (to_f64(dweight), to_f64(dbias));
+                    // dxhat = dy * w, so its sums follow from the parameter gradients: no extra pass.
+                    sum_dxhat += f64::from(w) * dbias;
+                    sum_dxhat_xhat += f64::from(w) * dweight;
+                    partial.push((dweight, dbias));
+                }
+                // Second pass: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+                let n = input.len() as f64;
+                let (mean_dxhat, mean_dxhat_xhat) = ((sum_dxhat / n) as f32, (sum_dxhat_xhat / n) as f32);
+                for (d, &v) in grad_input.iter_mut().zip(input) {
+                    *d = scale * (*d - mean_dxhat - (v * scale + shift) * mean_dxhat_xhat);
+                }
+                partial
+            },
+        )
+    });
     let (mut grad_weight, mut grad_bias) = (vec![0f64; s.channels], vec![0f64; s.channels]);
     for (index, partial) in partials.iter().enumerate() {
         for (ci, (dw, db)) in partial.iter().enumerate() {
