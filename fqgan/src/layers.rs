@@ -105,15 +105,19 @@ pub fn linear_rows<B: Backend, const D: usize>(
     let d_out = weight.dims()[0];
     let rows = dims[..D - 1].iter().product::<usize>();
     let x = x.reshape([rows, d_in]);
-    // Few rows (decoding one token): as `(weight @ x^T)^T`, so that gemm sees the long side
-    // as its rows; its AVX-512 kernels are several times slower on the thin `x @ weight^T`.
+    let mut out_dims = dims;
+    out_dims[D - 1] = d_out;
+    // A few rows on the CPU backend (decoding tokens): the weight streamed once.
+    let x = match flex_kernels::linear_thin(x, &weight, bias.as_ref()) {
+        Ok(out) => return out.reshape(out_dims),
+        Err(x) => x,
+    };
+    // Few rows otherwise: as `(weight @ x^T)^T`, so that gemm sees the long side as its rows.
     let mut out =
         if rows <= THIN_ROWS { weight.matmul(x.transpose()).transpose() } else { x.matmul(weight.transpose()) };
     if let Some(bias) = bias {
         out = out + bias.unsqueeze::<2>();
     }
-    let mut out_dims = dims;
-    out_dims[D - 1] = d_out;
     out.reshape(out_dims)
 }
 

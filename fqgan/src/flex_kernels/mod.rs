@@ -21,6 +21,7 @@ mod add;
 mod autodiff;
 mod conv;
 mod entropy;
+mod linear;
 mod norm;
 mod upsample;
 
@@ -219,6 +220,27 @@ pub(crate) fn add<B: Backend, const D: usize>(
     Ok(from_flex(add::forward(a, &b)))
 }
 
+/// `x @ weight^T + bias` for `x` `[rows, d_in]` of at most `linear::MAX_ROWS` rows and a
+/// PyTorch-layout `weight` `[d_out, d_in]` (see `linear`); `Err` gives `x` back when `B` is
+/// not Flex or `x` has more rows.
+pub(crate) fn linear_thin<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
+    let [rows, d_in] = x.dims();
+    if rows > linear::MAX_ROWS {
+        return Err(x);
+    }
+    let x = to_flex(x)?;
+    let Ok(weight) = to_flex(weight.clone()) else {
+        return Err(from_flex(x));
+    };
+    let bias = bias.map(|b| to_flex(b.clone()).ok().expect("bias shares the backend"));
+    let out = linear::forward(x.storage(), weight.storage(), bias.as_ref().map(|b| b.storage()), rows, d_in);
+    Ok(f32_tensor(out, &[rows, weight.layout().shape()[0]]))
+}
+
 /// `t` as a contiguous tensor whose buffer nothing else holds (a copy when shared), so
 /// that a kernel may write into it.
 fn owned(t: FlexTensor) -> FlexTensor {
@@ -387,6 +409,30 @@ mod tests {
         assert!(relative_difference(fast, reference) < 1e-6, "output");
         assert!(relative_difference(fx.grad(&fg).unwrap(), rx.grad(&rg).unwrap()) < 1e-6, "upsampled input");
         assert!(relative_difference(fy.grad(&fg).unwrap(), ry.grad(&rg).unwrap()) < 1e-6, "added input");
+    }
+
+    /// The few-rows linear kernel against burn's matmul on NdArray, for every row count it
+    /// takes, an input width that is not a multiple of its lanes, with and without bias; more
+    /// rows go back to the caller.
+    #[test]
+    fn linear_kernel_matches_the_generic_matmul() {
+        let (device, nd) = (Default::default(), Default::default());
+        let weight = Tensor::<Cpu, 2>::random([70, 37], Distribution::Normal(0.0, 1.0), &device);
+        let bias = Tensor::<Cpu, 1>::random([70], Distribution::Normal(0.0, 1.0), &device);
+        let weight_nd = Tensor::<NdArray, 2>::from_data(weight.to_data(), &nd);
+        let bias_nd = Tensor::<NdArray, 1>::from_data(bias.to_data(), &nd);
+        for rows in 1..=super::linear::MAX_ROWS {
+            let x = Tensor::<Cpu, 2>::random([rows, 37], Distribution::Normal(0.0, 1.0), &device);
+            let x_nd = Tensor::<NdArray, 2>::from_data(x.to_data(), &nd);
+            let reference = x_nd.matmul(weight_nd.clone().transpose());
+            let fast = super::linear_thin(x.clone(), &weight, None).ok().expect("Flex takes the kernel");
+            assert!(relative_difference(fast, reference.clone()) < 1e-5, "{rows} rows");
+            let fast = super::linear_thin(x, &weight, Some(&bias)).ok().expect("Flex takes the kernel");
+            let reference = reference + bias_nd.clone().unsqueeze::<2>();
+            assert!(relative_difference(fast, reference) < 1e-5, "{rows} rows with bias");
+        }
+        let many = Tensor::<Cpu, 2>::zeros([super::linear::MAX_ROWS + 1, 37], &device);
+        assert!(super::linear_thin(many, &weight, None).is_err());
     }
 
     /// The in-place add never writes into a buffer another tensor still reads.
