@@ -9,6 +9,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::flex_kernels;
+
 /// The rotary table, `[cls_token_num + grid^2, head_dim / 2, 2]` with `[..., 0] = cos`.
 pub fn freqs_cis_2d<B: Backend>(
     grid: usize,
@@ -41,6 +43,10 @@ pub fn freqs_cis_2d<B: Backend>(
 /// Rotates interleaved pairs `(x[2i], x[2i+1])` of `x` `[B, S, H, head_dim]` by `freqs`
 /// `[S, head_dim / 2, 2]` (complex multiplication, not rotate-half).
 pub fn apply_rotary_emb<B: Backend>(x: Tensor<B, 4>, freqs: Tensor<B, 3>) -> Tensor<B, 4> {
+    let x = match flex_kernels::rotary(x, &freqs) {
+        Ok(rotated) => return rotated,
+        Err(x) => x,
+    };
     let [b, s, h, d] = x.dims();
     let pairs = x.reshape([b, s, h, d / 2, 2]);
     let x0 = pairs.clone().narrow(4, 0, 1);
@@ -81,5 +87,22 @@ mod tests {
         for (a, b) in out.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6, "{out:?}");
         }
+    }
+
+    /// The CPU backend's kernel gives the generic ops' values (NdArray runs those).
+    #[test]
+    fn kernel_equals_the_generic_rotation() {
+        use burn::tensor::Distribution;
+        type Generic = crate::device::NdArray;
+        let device = Default::default();
+        let x = Tensor::<Cpu, 4>::random([2, 3, 2, 8], Distribution::Normal(0.0, 1.0), &device);
+        let freqs = freqs_cis_2d::<Cpu>(2, 8, 10000.0, 1, &device).narrow(0, 1, 3);
+        let fast: Vec<f32> = apply_rotary_emb(x.clone(), freqs.clone()).into_data().to_vec().unwrap();
+        let nd = Default::default();
+        let generic = apply_rotary_emb(
+            Tensor::<Generic, 4>::from_data(x.into_data(), &nd),
+            Tensor::<Generic, 3>::from_data(freqs.into_data(), &nd),
+        );
+        assert_eq!(fast, generic.into_data().to_vec::<f32>().unwrap());
     }
 }

@@ -23,6 +23,7 @@ mod conv;
 mod entropy;
 mod linear;
 mod norm;
+mod rotary;
 mod upsample;
 
 pub(crate) use adamw::AdamWStep;
@@ -239,6 +240,17 @@ pub(crate) fn linear_thin<B: Backend>(
     let bias = bias.map(|b| to_flex(b.clone()).ok().expect("bias shares the backend"));
     let out = linear::forward(x.storage(), weight.storage(), bias.as_ref().map(|b| b.storage()), rows, d_in);
     Ok(f32_tensor(out, &[rows, weight.layout().shape()[0]]))
+}
+
+/// FAR's rotary embedding of `x` `[b, s, h, d]` by `freqs` `[s, d / 2, 2]` (see `rotary`);
+/// `Err` gives `x` back when `B` is not Flex (training runs the generic ops).
+pub(crate) fn rotary<B: Backend>(x: Tensor<B, 4>, freqs: &Tensor<B, 3>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let dims = x.dims();
+    let x = to_flex(x)?;
+    let Ok(freqs) = to_flex(freqs.clone()) else {
+        return Err(from_flex(x));
+    };
+    Ok(f32_tensor(rotary::forward(x.storage(), freqs.storage(), dims), &dims))
 }
 
 /// `t` as a contiguous tensor whose buffer nothing else holds (a copy when shared), so
