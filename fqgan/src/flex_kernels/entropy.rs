@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use super::dot;
 use super::norm::exp;
 
 /// Rows per parallel task: enough work per task for a 1024-code block.
@@ -19,8 +20,8 @@ const ROWS_PER_TASK: usize = 16;
 /// what a f32 sum with the row's largest term (1) can register.
 const CUTOFF: f32 = 60.0;
 
-/// Independent accumulators in the reductions below: one running sum is a serial chain of
-/// dependent additions, which stays scalar; sixteen of them vectorise.
+/// Independent running maxima in `max`: one is a serial chain of dependent comparisons,
+/// which stays scalar; sixteen of them vectorise.
 const LANES: usize = 16;
 
 /// The largest of `values`.
@@ -35,20 +36,6 @@ fn max(values: &[f32]) -> f32 {
         }
     }
     lanes.into_iter().fold(rest, f32::max)
-}
-
-/// `sum_i a_i b_i`.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let rest: f32 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, y)| x * y).sum();
-    for (xs, ys) in chunks_a.zip(chunks_b) {
-        for ((lane, x), y) in lanes.iter_mut().zip(xs).zip(ys) {
-            *lane += x * y;
-        }
-    }
-    lanes.iter().sum::<f32>() + rest
 }
 
 /// `log p` of one row's softmax, and `sum_j p_j log p_j`, with `p` written to `probs`.

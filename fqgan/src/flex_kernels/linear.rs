@@ -5,12 +5,11 @@
 
 use rayon::prelude::*;
 
+use super::dot;
+
 /// The most rows of `x` the kernel takes: each row is one more pass over the weight row (in
 /// L1 by then), and beyond 8 gemm's blocked product is faster.
 pub(crate) const MAX_ROWS: usize = 8;
-
-/// Independent accumulators of a dot product (one AVX-512 register of f32).
-const LANES: usize = 16;
 
 /// Weight rows (outputs) per parallel task.
 const OUTPUTS_PER_TASK: usize = 32;
@@ -43,18 +42,4 @@ pub(super) fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, rows: usi
         }
     }
     out
-}
-
-/// `sum_i a_i b_i` in `LANES` independent accumulators, so that it vectorises.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let rest: f32 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, y)| x * y).sum();
-    for (xs, ys) in chunks_a.zip(chunks_b) {
-        for ((lane, x), y) in lanes.iter_mut().zip(xs).zip(ys) {
-            *lane += x * y;
-        }
-    }
-    lanes.iter().sum::<f32>() + rest
 }

@@ -108,6 +108,22 @@ fn zeroed_chunks<R: Send>(
     (out, results)
 }
 
+/// `sum_i a_i b_i` in 16 independent accumulators (one AVX-512 register of f32), so that
+/// the loop vectorises; one running sum is a serial chain of dependent additions.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [0f32; LANES];
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let rest: f32 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, y)| x * y).sum();
+    for (xs, ys) in chunks_a.zip(chunks_b) {
+        for ((lane, x), y) in lanes.iter_mut().zip(xs).zip(ys) {
+            *lane += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
 /// The sum of `f(v)` over `values` in f64, over 8 independent accumulators so that the loop
 /// vectorises (one running sum is a serial chain of dependent additions).
 #[inline(always)]
