@@ -273,7 +273,7 @@ impl SameWidthBlock {
 /// ~20 MB for the official models). Allocating one per tile cost a page fault per 4 KiB each
 /// time, and a zeroing pass. A stack, not one buffer, since a thread waiting inside gemm may
 /// run another convolution's job.
-fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     thread_local! {
         static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
     }
@@ -286,7 +286,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
 /// The first `len` values of `buffer`, whatever they hold (what is left from its last use):
 /// for callers that write every value before reading it. A fresh allocation for each tile
 /// is page-faulted in again each time; zeroing a reused one costs a pass over it.
-fn reused(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(super) fn reused(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buffer.len() < len {
         buffer.resize(len, 0.0);
     }
@@ -295,10 +295,10 @@ fn reused(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 /// A matrix operand of `matmul`: element (r, c) at `ptr + r * row_stride + c * col_stride`.
 #[derive(Clone, Copy)]
-struct Operand {
-    ptr: *const f32,
-    row_stride: usize,
-    col_stride: usize,
+pub(super) struct Operand {
+    pub ptr: *const f32,
+    pub row_stride: usize,
+    pub col_stride: usize,
 }
 
 /// `dst[m, n] (+)= lhs[m, inner] * rhs[inner, n]`, dst rows `dst_row_stride` apart.
@@ -307,7 +307,7 @@ struct Operand {
 /// Every element the sizes and strides address must lie inside its buffer, and no other
 /// thread may write the part of `dst` they address.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
+pub(super) unsafe fn matmul(
     [m, n, inner]: [usize; 3],
     dst: *mut f32,
     dst_row_stride: usize,
@@ -341,12 +341,15 @@ unsafe fn matmul(
 
 /// A raw pointer that rayon tasks may share; each task writes a disjoint part of the buffer.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(super) struct SharedMut(pub *mut f32);
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
 /// The convolution `[batch, co, out_h, out_w]` of `input` with `weight` (plus `bias`).
 pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
+    if super::winograd::applies(s) {
+        return super::winograd::forward(input, weight, bias, s);
+    }
     let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
     let tiles = s.tiles_per_image();
     let jobs = s.batch * tiles;
