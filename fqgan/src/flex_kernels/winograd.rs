@@ -26,10 +26,11 @@ const MIN_TILES: usize = 64;
 
 /// Whether `s` is a convolution this kernel computes, and one it is faster for: 3x3 with
 /// padding 1 and stride 1 keeping the size, with enough channels that the 16 small gemms run
-/// at speed and enough tiles to fill their microkernel.
+/// at speed and enough tiles per image to fill their microkernel.
 pub(super) fn applies(s: &ConvShape) -> bool {
     let g = &s.geometry;
-    let tiles = s.batch * s.h.div_ceil(2) * s.w.div_ceil(2);
+    // Per image, not per batch: an image's result must not depend on what it is batched with.
+    let tiles = s.h.div_ceil(2) * s.w.div_ceil(2);
     s.kh == 3
         && s.kw == 3
         && g.stride == 1
