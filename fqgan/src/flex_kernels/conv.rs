@@ -87,7 +87,7 @@ impl ConvShape {
 
     /// Whether there are enough independent jobs for one thread each; with too few (small
     /// latent grids) gemm splits each one instead.
-    fn parallelism(&self, jobs: usize) -> (bool, gemm::Parallelism) {
+    pub(super) fn parallelism(&self, jobs: usize) -> (bool, gemm::Parallelism) {
         let per_job = jobs >= 2 * rayon::current_num_threads();
         (per_job, if per_job { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) })
     }

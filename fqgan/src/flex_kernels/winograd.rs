@@ -241,8 +241,7 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
     let shared = (all_rows * tile_w / (2 * threads)).max(MIN_TILES);
     let rows_per_job = (budget.min(shared) / (tile_w + 1)).clamp(1, all_rows);
     let jobs = all_rows.div_ceil(rows_per_job);
-    let per_job = jobs >= 2 * threads;
-    let parallelism = if per_job { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) };
+    let (per_job, parallelism) = s.parallelism(jobs);
     let u = transform_weight(weight, s.co, s.ci);
     let len = s.batch * s.co * s.h * s.w;
     let mut out = Vec::<f32>::with_capacity(len);
@@ -260,8 +259,8 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
                 );
                 let m = reused(m, TAPS * s.co * tiles);
                 for e in 0..TAPS {
-                    // SAFETY: m[e] is [co, tiles] of this job's own scratch; u[e] is [co, ci] (rows 16 ci apart)
-                    // and v[e] [ci, tiles], as the sizes say.
+                    // SAFETY: m[e] is [co, tiles] of this job's own scratch; u[e] is [co, ci]
+                    // (rows 16 ci apart) and v[e] [ci, tiles], as the sizes say.
                     unsafe {
                         matmul(
                             [s.co, tiles, s.ci],
