@@ -371,6 +371,14 @@ fn compress_without_a_model_uses_the_builtin_tokenizer() {
     assert!(out.status.success() && log.contains("classes      nature, base"), "{log}");
     let out = fqgan(&["generate", "--labels", "lava", "-o", path(&grid)]);
     assert!(!out.status.success() && text(&out).contains("no class 'lava'"), "{}", text(&out));
+    let out = fqgan(&["generate", "--labels", "nature", "-o", path(&grid), "--weights", "bf16"]);
+    assert!(out.status.success() && text(&out).contains("classes      nature"), "{}", text(&out));
+    let out = fqgan(&["generate", "--labels", "nature", "-o", path(&grid), "--weights", "f16"]);
+    let log = text(&out);
+    assert!(
+        !out.status.success() && log.contains("unknown weight precision \"f16\": expected one of f32, bf16"),
+        "{log}"
+    );
 }
 
 /// Under a 1 GiB address-space cap, in a shell that ran the binary.

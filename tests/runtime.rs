@@ -224,3 +224,19 @@ fn loads_report_every_tensor_and_stop_when_cancelled() {
     let far = GeneratorSession::load_with_progress(ModelSource::Builtin, None, DeviceChoice::Cpu, &mut stop);
     assert!(far.unwrap().is_none());
 }
+
+/// Bf16 weights on the CPU generate; the ndarray device, which holds f32 only, refuses them
+/// by name instead of panicking inside the backend.
+#[test]
+fn bf16_weights_generate_on_the_cpu_and_are_refused_on_ndarray() {
+    let mut far = generator();
+    far.set_weight_precision(fqgan::WeightPrecision::Bf16).unwrap();
+    let request = GenerateRequest::new(vec![Some(1)], far.config().k(), SubTokenSampling::greedy(2.0), 0);
+    let grids = far.generate(&request, &mut no_progress).unwrap().expect("not cancelled");
+    assert_eq!(grids.len(), 1);
+    let mut on_ndarray = GeneratorSession::load(ModelSource::Builtin, None, DeviceChoice::NdArray).unwrap();
+    let (arg, _, message) = refused(on_ndarray.set_weight_precision(fqgan::WeightPrecision::Bf16));
+    assert_eq!(arg, Arg::WeightPrecision);
+    assert!(message.contains("ndarray device holds f32 weights only"), "{message}");
+    on_ndarray.set_weight_precision(fqgan::WeightPrecision::F32).unwrap();
+}

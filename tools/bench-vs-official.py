@@ -12,7 +12,8 @@ faster). Medians of repeated runs, one warm-up run excluded, as the Rust bench d
 
 Jobs: dual-ds16 load / encode / decode at 256x256; small-dual-ds8 (official classes at the
 preset's widths) encode / decode of 64x64 tiles, batch 1 and 16; FAR-B (dual) load and seconds
-per token with CFG 2.0 at batch 1 and 8 (the difference of runs generating 4 and 20 tokens);
+per token with CFG 2.0 at batch 1 and 8 (the difference of runs generating 4 and 20 tokens),
+and the same with fqgan's bf16 weights against PyTorch's fp32 run, in rows of their own;
 the small-dual-ds8 training step, batch 8 of 64x64: L2 + VQ / commitment / entropy losses +
 disentanglement, AdamW. `--only` picks jobs by substring, `--markdown` prints the table for the
 README, `--fqgan-json` reuses a JSON file written by the Rust bench instead of running it.
@@ -223,13 +224,20 @@ def main():
 
     header = ("job", "PyTorch", "fqgan", "fqgan speed / PyTorch")
     lines = []
-    for job, theirs in official.rows.items():
-        row = ours.get(job)
-        if row is None:
-            continue
+
+    def compare(job, theirs, row):
         # Seconds: speed is the inverse of time. Images per second: speed itself.
         ratio = row["value"] / theirs if row["unit"] == "img/s" else theirs / row["value"]
         lines.append((job, f"{theirs:.4g}", f"{row['value']:.4g}", f"{ratio:.2f}x"))
+
+    for job, theirs in official.rows.items():
+        if job in ours:
+            compare(job, theirs, ours[job])
+    # Reduced-precision rows, reported apart: fqgan's bf16 weights against PyTorch's fp32 run.
+    for job, row in ours.items():
+        theirs = official.rows.get(job.replace(" bf16", ""))
+        if " bf16" in job and theirs is not None:
+            compare(job + ", vs PyTorch fp32", theirs, row)
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("| --- | ---: | ---: | ---: |")

@@ -70,6 +70,15 @@ namespace Fqgan
     /// throws cancels and is rethrown.</summary>
     public delegate bool Progress(int done, int total);
 
+    /// <summary>fqgan_weight_precision: how a generator stores its matrix weights.</summary>
+    public enum WeightPrecision
+    {
+        /// <summary>As trained; outputs match the official code (the default).</summary>
+        F32 = 0,
+        /// <summary>Rounded to bf16: half the memory, about half the time per token on the CPU.</summary>
+        Bf16 = 1,
+    }
+
     /// <summary>fqgan_log_level: how much a log message matters.</summary>
     public enum LogLevel
     {
@@ -598,6 +607,14 @@ namespace Fqgan
 
         /// <summary>Sizes of the model, read once at load.</summary>
         public GeneratorInfo Info { get; }
+
+        /// <summary>Stores the matrix weights as <paramref name="precision"/> (Bf16: half the
+        /// memory and about half the time per token on the CPU). No other call on this generator
+        /// may run meanwhile. ABI minor 5.</summary>
+        public void SetWeightPrecision(WeightPrecision precision)
+        {
+            Native.Check(Native.fqgan_generator_set_weight_precision(_handle, (int)precision));
+        }
 
         /// <summary>Loads a generator file. device: "cpu", "ndarray", "cuda" or "cuda:N".</summary>
         public static Generator LoadFile(string path, string device = "cpu")
@@ -1145,6 +1162,7 @@ namespace Fqgan
         [DllImport(Lib)] internal static extern Status fqgan_generator_load_memory_with_progress(void* data, UIntPtr size, GeneratorParams* p, ProgressCallback progress, IntPtr userData, out GeneratorHandle generator);
         [DllImport(Lib)] internal static extern void fqgan_generator_free(IntPtr generator);
         [DllImport(Lib)] internal static extern Status fqgan_generator_get_info(GeneratorHandle generator, GeneratorInfo* info);
+        [DllImport(Lib)] internal static extern Status fqgan_generator_set_weight_precision(GeneratorHandle generator, int precision);
         [DllImport(Lib)] internal static extern Status fqgan_generator_get_vocab_size(GeneratorHandle generator, uint index, uint* size);
         [DllImport(Lib)] internal static extern Status fqgan_generator_get_class_name(GeneratorHandle generator, uint label, byte** name);
         [DllImport(Lib)] internal static extern Status fqgan_tokenizer_load_builtin(TokenizerParams* p, out TokenizerHandle tokenizer);

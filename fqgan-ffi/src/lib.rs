@@ -34,7 +34,7 @@ use std::ffi::c_char;
 
 pub use fqt::{FqtCoding, FqtInfo, FqtWriteParams, FQGAN_FQT_MAX_CODEBOOKS};
 pub use fqt_image::{FqtImageParams, FQGAN_OVERLAP_DEFAULT};
-pub use generator::{GenerateParams, Generator, GeneratorInfo, GeneratorParams, ProgressFn};
+pub use generator::{GenerateParams, Generator, GeneratorInfo, GeneratorParams, ProgressFn, WeightPrecision};
 pub use log::{LogFn, LogLevel};
 pub use status::Status;
 pub use tokenizer::{CodebookInfo, Image, PixelFormat, Tokenizer, TokenizerInfo, TokenizerParams};
@@ -52,7 +52,8 @@ pub const FQGAN_ABI_VERSION: u32 = 1;
 /// `fqgan_device_name`, `fqgan_generate_completion`, and the `"auto"` device.
 /// 4: `fqgan_tokenizer_load_file_with_progress`, `fqgan_tokenizer_load_memory_with_progress`,
 /// `fqgan_generator_load_file_with_progress`, `fqgan_generator_load_memory_with_progress`.
-pub const FQGAN_ABI_MINOR_VERSION: u32 = 4;
+/// 5: `fqgan_generator_set_weight_precision`.
+pub const FQGAN_ABI_MINOR_VERSION: u32 = 5;
 
 /// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
 #[no_mangle]

@@ -84,6 +84,7 @@ fn c_name(arg: Arg) -> &'static str {
         Arg::PrefixRows => "prefix_rows",
         Arg::PrefixCount => "prefix_count",
         Arg::Prefix => "prefix",
+        Arg::WeightPrecision => "precision",
     }
 }
 

@@ -22,7 +22,7 @@ use fqgan::far::{generate_with_progress, Far, FarConfig, GenerateOptions, SubTok
 use fqgan::tokenizer::LoadPurpose;
 use fqgan::train::optim::AdamWConfig;
 use fqgan::train::tokenizer::{ObjectiveConfig, TokenizerTraining};
-use fqgan::{Tokenizer, TokenizerConfig};
+use fqgan::{Tokenizer, TokenizerConfig, WeightPrecision};
 
 /// One measured job: `value` in `unit` (seconds, or images per second for training).
 struct Row {
@@ -109,28 +109,12 @@ impl Bench {
         std::fs::remove_file(&path).unwrap();
         let sampling = SubTokenSampling { cfg_scale: 2.0, ..SubTokenSampling::default() };
         let options = GenerateOptions::uniform(config.k(), sampling, 0);
-        for batch in [1usize, 8] {
-            let labels = Tensor::<Cpu, 1, Int>::arange(0..batch as i64, &device);
-            // Seconds per token position from the difference of two runs that stop after
-            // `short` and `long` positions: prefill and set-up cancel out, as in the script.
-            let (short, long) = (4, 20);
-            let (model, labels, options) = (&model, &labels, &options);
-            let until = |positions: usize| {
-                move || {
-                    let mut stop = |done: usize, _: usize| {
-                        if done >= positions {
-                            ControlFlow::Break(())
-                        } else {
-                            ControlFlow::Continue(())
-                        }
-                    };
-                    generate_with_progress(model, labels.clone(), None, options, &mut stop).unwrap();
-                }
-            };
-            let t_short = median_secs(3, until(short));
-            let t_long = median_secs(3, until(long));
-            let per_token = (t_long - t_short) / (long - short) as f64;
-            self.record(format!("far-b sampling cfg 2.0, batch {batch} (s/token)"), per_token, "s");
+        let bf16 = model.clone().with_weight_precision(WeightPrecision::Bf16);
+        for (model, weights) in [(&model, ""), (&bf16, " bf16")] {
+            for batch in [1usize, 8] {
+                let per_token = seconds_per_token(model, batch, &options);
+                self.record(format!("far-b{weights} sampling cfg 2.0, batch {batch} (s/token)"), per_token, "s");
+            }
         }
     }
 
@@ -169,6 +153,29 @@ fn load_tokenizer(path: &Path) -> Tokenizer<Cpu> {
 
 fn random_images(batch: usize, size: usize) -> Tensor<Cpu, 4> {
     Tensor::random([batch, 3, size, size], Distribution::Uniform(-1.0, 1.0), &Default::default())
+}
+
+/// Seconds per token position of `batch` images from the difference of two runs that stop
+/// after `short` and `long` positions: prefill and set-up cancel out, as in the script.
+fn seconds_per_token(model: &Far<Cpu>, batch: usize, options: &GenerateOptions) -> f64 {
+    let labels = Tensor::<Cpu, 1, Int>::arange(0..batch as i64, &model.device());
+    let (short, long) = (4, 20);
+    let until = |positions: usize| {
+        let labels = &labels;
+        move || {
+            let mut stop = |done: usize, _: usize| {
+                if done >= positions {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            generate_with_progress(model, labels.clone(), None, options, &mut stop).unwrap();
+        }
+    };
+    let t_short = median_secs(3, until(short));
+    let t_long = median_secs(3, until(long));
+    (t_long - t_short) / (long - short) as f64
 }
 
 fn main() {

@@ -41,4 +41,5 @@ pub use config::TokenizerConfig;
 pub use device::DeviceChoice;
 pub use error::{Error, Result};
 pub use far::{Far, FarConfig};
+pub use layers::WeightPrecision;
 pub use tokenizer::Tokenizer;

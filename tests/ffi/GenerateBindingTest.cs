@@ -139,6 +139,9 @@ static class GenerateBindingTest
                 Check(builtin.Info.ClassNames.Contains("nature"), "built-in class names");
                 var one = new GenerateParams { Count = 1 };
                 Check(builtin.GenerateImages(builtinTok, one).Length == 64 * 64 * 4, "built-in pair generates");
+                builtin.SetWeightPrecision(WeightPrecision.Bf16);
+                Check(builtin.GenerateImages(builtinTok, one).Length == 64 * 64 * 4, "built-in pair generates with bf16 weights");
+                ExpectError(Status.InvalidArgument, "`precision` is 9", () => builtin.SetWeightPrecision((WeightPrecision)9), "bad precision");
             }
 
             File.WriteAllBytes(Path.Combine(args[3], "tokens.u32"), tokens.SelectMany(BitConverter.GetBytes).ToArray());

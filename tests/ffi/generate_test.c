@@ -337,6 +337,16 @@ int main(int argc, char **argv) {
         uint8_t *one_image = malloc(one_bytes);
         EXPECT(fqgan_generate_images(builtin_gen, builtin_tok, &one, one_image, one_bytes, NULL, NULL, NULL),
                FQGAN_STATUS_OK, "");
+        /* bf16 weights (ABI minor 5): the same calls still work; bad values are refused. */
+        CHECK(fqgan_abi_minor_version() >= 5);
+        EXPECT(fqgan_generator_set_weight_precision(NULL, FQGAN_WEIGHT_PRECISION_BF16), FQGAN_STATUS_INVALID_ARGUMENT,
+               "`generator` is null");
+        EXPECT(fqgan_generator_set_weight_precision(builtin_gen, 7), FQGAN_STATUS_INVALID_ARGUMENT,
+               "`precision` is 7; expected FQGAN_WEIGHT_PRECISION_F32 (0) or BF16 (1)");
+        EXPECT(fqgan_generator_set_weight_precision(builtin_gen, FQGAN_WEIGHT_PRECISION_BF16), FQGAN_STATUS_OK, "");
+        EXPECT(fqgan_generate_images(builtin_gen, builtin_tok, &one, one_image, one_bytes, NULL, NULL, NULL),
+               FQGAN_STATUS_OK, "");
+        EXPECT(fqgan_generator_set_weight_precision(builtin_gen, FQGAN_WEIGHT_PRECISION_F32), FQGAN_STATUS_OK, "");
         free(one_image);
         /* The test tokenizer does not decode the built-in generator's tokens. */
         EXPECT(fqgan_generate_images(builtin_gen, tok, &one, NULL, 0, &one_bytes, NULL, NULL),

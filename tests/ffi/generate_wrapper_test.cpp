@@ -114,11 +114,15 @@ int main(int argc, char **argv) {
     // The built-in pair: named classes, and the built-in tokenizer decodes the generator's tokens.
     const std::vector<std::string> unnamed = gen.class_names();
     CHECK(unnamed.size() == 10 && unnamed[3] == "3");
-    const fqgan::Generator builtin = fqgan::Generator::load_builtin();
+    fqgan::Generator builtin = fqgan::Generator::load_builtin();
     const std::vector<std::string> names = builtin.class_names();
     CHECK(names.size() == 10 && std::find(names.begin(), names.end(), "nature") != names.end());
     const fqgan::Tokenizer builtin_tok = fqgan::Tokenizer::load_builtin();
     CHECK(builtin.generate_images(builtin_tok, fqgan::GenerateParams().count(1)).size() == 64 * 64 * 4);
+    builtin.set_weight_precision(FQGAN_WEIGHT_PRECISION_BF16);
+    CHECK(builtin.generate_images(builtin_tok, fqgan::GenerateParams().count(1)).size() == 64 * 64 * 4);
+    EXPECT_ERROR(FQGAN_STATUS_INVALID_ARGUMENT, "`precision` is 9",
+                 builtin.set_weight_precision(static_cast<fqgan_weight_precision>(9)));
 
     if (failures) std::cerr << failures << " checks failed\n";
     else std::cout << "generate_wrapper_test: all checks passed\n";

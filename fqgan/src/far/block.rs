@@ -123,6 +123,12 @@ impl<B: Backend> TransformerBlock<B> {
         }
     }
 
+    /// The block's matrix weights: attention's then the feed-forward's.
+    pub fn linears_mut(&mut self) -> [&mut Linear<B>; 5] {
+        let (attention, ff) = (&mut self.attention, &mut self.feed_forward);
+        [&mut attention.wqkv, &mut attention.wo, &mut ff.w1, &mut ff.w2, &mut ff.w3]
+    }
+
     pub fn forward(&self, x: Tensor<B, 3>, freqs: Tensor<B, 3>, cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
         let h = x.clone() + self.attention.forward(self.attention_norm.forward(x), freqs, cache);
         h.clone() + self.feed_forward.forward(self.ffn_norm.forward(h))

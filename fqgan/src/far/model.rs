@@ -17,7 +17,7 @@ use super::head::FactorizedHead;
 use super::kv_cache::KvCache;
 use super::rope::freqs_cis_2d;
 use crate::error::Result;
-use crate::layers::{materialize, Linear};
+use crate::layers::{materialize, Linear, WeightPrecision};
 use crate::trace;
 
 /// Official `LabelEmbedder`: one row per class plus the null class used for guidance.
@@ -69,6 +69,23 @@ impl<B: Backend> Far<B> {
             ),
             config: config.clone(),
         })
+    }
+
+    /// The model with every Linear weight stored as `precision` (embeddings, norms and biases
+    /// stay f32). Bf16 is for inference: the golden cases hold for f32. It needs a backend
+    /// with bf16 tensors (Flex, CUDA; not NdArray, which panics).
+    pub fn with_weight_precision(mut self, precision: WeightPrecision) -> Self {
+        self.set_weight_precision(precision);
+        self
+    }
+
+    /// As [`Far::with_weight_precision`], in place.
+    pub fn set_weight_precision(&mut self, precision: WeightPrecision) {
+        let blocks = self.layers.iter_mut().chain(self.head.blocks.iter_mut());
+        let linears = blocks.flat_map(TransformerBlock::linears_mut).chain(self.head.output.iter_mut());
+        for linear in linears.chain([&mut self.aggregation_layer]) {
+            linear.set_weight_precision(precision);
+        }
     }
 
     pub fn config(&self) -> &FarConfig {

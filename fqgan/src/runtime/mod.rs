@@ -110,6 +110,8 @@ pub enum Arg {
     PrefixCount,
     /// One id of a completion's prefix (indexed in its flattened `[grids][k][row][column]` layout).
     Prefix,
+    /// How a generator stores its weights.
+    WeightPrecision,
 }
 
 impl Arg {
@@ -129,6 +131,7 @@ impl Arg {
             Arg::PrefixRows => "prefix rows",
             Arg::PrefixCount => "prefix count",
             Arg::Prefix => "prefix",
+            Arg::WeightPrecision => "weight precision",
         }
     }
 }
