@@ -251,13 +251,16 @@ pub(crate) fn add<B: Backend, const D: usize>(
 
 /// `x @ weight^T + bias` for `x` `[rows, d_in]` of a few rows and a PyTorch-layout `weight`
 /// `[d_out, d_in]` in f32 or bf16 (see `linear`); `Err` gives `x` back when `B` is not Flex
-/// or `x` has more rows than the kernel takes for that weight.
+/// or `x` has more rows than `linear::MAX_ROWS`.
 pub(crate) fn linear_thin<B: Backend>(
     x: Tensor<B, 2>,
     weight: &Tensor<B, 2>,
     bias: Option<&Tensor<B, 1>>,
 ) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let [rows, d_in] = x.dims();
+    if rows > linear::MAX_ROWS {
+        return Err(x);
+    }
     let x = to_flex(x)?;
     let Ok(weight) = to_flex_any(weight.clone()) else {
         return Err(from_flex(x));
@@ -267,9 +270,6 @@ pub(crate) fn linear_thin<B: Backend>(
         DType::BF16 => linear::Weights::Bf16(weight.storage()),
         _ => return Err(from_flex(x)),
     };
-    if rows > linear::MAX_ROWS {
-        return Err(from_flex(x));
-    }
     let bias = bias.map(|b| to_flex(b.clone()).ok().expect("bias shares the backend"));
     let out = linear::forward(x.storage(), weights, bias.as_ref().map(|b| b.storage()), rows, d_in);
     Ok(f32_tensor(out, &[rows, weight.layout().shape()[0]]))
