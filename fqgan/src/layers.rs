@@ -110,8 +110,9 @@ pub enum WeightPrecision {
 }
 
 impl WeightPrecision {
-    pub const NAMES: [&'static str; 2] = ["f32", "bf16"];
+    pub const ALL: [Self; 2] = [WeightPrecision::F32, WeightPrecision::Bf16];
 
+    /// The name `FromStr` takes.
     pub fn name(self) -> &'static str {
         match self {
             WeightPrecision::F32 => "f32",
@@ -124,11 +125,10 @@ impl std::str::FromStr for WeightPrecision {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(WeightPrecision::F32),
-            "bf16" => Ok(WeightPrecision::Bf16),
-            other => Err(format!("unknown weight precision {other:?}: expected one of {}", Self::NAMES.join(", "))),
-        }
+        Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown weight precision {s:?}: expected one of {}", names.join(", "))
+        })
     }
 }
 
