@@ -391,6 +391,44 @@ impl<B: Backend> RmsNorm<B> {
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let mean_square = x.clone().powi_scalar(2).mean_dim(D - 1);
-        x * (mean_square + self.eps).sqrt().recip() * self.weight.val().unsqueeze()
+        // A division, not `recip()`: burn-ndarray 0.21's SIMD recip is the hardware estimate
+        // (`rcp_ps`, 12 bits on AVX2), 3e-4 off (burn#5552, fixed after 0.21).
+        x / (mean_square + self.eps).sqrt() * self.weight.val().unsqueeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{Cpu, NdArray};
+    use burn::tensor::TensorData;
+
+    /// RMSNorm against an f64 reference on both CPU backends, with enough rows (>= 32) that
+    /// burn-ndarray takes its SIMD paths, where a reciprocal estimate once cost 3e-4.
+    fn assert_rms_norm_is_exact<B: Backend>() {
+        let (rows, channels) = (40, 64);
+        let x: Vec<f32> = (0..rows * channels).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
+        let norm = RmsNorm::<B>::new(channels, 1e-5, &Default::default());
+        let input = Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [rows, channels]), &Default::default());
+        let out: Vec<f32> = norm.forward(input).into_data().to_vec().unwrap();
+        for (row, (x, out)) in x.chunks(channels).zip(out.chunks(channels)).enumerate() {
+            let mean_square = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / channels as f64;
+            let scale = (mean_square + 1e-5).sqrt();
+            for (&v, &o) in x.iter().zip(out) {
+                let expected = f64::from(v) / scale;
+                let err = (f64::from(o) - expected).abs();
+                assert!(err <= 1e-6 * expected.abs().max(1.0), "row {row}: {o} vs {expected} (error {err:.1e})");
+            }
+        }
+    }
+
+    #[test]
+    fn rms_norm_is_exact_on_flex() {
+        assert_rms_norm_is_exact::<Cpu>();
+    }
+
+    #[test]
+    fn rms_norm_is_exact_on_ndarray() {
+        assert_rms_norm_is_exact::<NdArray>();
     }
 }
