@@ -251,14 +251,14 @@ pub(crate) fn add<B: Backend, const D: usize>(
 
 /// `x @ weight^T + bias` for `x` `[rows, d_in]` of a few rows and a PyTorch-layout `weight`
 /// `[d_out, d_in]` in f32 or bf16 (see `linear`); `Err` gives `x` back when `B` is not Flex
-/// or `x` has more rows than `linear::MAX_ROWS`.
+/// or `x` has more rows than [`linear::max_rows`] for the weight's dtype.
 pub(crate) fn linear_thin<B: Backend>(
     x: Tensor<B, 2>,
     weight: &Tensor<B, 2>,
     bias: Option<&Tensor<B, 1>>,
 ) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let [rows, d_in] = x.dims();
-    if rows > linear::MAX_ROWS {
+    if rows > linear::max_rows(weight.dtype()) {
         return Err(x);
     }
     let x = to_flex(x)?;
@@ -496,7 +496,8 @@ mod tests {
         let bias_nd = Tensor::<NdArray, 1>::from_data(bias.to_data(), &nd);
         for (weight, exact) in [(weight.clone(), weight), (rounded, widened)] {
             let weight_nd = Tensor::<NdArray, 2>::from_data(exact.to_data(), &nd);
-            for rows in 1..=super::linear::MAX_ROWS {
+            let most = super::linear::max_rows(weight.dtype());
+            for rows in 1..=most {
                 let x = Tensor::<Cpu, 2>::random([rows, 37], Distribution::Normal(0.0, 1.0), &device);
                 let x_nd = Tensor::<NdArray, 2>::from_data(x.to_data(), &nd);
                 let reference = x_nd.matmul(weight_nd.clone().transpose());
@@ -506,7 +507,7 @@ mod tests {
                 let reference = reference + bias_nd.clone().unsqueeze::<2>();
                 assert!(relative_difference(fast, reference) < 1e-5, "{rows} rows with bias");
             }
-            let many = Tensor::<Cpu, 2>::zeros([super::linear::MAX_ROWS + 1, 37], &device);
+            let many = Tensor::<Cpu, 2>::zeros([most + 1, 37], &device);
             assert!(super::linear_thin(many, &weight, None).is_err());
         }
     }
