@@ -185,7 +185,7 @@ fn dot_rows<const R: usize>(w: Weights<'_>, xs: [&[f32]; R], isa: Isa, widened: 
 mod x86 {
     use std::arch::x86_64::*;
 
-    use burn::tensor::{bf16, DType};
+    use burn::tensor::bf16;
 
     /// One kernel of `dot_rows`: `$lanes` floats per vector, two vectors per step. `$load_w`
     /// turns a pointer into the weight row into a vector of f32, `$to_f32` one weight into
