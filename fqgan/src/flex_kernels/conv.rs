@@ -402,11 +402,15 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
 /// much as the multiply. So the product runs on channels-last copies, the pixels' patches as
 /// rows (`[pixels, kh * kw * ci]`) and the gradient as `[pixels, co]`, which gemm reads in
 /// its own order; the result comes out as `[co, kh, kw, ci]` and is reordered once.
+/// Winograd's convolutions take the same copies (see `winograd::backward_weight`).
 pub(super) fn backward_weight(input: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
     with_scratch(|input_cl| {
         with_scratch(|grad_cl| {
             let input_cl = channels_last(input, s.ci, s.plane_in(), input_cl);
             let grad_cl = channels_last(grad, s.co, s.plane_out(), grad_cl);
+            if super::winograd::applies(s) {
+                return super::winograd::backward_weight(input_cl, grad_cl, s);
+            }
             weight_gradient_channels_last(input_cl, grad_cl, s)
         })
     })
@@ -441,18 +445,30 @@ fn weight_gradient_channels_last(input_cl: &[f32], grad_cl: &[f32], s: &ConvShap
         });
         sum
     };
-    let zeros = || vec![0f32; s.co * k];
-    let grad_weight = if per_job {
+    let grad_weight = sum_over_jobs(jobs, per_job, s.co * k, accumulate);
+    // [co, kh * kw, ci] -> [co, ci, kh * kw]
+    let taps = s.kh * s.kw;
+    grad_weight.chunks(k).flat_map(|filter| (0..k).map(move |i| filter[(i % taps) * s.ci + i / taps])).collect()
+}
+
+/// The sum of `len` values that `accumulate(sum, job)` adds jobs `0..jobs` into, the jobs in
+/// parallel (each thread's share into its own sum, the sums added at the end) when
+/// `parallel`.
+pub(super) fn sum_over_jobs(
+    jobs: usize,
+    parallel: bool,
+    len: usize,
+    accumulate: impl Fn(Vec<f32>, usize) -> Vec<f32> + Sync + Send,
+) -> Vec<f32> {
+    let zeros = || vec![0f32; len];
+    if parallel {
         (0..jobs).into_par_iter().fold(zeros, accumulate).reduce(zeros, |mut a, b| {
             a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
             a
         })
     } else {
         (0..jobs).fold(zeros(), accumulate)
-    };
-    // [co, kh * kw, ci] -> [co, ci, kh * kw]
-    let taps = s.kh * s.kw;
-    grad_weight.chunks(k).flat_map(|filter| (0..k).map(move |i| filter[(i % taps) * s.ci + i / taps])).collect()
+    }
 }
 
 /// `[batch, channels, plane]` as `[batch, plane, channels]`, in 16 x 16 blocks: sixteen
@@ -510,6 +526,9 @@ pub(super) fn backward_bias(grad: &[f32], s: &ConvShape) -> Vec<f32> {
 /// The gradient with respect to the input `[batch, ci, h, w]`: per tile `weight^T * grad_tile`,
 /// scattered back onto the pixels each patch was gathered from.
 pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
+    if super::winograd::applies(s) {
+        return super::winograd::backward_input(weight, grad, s);
+    }
     let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
     let (per_image, parallelism) = s.parallelism(s.batch);
     let run = |(b, image): (usize, &mut [f32])| {

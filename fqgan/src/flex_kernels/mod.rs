@@ -603,7 +603,9 @@ mod tests {
             (2, 2, 3, 10, 13, 4, 3, 2, 2, false),
             (2, 3, 5, 7, 9, 2, 1, 0, 1, true),
             (1, 2, 3, 6, 6, 5, 1, 3, 1, false),
+            // Winograd (forward and both gradients): even and odd sizes, several images.
             (2, 16, 17, 16, 18, 3, 1, 1, 1, true),
+            (3, 17, 16, 17, 15, 3, 1, 1, 1, false),
         ];
         for (batch, ci, co, h, w, kernel, stride, before, after, with_bias) in cases {
             let x = Tensor::<Cpu, 4>::random([batch, ci, h, w], Distribution::Normal(0.0, 1.0), &device);

@@ -6,11 +6,14 @@
 //! output transform folds `M` back into 2x2 pixels. The transforms only add and halve, so
 //! the rounding stays that of a direct convolution within a few ulps.
 //!
-//! Inference and the training forward take it; the backward steps stay direct.
+//! Inference and the training forward take it, and so do both gradients of such a
+//! convolution: the input gradient is itself one (the output gradient convolved with the
+//! flipped filters, their input and output channels swapped), and the weight gradient runs
+//! the transforms' adjoints around 16 products summed over the tiles.
 
 use rayon::prelude::*;
 
-use super::conv::{matmul, reused, with_scratch, ConvShape, Operand, SharedMut};
+use super::conv::{matmul, reused, sum_over_jobs, with_scratch, ConvShape, Operand, SharedMut};
 
 /// Values of a transformed 4x4 tile (one per gemm).
 const TAPS: usize = 16;
@@ -289,4 +292,182 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
     // SAFETY: the jobs' tile rows cover every output row of every channel and image.
     unsafe { out.set_len(len) };
     out
+}
+
+/// The input gradient `[batch, ci, h, w]` of the convolution `s` (which must satisfy
+/// [`applies`]) from its output gradient `grad`: a "same" 3x3 convolution of `grad` with
+/// `weight` rotated by 180 degrees and transposed to `[ci, co, 3, 3]`.
+pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
+    let mut flipped = vec![0f32; weight.len()];
+    for (o, filters) in weight.chunks_exact(9 * s.ci).enumerate() {
+        for (c, g) in filters.chunks_exact(9).enumerate() {
+            let dst = &mut flipped[(c * s.co + o) * 9..][..9];
+            dst.iter_mut().zip(g.iter().rev()).for_each(|(d, g)| *d = *g);
+        }
+    }
+    let transposed = ConvShape { ci: s.co, co: s.ci, ..*s };
+    forward(grad, &flipped, None, &transposed)
+}
+
+/// The weight gradient `[co, ci, 3, 3]` of the convolution `s` (which must satisfy
+/// [`applies`]) from the channels-last input `[batch, h, w, ci]` and output gradient
+/// `[batch, h, w, co]`.
+///
+/// The forward's output is `A^T (U ⊙ V) A` per tile, with `U = G g G^T`; so per tile the
+/// output gradient's `A dy A^T` (`dM`, the adjoint of the output transform) times the
+/// input's `V` gives `dU[e] = sum over tiles of dM[e]^T V[e]` (16 gemms, `[co, tiles]` by
+/// `[tiles, ci]`), and `G^T dU G` (the adjoint of the filter transform) the 3x3 filters.
+/// The tiles are laid out channels innermost, `[16, tiles, channels]`, the order gemm reads
+/// both operands in without a gather.
+pub(super) fn backward_weight(input_cl: &[f32], grad_cl: &[f32], s: &ConvShape) -> Vec<f32> {
+    let all_tiles = s.batch * s.h.div_ceil(2) * s.w.div_ceil(2);
+    let per_job = (JOB_VALUES / (TAPS * (s.ci + s.co))).max(MIN_TILES);
+    let jobs = all_tiles.div_ceil(per_job);
+    let (parallel, parallelism) = s.parallelism(jobs);
+    let accumulate = |mut du: Vec<f32>, job: usize| {
+        let tiles = job * per_job..((job + 1) * per_job).min(all_tiles);
+        let n = tiles.len();
+        with_scratch(|v| {
+            with_scratch(|dm| {
+                let (v, dm) = (reused(v, TAPS * n * s.ci), reused(dm, TAPS * n * s.co));
+                super::vectorized(
+                    #[inline(always)]
+                    || transform_tiles_channels_last(input_cl, grad_cl, s, tiles, v, dm),
+                );
+                for e in 0..TAPS {
+                    // SAFETY: du[e] is [co, ci] of this fold's own sum; dm[e] is [tiles, co]
+                    // (read transposed) and v[e] [tiles, ci], as the sizes say.
+                    unsafe {
+                        matmul(
+                            [s.co, s.ci, n],
+                            du[e * s.co * s.ci..].as_mut_ptr(),
+                            s.ci,
+                            true,
+                            Operand { ptr: dm[e * n * s.co..].as_ptr(), row_stride: 1, col_stride: s.co },
+                            Operand { ptr: v[e * n * s.ci..].as_ptr(), row_stride: s.ci, col_stride: 1 },
+                            parallelism,
+                        );
+                    }
+                }
+            })
+        });
+        du
+    };
+    let du = sum_over_jobs(jobs, parallel, TAPS * s.co * s.ci, accumulate);
+    filter_gradient(&du, s.co, s.ci)
+}
+
+/// Channels per step of the channels-last transforms: one AVX register. A tile's 16 values
+/// of one step stay in registers through both halves of its transform.
+const LANES: usize = 8;
+type Lanes = [f32; LANES];
+
+#[inline(always)]
+fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
+    std::array::from_fn(f)
+}
+
+/// `B^T x` of four values per lane (the columns of `B^T d B`, and its rows).
+#[inline(always)]
+fn input_step([x0, x1, x2, x3]: [Lanes; 4]) -> [Lanes; 4] {
+    [lanes(|i| x0[i] - x2[i]), lanes(|i| x1[i] + x2[i]), lanes(|i| x2[i] - x1[i]), lanes(|i| x1[i] - x3[i])]
+}
+
+/// `A x` of two values per lane: the adjoint of the output transform's `A^T`, rows 1 1 1 0
+/// and 0 1 -1 -1.
+#[inline(always)]
+fn gradient_step([x0, x1]: [Lanes; 2]) -> [Lanes; 4] {
+    [x0, lanes(|i| x0[i] + x1[i]), lanes(|i| x0[i] - x1[i]), lanes(|i| -x1[i])]
+}
+
+/// `len` (up to `LANES`) values of `values` from `at` (`None`: outside the image, zeros),
+/// the rest 0.
+#[inline(always)]
+fn load(values: &[f32], at: Option<usize>, len: usize) -> Lanes {
+    match at {
+        Some(at) if len == LANES => values[at..at + LANES].try_into().expect("LANES values"),
+        Some(at) => {
+            let mut out = [0f32; LANES];
+            out[..len].copy_from_slice(&values[at..at + len]);
+            out
+        }
+        None => [0f32; LANES],
+    }
+}
+
+/// The first `len` (up to `LANES`) of `value` into `values` at `at`.
+#[inline(always)]
+fn store(values: &mut [f32], at: usize, len: usize, value: &Lanes) {
+    match len == LANES {
+        true => *<&mut Lanes>::try_from(&mut values[at..at + LANES]).expect("LANES values") = *value,
+        false => values[at..at + len].copy_from_slice(&value[..len]),
+    }
+}
+
+/// For each tile of `tiles` (numbered over the batch, row by row), the input's `B^T d B` into
+/// `v [16, tiles, ci]` and the output gradient's `A dy A^T` into `dm [16, tiles, co]`, from
+/// channels-last images; pixels outside the image count as zeros.
+#[inline(always)]
+fn transform_tiles_channels_last(
+    input_cl: &[f32],
+    grad_cl: &[f32],
+    s: &ConvShape,
+    tiles: std::ops::Range<usize>,
+    v: &mut [f32],
+    dm: &mut [f32],
+) {
+    let (ci, co, n) = (s.ci, s.co, tiles.len());
+    let (tile_h, tile_w) = (s.h.div_ceil(2), s.w.div_ceil(2));
+    for (l, tile) in tiles.enumerate() {
+        let (b, ty, tx) = (tile / (tile_h * tile_w), tile / tile_w % tile_h, tile % tile_w);
+        // The pixel at row y, column x of image b, if inside it (below 0 wraps to outside).
+        let pixel = |y: usize, x: usize| (y < s.h && x < s.w).then(|| (b * s.h + y) * s.w + x);
+        // Input rows 2ty - 1 ..= 2ty + 2 by columns 2tx - 1 ..= 2tx + 2.
+        let d: [[Option<usize>; 4]; 4] = std::array::from_fn(|i| {
+            std::array::from_fn(|j| pixel((2 * ty + i).wrapping_sub(1), (2 * tx + j).wrapping_sub(1)))
+        });
+        for c0 in (0..ci).step_by(LANES) {
+            let len = LANES.min(ci - c0);
+            let value = |p: Option<usize>| load(input_cl, p.map(|p| p * ci + c0), len);
+            let mut rows = [[[0f32; LANES]; 4]; 4];
+            for (row, d) in rows.iter_mut().zip(&d) {
+                *row = input_step([value(d[0]), value(d[1]), value(d[2]), value(d[3])]);
+            }
+            for j in 0..4 {
+                let column = input_step([rows[0][j], rows[1][j], rows[2][j], rows[3][j]]);
+                for (i, value) in column.iter().enumerate() {
+                    store(v, ((i * 4 + j) * n + l) * ci + c0, len, value);
+                }
+            }
+        }
+        // Output gradient rows 2ty, 2ty + 1 by columns 2tx, 2tx + 1.
+        let dy: [[Option<usize>; 2]; 2] =
+            std::array::from_fn(|a| std::array::from_fn(|c| pixel(2 * ty + a, 2 * tx + c)));
+        for c0 in (0..co).step_by(LANES) {
+            let len = LANES.min(co - c0);
+            let g = |a: usize, c: usize| load(grad_cl, dy[a][c].map(|p| p * co + c0), len);
+            let columns = [gradient_step([g(0, 0), g(1, 0)]), gradient_step([g(0, 1), g(1, 1)])];
+            for i in 0..4 {
+                for (j, value) in gradient_step([columns[0][i], columns[1][i]]).iter().enumerate() {
+                    store(dm, ((i * 4 + j) * n + l) * co + c0, len, value);
+                }
+            }
+        }
+    }
+}
+
+/// `G^T dU G` for every filter: `du [16, co, ci]` folded into `[co, ci, 3, 3]`.
+fn filter_gradient(du: &[f32], co: usize, ci: usize) -> Vec<f32> {
+    // G^T on four values: the adjoint of g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2.
+    let adjoint = |u: [f32; 4]| [u[0] + 0.5 * (u[1] + u[2]), 0.5 * (u[1] - u[2]), 0.5 * (u[1] + u[2]) + u[3]];
+    let mut grad = vec![0f32; co * ci * 9];
+    for (filter, g) in grad.chunks_exact_mut(9).enumerate() {
+        let u = |i: usize, j: usize| du[(i * 4 + j) * co * ci + filter];
+        let columns: [[f32; 3]; 4] = std::array::from_fn(|j| adjoint(std::array::from_fn(|i| u(i, j))));
+        for k in 0..3 {
+            let row = adjoint(std::array::from_fn(|j| columns[j][k]));
+            g[k * 3..k * 3 + 3].copy_from_slice(&row);
+        }
+    }
+    grad
 }
