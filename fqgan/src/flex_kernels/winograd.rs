@@ -27,6 +27,12 @@ const JOB_VALUES: usize = 1 << 18;
 /// direct convolution is as fast.
 const MIN_TILES: usize = 64;
 
+/// The most tiles a job of `s` takes for its `V` and `M` to stay within `JOB_VALUES`, and
+/// never fewer than `MIN_TILES`.
+fn budget_tiles(s: &ConvShape) -> usize {
+    (JOB_VALUES / (TAPS * (s.ci + s.co))).max(MIN_TILES)
+}
+
 /// Whether `s` is a convolution this kernel computes, and one it is faster for: 3x3 with
 /// padding 1 and stride 1 keeping the size, with enough channels that the 16 small gemms run
 /// at speed and enough tiles per image to fill their microkernel.
@@ -240,7 +246,7 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
     // Tile rows per job: within the scratch budget, and split for every thread while each
     // job keeps MIN_TILES tiles.
     let threads = rayon::current_num_threads();
-    let budget = (JOB_VALUES / (TAPS * (s.ci + s.co))).max(MIN_TILES);
+    let budget = budget_tiles(s);
     let shared = (all_rows * tile_w / (2 * threads)).max(MIN_TILES);
     let rows_per_job = (budget.min(shared) / (tile_w + 1)).clamp(1, all_rows);
     let jobs = all_rows.div_ceil(rows_per_job);
@@ -321,7 +327,7 @@ pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec
 /// both operands in without a gather.
 pub(super) fn backward_weight(input_cl: &[f32], grad_cl: &[f32], s: &ConvShape) -> Vec<f32> {
     let all_tiles = s.batch * s.h.div_ceil(2) * s.w.div_ceil(2);
-    let per_job = (JOB_VALUES / (TAPS * (s.ci + s.co))).max(MIN_TILES);
+    let per_job = budget_tiles(s);
     let jobs = all_tiles.div_ceil(per_job);
     let (parallel, parallelism) = s.parallelism(jobs);
     let accumulate = |mut du: Vec<f32>, job: usize| {
