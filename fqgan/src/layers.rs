@@ -287,6 +287,10 @@ impl<B: Backend> LayerNorm<B> {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let x = match flex_kernels::layer_norm(x, &self.weight.val(), &self.bias.val(), self.eps) {
+            Ok(out) => return out,
+            Err(x) => x,
+        };
         let mean = x.clone().mean_dim(D - 1);
         let centered = x - mean;
         let var = centered.clone().powi_scalar(2).mean_dim(D - 1);
@@ -359,6 +363,26 @@ pub fn attention<B: Backend>(
         scores = scores.mask_fill(mask, f32::NEG_INFINITY);
     }
     on_weights(softmax(scores, 3)).matmul(v)
+}
+
+/// [`attention`] without a mask or a hook on the weights, the CPU backend's in one kernel
+/// that reads the heads in place.
+pub fn unmasked_attention<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    let scale = (q.dims()[3] as f64).powf(-0.5);
+    match flex_kernels::attention(q, k, v, scale as f32) {
+        Ok(out) => out,
+        Err([q, k, v]) => attention(q, k, v, None, |w| w),
+    }
+}
+
+/// `x + h`: a residual connection, in one parallel pass on the CPU backend.
+pub fn residual<B: Backend, const D: usize>(x: Tensor<B, D>, h: Tensor<B, D>) -> Tensor<B, D> {
+    flex_kernels::add(h, x).unwrap_or_else(|[h, x]| x + h)
+}
+
+/// Exact (erf) GELU.
+pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    flex_kernels::gelu(x).unwrap_or_else(burn::tensor::activation::gelu)
 }
 
 /// `[B, N, heads * d]` -> `[B, heads, N, d]`, and back with [`merge_heads`].

@@ -12,9 +12,9 @@ use burn::tensor::ops::FloatTensor;
 use burn_flex::{Flex, FlexTensor};
 
 use super::conv::{self, ConvShape};
-use super::entropy;
+use super::layer_norm::{self, LayerNormShape};
 use super::norm::{self, GroupNormShape};
-use super::{add as add_kernel, upsample};
+use super::{add as add_kernel, entropy, gelu as gelu_kernel, upsample};
 use super::{f32_flex, AutodiffFlex};
 
 type Tensor = FloatTensor<AutodiffFlex>;
@@ -63,6 +63,70 @@ pub(super) fn group_norm(x: Tensor, weight: Tensor, bias: Tensor, shape: GroupNo
     let out = f32_flex(norm::forward(xv.storage(), wv.storage(), bv.storage(), &shape), xv.layout().shape());
     match GroupNormBackward.prepare::<NoCheckpointing>([x.node, weight.node, bias.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish((state, shape), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    /// Input and weight (the bias gradient needs neither).
+    type State = ([FlexTensor; 2], LayerNormShape);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = output_grad(grads, &ops);
+        let [node_x, node_weight, node_bias] = parent_ids(&ops);
+        let ([x, weight], shape) = ops.state;
+        let (grad_x, grad_weight, grad_bias) =
+            layer_norm::backward(x.storage(), weight.storage(), grad.storage(), &shape);
+        for (node, grad, like) in
+            [(node_x, grad_x, &x), (node_weight, grad_weight, &weight), (node_bias, grad_bias, &weight)]
+        {
+            if let Some(node) = node {
+                grads.register::<Flex>(node, f32_flex(grad, like.layout().shape()));
+            }
+        }
+    }
+}
+
+pub(super) fn layer_norm(x: Tensor, weight: Tensor, bias: Tensor, shape: LayerNormShape) -> Tensor {
+    let state = [values(&x), values(&weight)];
+    let bias_values = values(&bias);
+    let [xv, wv] = &state;
+    let out = layer_norm::forward(xv.storage(), wv.storage(), bias_values.storage(), &shape);
+    let out = f32_flex(out, xv.layout().shape());
+    match LayerNormBackward.prepare::<NoCheckpointing>([x.node, weight.node, bias.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((state, shape), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    /// The input.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = output_grad(grads, &ops);
+        let [node] = parent_ids(&ops);
+        if let Some(node) = node {
+            let x = ops.state;
+            grads.register::<Flex>(
+                node,
+                f32_flex(gelu_kernel::backward(x.storage(), grad.storage()), x.layout().shape()),
+            );
+        }
+    }
+}
+
+pub(super) fn gelu(x: Tensor) -> Tensor {
+    let values = values(&x);
+    let out = f32_flex(gelu_kernel::forward(values.storage()), values.layout().shape());
+    match GeluBackward.prepare::<NoCheckpointing>([x.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(values, out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }

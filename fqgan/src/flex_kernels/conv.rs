@@ -85,13 +85,6 @@ impl ConvShape {
         (r0, self.tile_rows().min(self.geometry.out_h - r0))
     }
 
-    /// Whether there are enough independent jobs for one thread each; with too few (small
-    /// latent grids) gemm splits each one instead.
-    pub(super) fn parallelism(&self, jobs: usize) -> (bool, gemm::Parallelism) {
-        let per_job = jobs >= 2 * rayon::current_num_threads();
-        (per_job, if per_job { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) })
-    }
-
     /// The `[k, rows * out_w]` patch matrix of output rows `r0..r0 + rows` of one image, with
     /// its row stride: the image itself for pointwise convolutions, else an im2col copy in
     /// `scratch`.
@@ -293,6 +286,13 @@ pub(super) fn reused(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buffer[..len]
 }
 
+/// Whether `jobs` independent gemm jobs are enough for one thread each; with too few (small
+/// latent grids, few attention heads) gemm splits each one instead.
+pub(super) fn parallelism(jobs: usize) -> (bool, gemm::Parallelism) {
+    let per_job = jobs >= 2 * rayon::current_num_threads();
+    (per_job, if per_job { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) })
+}
+
 /// A matrix operand of `matmul`: element (r, c) at `ptr + r * row_stride + c * col_stride`.
 #[derive(Clone, Copy)]
 pub(super) struct Operand {
@@ -353,7 +353,7 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
     let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
     let tiles = s.tiles_per_image();
     let jobs = s.batch * tiles;
-    let (per_job, parallelism) = s.parallelism(jobs);
+    let (per_job, parallelism) = parallelism(jobs);
     // Not zeroed: the tiles' products overwrite every value (gemm does not read dst when
     // told not to accumulate).
     let len = s.batch * s.co * plane_out;
@@ -422,7 +422,7 @@ fn weight_gradient_channels_last(input_cl: &[f32], grad_cl: &[f32], s: &ConvShap
     let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
     let tiles = s.tiles_per_image();
     let jobs = s.batch * tiles;
-    let (per_job, parallelism) = s.parallelism(jobs);
+    let (per_job, parallelism) = parallelism(jobs);
     let accumulate = |mut sum: Vec<f32>, job: usize| {
         let (b, (r0, rows)) = (job / tiles, s.tile(job % tiles));
         let image = &input_cl[b * s.ci * plane_in..(b + 1) * s.ci * plane_in];
@@ -530,7 +530,7 @@ pub(super) fn backward_input(weight: &[f32], grad: &[f32], s: &ConvShape) -> Vec
         return super::winograd::backward_input(weight, grad, s);
     }
     let (plane_in, plane_out, k) = (s.plane_in(), s.plane_out(), s.k());
-    let (per_image, parallelism) = s.parallelism(s.batch);
+    let (per_image, parallelism) = parallelism(s.batch);
     let run = |(b, image): (usize, &mut [f32])| {
         with_scratch(|col| {
             let weight_t = Operand { ptr: weight.as_ptr(), row_stride: 1, col_stride: k };

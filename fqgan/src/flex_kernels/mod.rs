@@ -18,9 +18,12 @@ use rayon::prelude::*;
 
 mod adamw;
 mod add;
+mod attention;
 mod autodiff;
 mod conv;
 mod entropy;
+mod gelu;
+mod layer_norm;
 mod linear;
 mod norm;
 mod rotary;
@@ -30,6 +33,7 @@ mod winograd;
 pub(crate) use adamw::AdamWStep;
 pub(crate) use conv::ConvGeometry;
 use conv::ConvShape;
+use layer_norm::LayerNormShape;
 use norm::GroupNormShape;
 
 /// The training backend the custom backward steps serve.
@@ -205,6 +209,69 @@ pub(crate) fn group_norm<B: Backend>(
     let [weight, bias] = [weight, bias].map(|t| to_flex(t.clone()).ok().expect("parameters share the input's backend"));
     let out = norm::forward(x.storage(), weight.storage(), bias.storage(), &shape);
     Ok(f32_tensor(out, x.layout().shape()))
+}
+
+/// `LayerNorm(width, eps)` over the last dimension of `x` with per-column `weight` and
+/// `bias`; `Err` returns `x` when `B` is neither Flex nor `Autodiff<Flex>`.
+pub(crate) fn layer_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: &Tensor<B, 1>,
+    bias: &Tensor<B, 1>,
+    eps: f64,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    let shape = LayerNormShape { width: x.dims()[D - 1], eps };
+    let x = match primitives::<B, AutodiffFlex, 1, D>([x]) {
+        Ok([x]) => {
+            let [weight, bias] = primitives::<B, AutodiffFlex, 2, 1>([weight.clone(), bias.clone()])
+                .ok()
+                .expect("parameters share the input's backend and dtype");
+            return Ok(tensor::<B, AutodiffFlex, D>(autodiff::layer_norm(x, weight, bias, shape)));
+        }
+        Err([x]) => x,
+    };
+    let x = to_flex(x)?;
+    let [weight, bias] = [weight, bias].map(|t| to_flex(t.clone()).ok().expect("parameters share the input's backend"));
+    let out = layer_norm::forward(x.storage(), weight.storage(), bias.storage(), &shape);
+    Ok(f32_tensor(out, x.layout().shape()))
+}
+
+/// Exact (erf) GELU of `x`; `Err` returns `x` when `B` is neither Flex nor `Autodiff<Flex>`.
+pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    let x = match primitives::<B, AutodiffFlex, 1, D>([x]) {
+        Ok([x]) => return Ok(tensor::<B, AutodiffFlex, D>(autodiff::gelu(x))),
+        Err([x]) => x,
+    };
+    let x = to_flex(x)?;
+    Ok(f32_tensor(gelu::forward(x.storage()), x.layout().shape()))
+}
+
+/// `softmax(q k^T * scale) v` for q `[b, h, n, d]`, k `[b, h, m, d]`, v `[b, h, m, dv]`
+/// (views read in place, see `attention`): `[b, h, n, dv]`, laid out as `[b, n, h, dv]`.
+/// `Err` gives the three back when `B` is not Flex (training runs the generic ops) or the
+/// sizes do not match.
+pub(crate) fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    scale: f32,
+) -> Result<Tensor<B, 4>, [Tensor<B, 4>; 3]> {
+    let [q, k, v] = primitives::<B, Flex, 3, 4>([q, k, v])?;
+    // Views with negative strides (flips) are copied; the heads of a projection never are.
+    let [q, k, v] = [q, k, v].map(|t| if t.layout().has_positive_strides() { t } else { t.to_contiguous() });
+    let (hq, hk, hv) = (attention::Heads::of(&q), attention::Heads::of(&k), attention::Heads::of(&v));
+    let [b, h, n, d] = hq.dims;
+    let matches = hk.dims[..2] == [b, h] && hk.dims[3] == d && hv.dims[..3] == hk.dims[..3];
+    if !matches || ![hq, hk, hv].iter().all(|t| t.in_bounds()) {
+        return Err([q, k, v].map(from_flex));
+    }
+    let dv = hv.dims[3];
+    let out = attention::forward(hq, hk, hv, scale);
+    let layout = Layout::new(
+        burn::tensor::Shape::from(vec![b, h, n, dv]),
+        vec![(n * h * dv) as isize, dv as isize, (h * dv) as isize, 1],
+        0,
+    );
+    Ok(from_flex(FlexTensor::new(burn::tensor::Bytes::from_elems(out), layout, DType::F32)))
 }
 
 /// The quantizer's entropy sums over one block of affinities `[rows, codes]`: `[codes + 1]`,
@@ -725,5 +792,73 @@ mod tests {
             let (fb, rb) = (fast.bias.grad(&fg).unwrap(), reference.bias.grad(&rg).unwrap());
             assert!(relative_difference(fb, rb) < 1e-5, "swish {swish}: bias");
         }
+    }
+
+    /// LayerNorm and GELU on Autodiff<Flex> against the generic ops under autodiff on
+    /// NdArray (GELU written with erf): the output and the gradients of the input and both
+    /// parameters.
+    #[test]
+    fn layer_norm_and_gelu_backward_match_autodiff_of_the_generic_ops() {
+        use burn::backend::Autodiff;
+
+        use crate::layers::LayerNorm;
+
+        type Fast = Autodiff<Cpu>;
+        type Reference = Autodiff<NdArray>;
+        let (device, nd) = (Default::default(), Default::default());
+        // 37 columns: the kernels' 16-lane sums have a remainder.
+        let x = Tensor::<Cpu, 3>::random([3, 5, 37], Distribution::Normal(0.5, 2.0), &device);
+        let weight = Tensor::<Cpu, 1>::random([37], Distribution::Normal(1.0, 0.5), &device);
+        let bias = Tensor::<Cpu, 1>::random([37], Distribution::Normal(0.0, 0.5), &device);
+        let upstream = Tensor::<Cpu, 3>::random([3, 5, 37], Distribution::Normal(0.0, 1.0), &device);
+
+        let mut fast = LayerNorm::<Fast>::new(37, 1e-5, &device);
+        fast.weight = burn::module::Param::from_tensor(Tensor::from_data(weight.to_data(), &device).require_grad());
+        fast.bias = burn::module::Param::from_tensor(Tensor::from_data(bias.to_data(), &device).require_grad());
+        let fx = Tensor::<Fast, 3>::from_data(x.to_data(), &device).require_grad();
+        let fast_out = crate::layers::gelu(fast.forward(fx.clone()));
+        let fg = (fast_out.clone() * Tensor::from_data(upstream.to_data(), &device)).sum().backward();
+
+        let mut reference = LayerNorm::<Reference>::new(37, 1e-5, &nd);
+        reference.weight = burn::module::Param::from_tensor(Tensor::from_data(weight.to_data(), &nd).require_grad());
+        reference.bias = burn::module::Param::from_tensor(Tensor::from_data(bias.to_data(), &nd).require_grad());
+        let rx = Tensor::<Reference, 3>::from_data(x.to_data(), &nd).require_grad();
+        // GELU from erf: burn's own GELU backward is the derivative of the tanh approximation.
+        let normed = reference.forward(rx.clone());
+        let reference_out = normed.clone() * ((normed * std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0) * 0.5;
+        let rg = (reference_out.clone() * Tensor::from_data(upstream.to_data(), &nd)).sum().backward();
+
+        assert!(relative_difference(fast_out, reference_out) < 1e-6, "output");
+        assert!(relative_difference(fx.grad(&fg).unwrap(), rx.grad(&rg).unwrap()) < 1e-5, "input");
+        let (fw, rw) = (fast.weight.grad(&fg).unwrap(), reference.weight.grad(&rg).unwrap());
+        assert!(relative_difference(fw, rw) < 1e-5, "weight");
+        let (fb, rb) = (fast.bias.grad(&fg).unwrap(), reference.bias.grad(&rg).unwrap());
+        assert!(relative_difference(fb, rb) < 1e-5, "bias");
+    }
+
+    /// The attention kernel on the views the models give it (heads split out of a packed
+    /// projection; one head whose tokens are the columns of a feature map) against the
+    /// generic ops on NdArray, and with fewer keys than queries.
+    #[test]
+    fn attention_kernel_matches_the_generic_ops() {
+        use crate::layers::{attention, merge_heads, split_heads, unmasked_attention};
+
+        let device = Default::default();
+        let to_nd = |t: Tensor<Cpu, 4>| Tensor::<NdArray, 4>::from_data(t.into_data(), &Default::default());
+        // Packed [q; k; v] projections of 2 images x 7 tokens, 3 heads of 5.
+        let qkv = Tensor::<Cpu, 3>::random([2, 7, 45], Distribution::Normal(0.0, 2.0), &device);
+        let split = |i: usize| split_heads(qkv.clone().narrow(2, i * 15, 15), 3);
+        let fast = merge_heads(unmasked_attention(split(0), split(1), split(2)));
+        let [q, k, v] = [0, 1, 2].map(|i| to_nd(split(i)));
+        let reference = merge_heads(attention(q, k, v, None, |w| w));
+        assert!(relative_difference(fast, reference) < 1e-6, "packed heads");
+
+        // One head over a 3x4 map of 6 channels: [b, 1, 12, 6] with the tokens along columns.
+        let map = Tensor::<Cpu, 4>::random([2, 6, 3, 4], Distribution::Normal(0.0, 1.0), &device);
+        let tokens = map.reshape([2, 1, 6, 12]).swap_dims(2, 3);
+        let keys = tokens.clone().narrow(2, 0, 5);
+        let fast = unmasked_attention(tokens.clone(), keys.clone(), keys.clone() * 2.0);
+        let reference = attention(to_nd(tokens), to_nd(keys.clone()), to_nd(keys * 2.0), None, |w| w);
+        assert!(relative_difference(fast, reference) < 1e-6, "columns as tokens, 5 keys");
     }
 }

@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::{matmul, reused, sum_over_jobs, with_scratch, ConvShape, Operand, SharedMut};
+use super::conv::{matmul, parallelism, reused, sum_over_jobs, with_scratch, ConvShape, Operand, SharedMut};
 
 /// Values of a transformed 4x4 tile (one per gemm).
 const TAPS: usize = 16;
@@ -250,7 +250,7 @@ pub(super) fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &C
     let shared = (all_rows * tile_w / (2 * threads)).max(MIN_TILES);
     let rows_per_job = (budget.min(shared) / (tile_w + 1)).clamp(1, all_rows);
     let jobs = all_rows.div_ceil(rows_per_job);
-    let (per_job, parallelism) = s.parallelism(jobs);
+    let (per_job, parallelism) = parallelism(jobs);
     let u = transform_weight(weight, s.co, s.ci);
     let len = s.batch * s.co * s.h * s.w;
     let mut out = Vec::<f32>::with_capacity(len);
@@ -329,7 +329,7 @@ pub(super) fn backward_weight(input_cl: &[f32], grad_cl: &[f32], s: &ConvShape) 
     let all_tiles = s.batch * s.h.div_ceil(2) * s.w.div_ceil(2);
     let per_job = budget_tiles(s);
     let jobs = all_tiles.div_ceil(per_job);
-    let (parallel, parallelism) = s.parallelism(jobs);
+    let (parallel, parallelism) = parallelism(jobs);
     let accumulate = |mut du: Vec<f32>, job: usize| {
         let tiles = job * per_job..((job + 1) * per_job).min(all_tiles);
         let n = tiles.len();

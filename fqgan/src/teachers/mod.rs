@@ -14,13 +14,13 @@ pub mod preprocess;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::layers::{merge_heads, split_heads};
+use crate::layers::{gelu, merge_heads, split_heads};
 use crate::weights::{load_module, KeyMap, LoadRules, TensorFile};
 
 pub use clip::{ClipVisionConfig, ClipVisionModel};
@@ -112,5 +112,5 @@ pub(crate) fn load_frozen<B: Backend, M: Module<B>>(
 /// Multi-head attention over already projected q, k, v [B, N, width].
 pub(crate) fn attention<B: Backend>(q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>, heads: usize) -> Tensor<B, 3> {
     let split = |x| split_heads(x, heads);
-    merge_heads(crate::layers::attention(split(q), split(k), split(v), None, |w| w))
+    merge_heads(crate::layers::unmasked_attention(split(q), split(k), split(v)))
 }

@@ -2,11 +2,12 @@
 //! `nn.MultiheadAttention`) and the `FactorizedAdapter` each sub-codebook branch starts with.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
-use crate::layers::{attention, linear_rows, merge_heads, normal_param, random_param, split_heads, LayerNorm, Linear};
+use crate::layers::{
+    gelu, linear_rows, merge_heads, normal_param, random_param, residual, unmasked_attention, LayerNorm, Linear,
+};
 
 /// `nn.MultiheadAttention` (batch-first here) with the packed `in_proj_weight` = [q; k; v].
 #[derive(Module, Debug)]
@@ -31,10 +32,13 @@ impl<B: Backend> MultiheadAttention<B> {
 
     /// x: [batch, seq, width] -> [batch, seq, width]
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let width = x.dims()[2];
+        let [b, n, width] = x.dims();
         let qkv = linear_rows(x, self.in_proj_weight.val(), Some(self.in_proj_bias.val()));
-        let split = |i: usize| split_heads(qkv.clone().narrow(2, i * width, width), self.heads);
-        let out = attention(split(0), split(1), split(2), None, |w| w);
+        // [b, 3 * heads, n, d]: q's heads, then k's, then v's, as views of the projection
+        // (a reshape after narrowing would copy it on the CPU backend).
+        let heads = qkv.reshape([b, n, 3 * self.heads, width / self.heads]).swap_dims(1, 2);
+        let split = |i: usize| heads.clone().narrow(1, i * self.heads, self.heads);
+        let out = unmasked_attention(split(0), split(1), split(2));
         self.out_proj.forward(merge_heads(out))
     }
 }
@@ -69,9 +73,9 @@ impl<B: Backend> ResidualAttentionBlock<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x));
+        let x = residual(x.clone(), self.attn.forward(self.ln_1.forward(x)));
         let mlp = self.mlp.c_proj.forward(gelu(self.mlp.c_fc.forward(self.ln_2.forward(x.clone()))));
-        x + mlp
+        residual(x, mlp)
     }
 }
 
@@ -112,8 +116,10 @@ impl<B: Backend> FactorizedAdapter<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, c, h, w] = x.dims();
-        let tokens = x.reshape([b, c, h * w]).swap_dims(1, 2);
-        let tokens = tokens + self.positional_embedding.val().unsqueeze();
+        // The positions added in x's own layout, before it is viewed as tokens [b, hw, c]:
+        // an add on the view walks it element by element on the CPU backend.
+        let positions = self.positional_embedding.val().transpose().unsqueeze::<3>();
+        let tokens = (x.reshape([b, c, h * w]) + positions).swap_dims(1, 2);
         let out = run_transformer(&self.ln_pre, &self.transformer, &self.ln_post, tokens);
         out.swap_dims(1, 2).reshape([b, c, h, w])
     }

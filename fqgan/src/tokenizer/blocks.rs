@@ -6,15 +6,10 @@ use burn::tensor::Tensor;
 
 use crate::config::TokenizerConfig;
 use crate::flex_kernels;
-use crate::layers::{attention, Conv2d, GroupNorm};
+use crate::layers::{residual, unmasked_attention, Conv2d, GroupNorm};
 
 pub(crate) fn normalize<B: Backend>(config: &TokenizerConfig, channels: usize, device: &B::Device) -> GroupNorm<B> {
     GroupNorm::new(config.norm_groups, channels, config.norm_eps, device)
-}
-
-/// `x + h`: a residual connection, in one parallel pass on the CPU backend.
-fn residual<B: Backend>(x: Tensor<B, 4>, h: Tensor<B, 4>) -> Tensor<B, 4> {
-    flex_kernels::add(h, x).unwrap_or_else(|[h, x]| x + h)
 }
 
 /// norm1, swish, conv1, norm2, swish, (dropout), conv2, plus a 1x1 `nin_shortcut` when the
@@ -76,7 +71,7 @@ impl<B: Backend> AttnBlock<B> {
             tokens(self.k.forward(normed.clone())),
             tokens(self.v.forward(normed)),
         );
-        let attended = attention(q, k, v, None, |w| w).swap_dims(2, 3).reshape([b, c, h, w]);
+        let attended = unmasked_attention(q, k, v).swap_dims(2, 3).reshape([b, c, h, w]);
         residual(x, self.proj_out.forward(attended))
     }
 }
