@@ -157,6 +157,14 @@ pub fn linear_rows<B: Backend, const D: usize>(
         Ok(out) => return out.reshape(out_dims),
         Err(x) => x,
     };
+    // Many rows with f32 weights on the CPU backend: gemm adds the product onto the bias.
+    let x = match rows > THIN_ROWS {
+        true => match flex_kernels::linear_gemm(x, &weight, bias.as_ref()) {
+            Ok(out) => return out.reshape(out_dims),
+            Err(x) => x,
+        },
+        false => x,
+    };
     // Reduced-precision weights are widened for gemm (prefilling a prompt, large batches).
     let weight = if weight.dtype() == x.dtype() { weight } else { flex_kernels::to_f32(weight) };
     // Few rows otherwise: as `(weight @ x^T)^T`, so that gemm sees the long side as its rows.

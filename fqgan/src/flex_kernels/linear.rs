@@ -2,7 +2,8 @@
 //! guidance): every weight row read from memory once, and dotted with all rows of `x` while
 //! it is in L1. Through gemm, a thin product runs its widest microkernel on mostly padding
 //! and broadcasts each weight element on its own: FAR-B's tokens took 2.4x PyTorch's time.
-//! Weights are f32 or bf16 (see [`Weights`]).
+//! Weights are f32 or bf16 (see [`Weights`]). More rows (a sequence through the adapters'
+//! transformer) go to gemm in [`many_rows`].
 
 use burn::tensor::{bf16, DType};
 use rayon::prelude::*;
@@ -103,6 +104,32 @@ pub(super) fn forward(x: &[f32], weights: Weights<'_>, bias: Option<&[f32]>, row
 
 /// `src` as f32 into `dst`: a bf16 is the top half of the f32 it rounds, so widening is exact.
 #[inline(always)]
+/// `x @ weight^T + bias` for `x` `[rows, d_in]` and an f32 `weight` `[d_out, d_in]` through
+/// gemm, which reads the weight in place (transposed by its strides) and adds the product
+/// onto the output's bias rows: one pass over the output, where the generic ops zero it,
+/// multiply and add the bias on one thread.
+pub(super) fn many_rows(x: &[f32], weight: &[f32], bias: Option<&[f32]>, rows: usize, d_in: usize) -> Vec<f32> {
+    let d_out = weight.len() / d_in;
+    let mut out = vec![0f32; rows * d_out];
+    if let Some(bias) = bias {
+        out.par_chunks_mut(d_out).for_each(|row| row.copy_from_slice(bias));
+    }
+    // SAFETY: `out` is [rows, d_out], x [rows, d_in] and the weight [d_out, d_in], read as
+    // [d_in, d_out] through its strides.
+    unsafe {
+        super::conv::matmul(
+            [rows, d_out, d_in],
+            out.as_mut_ptr(),
+            d_out,
+            bias.is_some(),
+            super::conv::Operand { ptr: x.as_ptr(), row_stride: d_in, col_stride: 1 },
+            super::conv::Operand { ptr: weight.as_ptr(), row_stride: 1, col_stride: d_in },
+            gemm::Parallelism::Rayon(0),
+        );
+    }
+    out
+}
+
 pub(super) fn widen(src: &[bf16], dst: &mut [f32]) {
     for (d, s) in dst.iter_mut().zip(src) {
         *d = f32::from_bits(u32::from(s.to_bits()) << 16);

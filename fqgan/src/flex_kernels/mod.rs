@@ -342,6 +342,24 @@ pub(crate) fn linear_thin<B: Backend>(
     Ok(f32_tensor(out, &[rows, weight.layout().shape()[0]]))
 }
 
+/// `x @ weight^T + bias` for `x` `[rows, d_in]` of any number of rows and an f32 PyTorch-
+/// layout `weight` through gemm (see `linear::many_rows`); `Err` gives `x` back when `B` is
+/// not Flex (training runs the generic ops) or the weight is not f32.
+pub(crate) fn linear_gemm<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
+    let [rows, d_in] = x.dims();
+    let x = to_flex(x)?;
+    let Ok(weight) = to_flex(weight.clone()) else {
+        return Err(from_flex(x));
+    };
+    let bias = bias.map(|b| to_flex(b.clone()).ok().expect("bias shares the backend"));
+    let out = linear::many_rows(x.storage(), weight.storage(), bias.as_ref().map(|b| b.storage()), rows, d_in);
+    Ok(f32_tensor(out, &[rows, weight.layout().shape()[0]]))
+}
+
 /// `t` stored as bf16, rounded to nearest (burn's cast on other backends; Flex's goes
 /// through an f64 copy of the whole tensor on one thread).
 pub(crate) fn to_bf16<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
@@ -561,7 +579,7 @@ mod tests {
         let widened = super::to_f32(rounded.clone());
         assert!(relative_difference(widened.clone(), Tensor::<NdArray, 2>::from_data(weight.to_data(), &nd)) < 4e-3);
         let bias_nd = Tensor::<NdArray, 1>::from_data(bias.to_data(), &nd);
-        for (weight, exact) in [(weight.clone(), weight), (rounded, widened)] {
+        for (weight, exact) in [(weight.clone(), weight.clone()), (rounded.clone(), widened)] {
             let weight_nd = Tensor::<NdArray, 2>::from_data(exact.to_data(), &nd);
             let most = super::linear::max_rows(weight.dtype());
             for rows in 1..=most {
@@ -577,6 +595,15 @@ mod tests {
             let many = Tensor::<Cpu, 2>::zeros([most + 1, 37], &device);
             assert!(super::linear_thin(many, &weight, None).is_err());
         }
+        // Many rows through gemm, f32 weights only.
+        let x = Tensor::<Cpu, 2>::random([45, 37], Distribution::Normal(0.0, 1.0), &device);
+        let reference = Tensor::<NdArray, 2>::from_data(x.to_data(), &nd)
+            .matmul(Tensor::<NdArray, 2>::from_data(weight.to_data(), &nd).transpose());
+        let fast = super::linear_gemm(x.clone(), &weight, None).ok().expect("Flex takes f32 weights");
+        assert!(relative_difference(fast, reference.clone()) < 1e-5, "many rows");
+        let fast = super::linear_gemm(x.clone(), &weight, Some(&bias)).ok().expect("Flex takes f32 weights");
+        assert!(relative_difference(fast, reference + bias_nd.unsqueeze::<2>()) < 1e-5, "many rows with bias");
+        assert!(super::linear_gemm(x, &rounded, None).is_err(), "bf16 weights stay on the generic path");
     }
 
     /// The in-place add never writes into a buffer another tensor still reads.
