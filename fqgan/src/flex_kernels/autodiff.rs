@@ -47,12 +47,15 @@ impl Backward<Flex, 3> for GroupNormBackward {
         let ([x, weight, bias], shape) = ops.state;
         let (grad_x, grad_weight, grad_bias) =
             norm::backward(x.storage(), weight.storage(), bias.storage(), grad.storage(), &shape);
-        for (node, grad, like) in
-            [(node_x, grad_x, &x), (node_weight, grad_weight, &weight), (node_bias, grad_bias, &bias)]
-        {
-            if let Some(node) = node {
-                grads.register::<Flex>(node, f32_flex(grad, like.layout().shape()));
-            }
+        register(grads, [(node_x, grad_x, &x), (node_weight, grad_weight, &weight), (node_bias, grad_bias, &bias)]);
+    }
+}
+
+/// Registers each gradient (shaped as its tensor) for the parents that need one.
+fn register<const N: usize>(grads: &mut Gradients, gradients: [(Option<NodeId>, Vec<f32>, &FlexTensor); N]) {
+    for (node, grad, like) in gradients {
+        if let Some(node) = node {
+            grads.register::<Flex>(node, f32_flex(grad, like.layout().shape()));
         }
     }
 }
@@ -80,13 +83,7 @@ impl Backward<Flex, 3> for LayerNormBackward {
         let ([x, weight], shape) = ops.state;
         let (grad_x, grad_weight, grad_bias) =
             layer_norm::backward(x.storage(), weight.storage(), grad.storage(), &shape);
-        for (node, grad, like) in
-            [(node_x, grad_x, &x), (node_weight, grad_weight, &weight), (node_bias, grad_bias, &weight)]
-        {
-            if let Some(node) = node {
-                grads.register::<Flex>(node, f32_flex(grad, like.layout().shape()));
-            }
-        }
+        register(grads, [(node_x, grad_x, &x), (node_weight, grad_weight, &weight), (node_bias, grad_bias, &weight)]);
     }
 }
 
