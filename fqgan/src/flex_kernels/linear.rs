@@ -102,8 +102,6 @@ pub(super) fn forward(x: &[f32], weights: Weights<'_>, bias: Option<&[f32]>, row
     out
 }
 
-/// `src` as f32 into `dst`: a bf16 is the top half of the f32 it rounds, so widening is exact.
-#[inline(always)]
 /// `x @ weight^T + bias` for `x` `[rows, d_in]` and an f32 `weight` `[d_out, d_in]` through
 /// gemm, which reads the weight in place (transposed by its strides) and adds the product
 /// onto the output's bias rows: one pass over the output, where the generic ops zero it,
@@ -130,6 +128,8 @@ pub(super) fn many_rows(x: &[f32], weight: &[f32], bias: Option<&[f32]>, rows: u
     out
 }
 
+/// `src` as f32 into `dst`: a bf16 is the top half of the f32 it rounds, so widening is exact.
+#[inline(always)]
 pub(super) fn widen(src: &[bf16], dst: &mut [f32]) {
     for (d, s) in dst.iter_mut().zip(src) {
         *d = f32::from_bits(u32::from(s.to_bits()) << 16);
