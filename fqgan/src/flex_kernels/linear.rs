@@ -107,23 +107,30 @@ pub(super) fn forward(x: &[f32], weights: Weights<'_>, bias: Option<&[f32]>, row
 /// onto the output's bias rows: one pass over the output, where the generic ops zero it,
 /// multiply and add the bias on one thread.
 pub(super) fn many_rows(x: &[f32], weight: &[f32], bias: Option<&[f32]>, rows: usize, d_in: usize) -> Vec<f32> {
-    let d_out = weight.len() / d_in;
-    let mut out = vec![0f32; rows * d_out];
+    let (d_out, len) = (weight.len() / d_in, rows * weight.len() / d_in);
+    // Not zeroed: gemm adds onto the bias rows, or (without a bias) overwrites every value.
+    let mut out = Vec::<f32>::with_capacity(len);
     if let Some(bias) = bias {
-        out.par_chunks_mut(d_out).for_each(|row| row.copy_from_slice(bias));
+        out.spare_capacity_mut()[..len].par_chunks_mut(d_out).for_each(|row| {
+            row.iter_mut().zip(bias).for_each(|(o, &b)| {
+                o.write(b);
+            })
+        });
     }
-    // SAFETY: `out` is [rows, d_out], x [rows, d_in] and the weight [d_out, d_in], read as
-    // [d_in, d_out] through its strides.
+    // SAFETY: `out` has room for [rows, d_out], x is [rows, d_in] and the weight [d_out,
+    // d_in], read as [d_in, d_out] through its strides; gemm reads `out` only when told to
+    // accumulate, after the bias was written.
     unsafe {
         super::conv::matmul(
             [rows, d_out, d_in],
-            out.as_mut_ptr(),
+            out.spare_capacity_mut().as_mut_ptr().cast(),
             d_out,
             bias.is_some(),
             super::conv::Operand { ptr: x.as_ptr(), row_stride: d_in, col_stride: 1 },
             super::conv::Operand { ptr: weight.as_ptr(), row_stride: 1, col_stride: d_in },
             gemm::Parallelism::Rayon(0),
         );
+        out.set_len(len);
     }
     out
 }
